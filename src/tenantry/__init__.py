@@ -1,0 +1,3 @@
+"""tenantry: a multi-tenant application factory for Flask."""
+
+__version__ = "0.1.0"

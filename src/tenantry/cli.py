@@ -1,0 +1,174 @@
+"""The ``tenantry`` command: thin over :mod:`tenantry.tenants` and friends.
+
+Exit status: 0 success, 1 a check failed, 2 bad usage or invalid input (nothing written).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import click
+
+from tenantry.config import ALL_BLUEPRINTS
+from tenantry.home import HOME_ENV_VAR, TenantHome
+from tenantry.log import configure_logging
+from tenantry.tenants import (
+    TenantError,
+    check_tenants,
+    create_tenant,
+    describe_tenant,
+    migrate_tenants,
+    rotate_secret,
+    set_enabled,
+)
+
+
+class InputError(click.ClickException):
+    """Invalid input: an invalid or existing slug, an unknown tenant or user. Exit 2."""
+
+    exit_code = 2
+
+
+def _home(ctx: click.Context) -> TenantHome:
+    return ctx.ensure_object(dict)["home"]
+
+
+def _refusing(operation, *args, **kwargs):
+    try:
+        return operation(*args, **kwargs)
+    except TenantError as exc:
+        raise InputError(str(exc)) from exc
+
+
+@click.group()
+@click.option(
+    "--home",
+    type=click.Path(file_okay=False),
+    envvar=HOME_ENV_VAR,
+    help="Folder holding config/ and tenants/ (default: $TENANTRY_HOME or .).",
+)
+@click.pass_context
+def main(ctx: click.Context, home: str | None) -> None:
+    """Run and administer tenantry tenants."""
+    configure_logging(os.environ.get("TENANTRY_LOG_LEVEL", "WARNING"))
+    ctx.ensure_object(dict)["home"] = TenantHome.from_environ(root=home)
+
+
+@main.group()
+def tenants() -> None:
+    """Create, list, check, enable and disable tenants."""
+
+
+@tenants.command("create")
+@click.argument("slug")
+@click.option("--name", help="Display name (default: the slug).")
+@click.option("--host", "hosts", multiple=True, help="Host name routed to this tenant.")
+@click.option(
+    "--blueprints",
+    default=",".join(ALL_BLUEPRINTS),
+    show_default=True,
+    help="Comma-separated blueprints to enable.",
+)
+@click.pass_context
+def tenants_create(ctx, slug, name, hosts, blueprints):
+    """Create tenant SLUG with a fresh secret key and database."""
+    names = tuple(part.strip() for part in blueprints.split(",") if part.strip())
+    _refusing(create_tenant, _home(ctx), slug, name=name, hosts=hosts, blueprints=names)
+    click.echo(f"created tenant {slug} in {_home(ctx).root}")
+
+
+@tenants.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.pass_context
+def tenants_list(ctx, as_json):
+    """List tenants: slug, name, hosts, blueprints, enabled."""
+    home = _home(ctx)
+    rows = [describe_tenant(home, slug) for slug in home.slugs()]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        state = "enabled" if row["enabled"] else "disabled"
+        click.echo(
+            f"{row['slug']}\t{row['name'] or '-'}\t{state}\t"
+            f"hosts={','.join(row['hosts']) or '-'}\tblueprints={','.join(row['blueprints'])}"
+            + (f"\tERROR: {row['error']}" if "error" in row else "")
+        )
+
+
+@tenants.command("check")
+@click.argument("slug", required=False)
+@click.pass_context
+def tenants_check(ctx, slug):
+    """Validate config and secrets of SLUG, or of every tenant. Exit 1 on any problem."""
+    report = _refusing(check_tenants, _home(ctx), [slug] if slug else None)
+    for name, problems in report.items():
+        if problems:
+            for problem in problems:
+                click.echo(f"{name}: {problem}")
+        else:
+            click.echo(f"{name}: ok")
+    if any(report.values()):
+        sys.exit(1)
+
+
+@tenants.command("disable")
+@click.argument("slug")
+@click.pass_context
+def tenants_disable(ctx, slug):
+    """Disable SLUG: it answers 404 like an unknown tenant."""
+    _refusing(set_enabled, _home(ctx), slug, False)
+    click.echo(f"disabled tenant {slug}")
+
+
+@tenants.command("enable")
+@click.argument("slug")
+@click.pass_context
+def tenants_enable(ctx, slug):
+    """Enable SLUG again."""
+    _refusing(set_enabled, _home(ctx), slug, True)
+    click.echo(f"enabled tenant {slug}")
+
+
+@tenants.command("rotate-secret")
+@click.argument("slug")
+@click.pass_context
+def tenants_rotate_secret(ctx, slug):
+    """Give SLUG a new SECRET_KEY; all of its tokens stop working."""
+    _refusing(rotate_secret, _home(ctx), slug)
+    click.echo(f"rotated the secret key of tenant {slug}")
+
+
+@main.command()
+@click.argument("slug", required=False)
+@click.pass_context
+def migrate(ctx, slug):
+    """Bring SLUG's database, or every tenant's, to the current schema."""
+    revisions = _refusing(migrate_tenants, _home(ctx), [slug] if slug else None)
+    for name, revision in revisions.items():
+        click.echo(f"{name}: at revision {revision}")
+
+
+@main.command()
+@click.option("--bind", default="127.0.0.1:8000", show_default=True)
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(min=1))
+@click.pass_context
+def serve(ctx, bind, workers):
+    """Serve every tenant with gunicorn."""
+    home = _home(ctx)
+    os.environ[HOME_ENV_VAR] = str(home.root)
+    argv = [
+        sys.executable, "-m", "gunicorn",
+        "--bind", bind,
+        "--workers", str(workers),
+        # Long uploads and downloads keep a sync worker busy; do not kill it for that.
+        "--timeout", "300",
+        "tenantry.wsgi:application",
+    ]  # fmt: skip
+    os.execv(sys.executable, argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,161 @@
+"""The base every tenant's config class extends, and the rules a tenant's settings must meet.
+
+A tenant is configured in two places: its class in ``config/<slug>.py`` (committed, no
+secrets) and its ``tenants/<slug>/.env`` (never committed). :func:`tenant_settings` merges
+the two into the mapping a tenant app is built from, or raises :class:`TenantConfigError`
+listing every problem at once.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from pathlib import Path
+
+SLUG_PATTERN = re.compile(r"[a-z][a-z0-9-]{1,62}")
+RESERVED_SLUGS = frozenset({"healthz"})
+
+ALL_BLUEPRINTS = ("landing", "status")
+ALWAYS_ON_BLUEPRINTS = ("status",)
+
+MIN_SECRET_BYTES = 32
+MIN_SECRET_DISTINCT_CHARS = 10
+KNOWN_DEFAULT_SECRETS = frozenset(
+    {
+        "changeme",
+        "change-me",
+        "change_me",
+        "dev",
+        "development",
+        "secret",
+        "secret-key",
+        "secret_key",
+        "super-secret",
+        "super-secret-key",
+        "supersecretkey",
+        "your-secret-key",
+        "your_secret_key",
+        "your-secret-key-here",
+        "please-change-this-secret-key-in-production",
+        "replace-me-with-a-real-secret-key-of-32-bytes",
+    }
+)
+
+GiB = 1024**3
+
+
+class TenantConfigError(Exception):
+    """A tenant's config class or secrets are invalid; ``problems`` lists each one."""
+
+    def __init__(self, slug: str, problems: list[str]):
+        self.slug = slug
+        self.problems = problems
+        super().__init__(f"tenant {slug!r}: " + "; ".join(problems))
+
+
+class TenantConfig:
+    """Defaults for every tenant. Subclass it in ``config/<slug>.py`` and set SLUG."""
+
+    SLUG: str = ""
+    NAME: str = ""
+    HOSTS: tuple[str, ...] = ()
+    BLUEPRINTS: tuple[str, ...] = ALL_BLUEPRINTS
+
+    MAX_CONTENT_LENGTH: int = 1 * GiB
+    STORAGE_QUOTA: int = 10 * GiB
+    JWT_ACCESS_LIFESPAN: timedelta = timedelta(minutes=15)
+    JWT_REFRESH_LIFESPAN: timedelta = timedelta(days=30)
+
+    DEBUG = False
+    TESTING = False
+    PROPAGATE_EXCEPTIONS = False
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+
+
+def is_valid_slug(slug: str) -> bool:
+    """Whether ``slug`` may name a tenant (pattern of the contract, not reserved)."""
+    return SLUG_PATTERN.fullmatch(slug) is not None and slug not in RESERVED_SLUGS
+
+
+def secret_key_problems(secret_key: str | None) -> list[str]:
+    """Everything wrong with a SECRET_KEY value (empty when it is fit to sign tokens)."""
+    if not secret_key:
+        return ["SECRET_KEY is missing from .env"]
+    problems = []
+    if len(secret_key.encode()) < MIN_SECRET_BYTES:
+        problems.append(f"SECRET_KEY is shorter than {MIN_SECRET_BYTES} bytes")
+    if (
+        secret_key.strip().lower() in KNOWN_DEFAULT_SECRETS
+        or len(set(secret_key)) < MIN_SECRET_DISTINCT_CHARS
+    ):
+        problems.append("SECRET_KEY is a well-known default or too repetitive")
+    return problems
+
+
+def config_class_problems(config_class: type[TenantConfig], slug: str) -> list[str]:
+    """Everything wrong with a tenant's config class, checked without building anything."""
+    problems = []
+    if slug != config_class.SLUG:
+        problems.append(f"SLUG is {config_class.SLUG!r}, expected {slug!r}")
+    if not isinstance(config_class.NAME, str):
+        problems.append("NAME must be a string")
+    if not isinstance(config_class.HOSTS, tuple | list) or not all(
+        isinstance(host, str) and host for host in config_class.HOSTS
+    ):
+        problems.append("HOSTS must be a tuple of host names")
+    blueprints = config_class.BLUEPRINTS
+    if not isinstance(blueprints, tuple | list):
+        problems.append("BLUEPRINTS must be a tuple of blueprint names")
+    else:
+        unknown = [name for name in blueprints if name not in ALL_BLUEPRINTS]
+        if unknown:
+            problems.append(
+                f"unknown blueprints {', '.join(map(str, unknown))} "
+                f"(known: {', '.join(ALL_BLUEPRINTS)})"
+            )
+    for limit in ("MAX_CONTENT_LENGTH", "STORAGE_QUOTA"):
+        value = getattr(config_class, limit)
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            problems.append(f"{limit} must be a positive integer of bytes")
+    for lifespan in ("JWT_ACCESS_LIFESPAN", "JWT_REFRESH_LIFESPAN"):
+        value = getattr(config_class, lifespan)
+        if not isinstance(value, timedelta) or value <= timedelta(0):
+            problems.append(f"{lifespan} must be a positive timedelta")
+    return problems
+
+
+def enabled_blueprints(config_class: type[TenantConfig]) -> tuple[str, ...]:
+    """The tenant's blueprints in canonical order, with the always-on ones included."""
+    wanted = set(config_class.BLUEPRINTS) | set(ALWAYS_ON_BLUEPRINTS)
+    return tuple(name for name in ALL_BLUEPRINTS if name in wanted)
+
+
+def tenant_settings(
+    config_class: type[TenantConfig], secrets: dict[str, str | None], instance_path: Path
+) -> dict:
+    """The full config mapping of one tenant app: class attributes, secrets and paths.
+
+    :raises TenantConfigError: listing every problem of the class and the secrets.
+    """
+    slug = config_class.SLUG
+    problems = config_class_problems(config_class, slug)
+    problems += secret_key_problems(secrets.get("SECRET_KEY"))
+    base_keys = {key for key in dir(TenantConfig) if key.isupper()} - {"SECRET_KEY"}
+    misplaced = sorted(key for key in secrets if key in base_keys)
+    if misplaced:
+        problems.append(f"{', '.join(misplaced)} belong in config/{slug}.py, not in .env")
+    if problems:
+        raise TenantConfigError(slug, problems)
+
+    settings = {key: getattr(config_class, key) for key in dir(config_class) if key.isupper()}
+    settings.update({key: value for key, value in secrets.items() if key.isupper()})
+    settings.update(
+        NAME=config_class.NAME or slug,
+        HOSTS=tuple(config_class.HOSTS),
+        BLUEPRINTS=enabled_blueprints(config_class),
+        INSTANCE_PATH=str(instance_path),
+        STORAGE_ROOT=str(instance_path / "storage"),
+        SESSION_COOKIE_NAME=f"tenantry-{slug}",
+    )
+    return settings

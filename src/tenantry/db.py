@@ -1,0 +1,169 @@
+"""Each tenant's database: a SQLite file of its own, or its own schema of one PostgreSQL database.
+
+Models are declared once, without a schema, on :class:`Base`. A :class:`TenantDatabase`
+binds them to one tenant: on SQLite through that tenant's own engine, on PostgreSQL through
+the process's one shared engine with a ``schema_translate_map`` naming the tenant's schema,
+so connections do not grow with the number of tenants. Both go through the same code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import threading
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+from sqlalchemy import Engine, MetaData, create_engine, event, text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+# The newest migration's revision; tests check it matches the migrations folder.
+SCHEMA_REVISION = "0001"
+
+PG_POOL_SIZE = 5
+PG_MAX_OVERFLOW = 5
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+def schema_name(slug: str) -> str:
+    """The PostgreSQL schema of a tenant: ``tenant_<slug>`` with ``-`` as ``_``."""
+    return "tenant_" + slug.replace("-", "_")
+
+
+def _configure_sqlite(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets readers and one writer work at once across gunicorn workers; the busy
+    # timeout makes a second writer wait instead of failing.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+_shared_engines: dict[str, Engine] = {}
+_shared_engines_lock = threading.Lock()
+
+
+def shared_engine(database_url: str) -> Engine:
+    """The one engine (and pool) this process uses for every tenant on ``database_url``."""
+    with _shared_engines_lock:
+        engine = _shared_engines.get(database_url)
+        if engine is None:
+            engine = create_engine(
+                database_url,
+                pool_size=PG_POOL_SIZE,
+                max_overflow=PG_MAX_OVERFLOW,
+                pool_pre_ping=True,
+            )
+            _shared_engines[database_url] = engine
+        return engine
+
+
+class TenantDatabase:
+    """The database of one tenant: its engine (bound to its schema) and sessions."""
+
+    def __init__(self, slug: str, instance_path: Path, database_url: str | None = None):
+        self.slug = slug
+        if database_url:
+            self.schema = schema_name(slug)
+            self.engine = shared_engine(database_url).execution_options(
+                schema_translate_map={None: self.schema}
+            )
+            self._owns_engine = False
+        else:
+            self.schema = None
+            self.path = instance_path / "tenant.db"
+            self.engine = create_engine(f"sqlite:///{self.path}")
+            event.listen(self.engine, "connect", _configure_sqlite)
+            self._owns_engine = True
+        self._lock_path = instance_path / ".migrate.lock"
+        self.sessions = sessionmaker(bind=self.engine, expire_on_commit=False)
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.schema is not None
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A session in a transaction: committed on success, rolled back on error."""
+        with self.sessions.begin() as session:
+            yield session
+
+    def check(self) -> None:
+        """Run a trivial query. :raises SQLAlchemyError: the database cannot be reached."""
+        with self.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+
+    def current_revision(self) -> str | None:
+        """The schema revision the database is at, or None if it was never migrated."""
+        try:
+            with self.engine.connect() as connection:
+                return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        except SQLAlchemyError:
+            return None
+
+    @contextlib.contextmanager
+    def migration_lock(self) -> Iterator[None]:
+        """Serialise migrations of this tenant across processes."""
+        if self.is_postgres:
+            key = zlib.crc32(self.schema.encode())
+            with self.engine.connect() as connection:
+                connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+                try:
+                    yield
+                finally:
+                    connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                    connection.commit()
+        else:
+            with open(self._lock_path, "a") as lock_file:
+                fcntl.flock(lock_file, fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+    def upgrade(self) -> str:
+        """Bring the schema to :data:`SCHEMA_REVISION` with alembic; returns the revision.
+
+        :raises SQLAlchemyError: the database refused a migration step.
+        """
+        from alembic import command
+        from alembic.config import Config
+
+        with self.migration_lock():
+            if self.current_revision() == SCHEMA_REVISION:
+                return SCHEMA_REVISION
+            if self.is_postgres:
+                with self.engine.begin() as connection:
+                    connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
+            config = Config()
+            config.set_main_option("script_location", str(MIGRATIONS_DIR))
+            with self.engine.begin() as connection:
+                config.attributes["connection"] = connection
+                config.attributes["schema"] = self.schema
+                command.upgrade(config, "head")
+        return SCHEMA_REVISION
+
+    def ensure_current(self) -> None:
+        """Migrate the database if it is not at the current revision (cheap when it is)."""
+        if self.current_revision() != SCHEMA_REVISION:
+            self.upgrade()
+
+    def dispose(self) -> None:
+        """Release the connections this tenant holds (not the shared pool's)."""
+        if self._owns_engine:
+            self.engine.dispose()

@@ -1,0 +1,83 @@
+"""TenantDispatcher: the WSGI middleware that sends each request to its tenant's app."""
+
+from __future__ import annotations
+
+import json
+
+from flask import Response
+from werkzeug.exceptions import NotFound
+
+from tenantry.errors import error_response
+from tenantry.log import set_request_tenant
+from tenantry.registry import TenantRegistry
+
+HEALTH_PATH = "/healthz"
+# The same words as a known tenant's unknown route: a 404 must not tell them apart.
+NO_SUCH_TENANT = NotFound.description
+TENANT_UNAVAILABLE = "This tenant is temporarily unavailable."
+
+
+def request_host(environ) -> str:
+    """The request's host name, lower case, without a port."""
+    host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
+    name, colon, port = host.rpartition(":")
+    if colon and port.isdigit() and not host.endswith("]"):
+        host = name
+    return host.lower()
+
+
+def serve_tenant(registry: TenantRegistry, slug: str, environ, start_response):
+    """Call the tenant's app: 404 if unknown or disabled, 503 if it cannot start."""
+    tenant = registry.lookup(slug)
+    if tenant is None:
+        return error_response(404, NO_SUCH_TENANT)(environ, start_response)
+    set_request_tenant(slug)
+    if tenant.app is None:
+        return error_response(503, TENANT_UNAVAILABLE)(environ, start_response)
+    return tenant.app(environ, start_response)
+
+
+def _health(environ, start_response):
+    if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+        response = error_response(
+            405, "The method is not allowed for the requested URL.", [("Allow", "GET, HEAD")]
+        )
+    else:
+        response = Response(json.dumps({"status": "ok"}) + "\n", mimetype="application/json")
+    return response(environ, start_response)
+
+
+class TenantDispatcher:
+    """Routes by Host (a tenant's HOSTS, at ``/``), else by the first path segment."""
+
+    def __init__(self, registry: TenantRegistry):
+        if not isinstance(registry, TenantRegistry):
+            raise TypeError("TenantDispatcher needs a TenantRegistry")
+        self.registry = registry
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if path == HEALTH_PATH:
+            return _health(environ, start_response)
+        slug = self.registry.slug_for_host(request_host(environ))
+        if slug is not None:
+            return serve_tenant(self.registry, slug, environ, start_response)
+        slug, slash, rest = path[1:].partition("/")
+        if not path.startswith("/") or not slug:
+            return error_response(404, NO_SUCH_TENANT)(environ, start_response)
+        environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + "/" + slug
+        environ["PATH_INFO"] = slash + rest
+        return serve_tenant(self.registry, slug, environ, start_response)
+
+
+class SingleTenantApp:
+    """One tenant alone, served at ``/``, exactly as the dispatcher serves it."""
+
+    def __init__(self, registry: TenantRegistry, slug: str):
+        if not isinstance(registry, TenantRegistry):
+            raise TypeError("SingleTenantApp needs a TenantRegistry")
+        self.registry = registry
+        self.slug = slug
+
+    def __call__(self, environ, start_response):
+        return serve_tenant(self.registry, self.slug, environ, start_response)

@@ -1,0 +1,7 @@
+def tenant_summary(config) -> dict:
+    """What a tenant's root answers: its slug, display name and enabled blueprints."""
+    return {
+        "tenant": config["SLUG"],
+        "name": config["NAME"],
+        "blueprints": list(config["BLUEPRINTS"]),
+    }

@@ -1,0 +1,18 @@
+from flask_restful import Resource
+
+from tenantry.endpoints.status.models import run_checks
+from tenantry.errors import error_response
+
+
+class Status(Resource):
+    def __init__(self, slug, database, storage):
+        self.slug = slug
+        self.database = database
+        self.storage = storage
+
+    def get(self):
+        checks = run_checks(self.database, self.storage)
+        failing = [name for name, result in checks.items() if result != "ok"]
+        if failing:
+            return error_response(503, f"Failing checks: {', '.join(failing)}", checks=checks)
+        return {"success": "OK", "tenant": self.slug, "checks": checks}

@@ -1,0 +1,21 @@
+"""Alembic environment for one tenant database.
+
+tenantry runs alembic programmatically (``TenantDatabase.upgrade``), passing the tenant's
+connection and schema in ``config.attributes``; there is no alembic.ini.
+"""
+
+from alembic import context
+
+from tenantry.db import Base
+
+connection = context.config.attributes["connection"]
+schema = context.config.attributes.get("schema")
+
+context.configure(
+    connection=connection,
+    target_metadata=Base.metadata,
+    version_table_schema=schema,
+    render_as_batch=connection.dialect.name == "sqlite",
+)
+with context.begin_transaction():
+    context.run_migrations()

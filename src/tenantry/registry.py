@@ -1,0 +1,195 @@
+"""TenantRegistry: which tenants exist, and their apps, built lazily and kept fresh.
+
+Nothing is loaded up front. The first request for a tenant builds its app (once per process,
+however many threads ask at the same moment). After that, at most once per
+``check_interval`` seconds, the registry compares the tenant's fingerprint (nanosecond mtime,
+size and inode of its config module and .env, and its disabled marker) with the one it was
+built from, and rebuilds on any change. That is how every gunicorn worker picks up
+``tenants create/disable/enable/rotate-secret`` and hand edits without a restart.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from flask import Flask
+
+from tenantry.config import TenantConfigError, is_valid_slug
+from tenantry.factory import create_app
+from tenantry.home import StatSignature, TenantHome, stat_signature
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_LOADED_APPS = 500
+DEFAULT_CHECK_INTERVAL = 1.0
+
+
+@dataclass
+class LoadedTenant:
+    """A tenant as this process last saw it: its app, or why it cannot start."""
+
+    slug: str
+    fingerprint: tuple
+    checked_at: float
+    enabled: bool
+    hosts: tuple[str, ...] = ()
+    app: Flask | None = None
+    error: str | None = None
+
+    def release(self) -> None:
+        """Let go of the app's database connections."""
+        if self.app is not None:
+            self.app.extensions["tenantry.db"].dispose()
+
+
+@dataclass
+class _HostIndex:
+    """Host name → slug, from every tenant's HOSTS; refreshed from changed modules only."""
+
+    by_host: dict[str, str] = field(default_factory=dict)
+    modules: dict[str, tuple[StatSignature, tuple[str, ...]]] = field(default_factory=dict)
+    scanned_at: float = float("-inf")
+
+
+class TenantRegistry:
+    """Discovers tenants in a :class:`TenantHome` and hands out their apps."""
+
+    def __init__(
+        self,
+        home: TenantHome,
+        max_loaded: int = DEFAULT_MAX_LOADED_APPS,
+        check_interval: float = DEFAULT_CHECK_INTERVAL,
+    ):
+        if max_loaded < 1:
+            raise ValueError("max_loaded must be at least 1")
+        self.home = home
+        self.max_loaded = max_loaded
+        self.check_interval = check_interval
+        self.builds = 0
+        self._loaded: OrderedDict[str, LoadedTenant] = OrderedDict()
+        self._lock = threading.Lock()
+        self._slug_locks: dict[str, threading.Lock] = {}
+        self._hosts = _HostIndex()
+
+    def lookup(self, slug: str) -> LoadedTenant | None:
+        """The tenant of that slug, built if needed; None if unknown or disabled.
+
+        A tenant that cannot start comes back with ``app`` None and ``error`` set.
+        """
+        entry = self._loaded.get(slug)
+        if entry is not None and time.monotonic() - entry.checked_at < self.check_interval:
+            self._touch(slug)
+            return entry if entry.enabled else None
+        if not is_valid_slug(slug):
+            return None
+        with self._slug_lock(slug):
+            entry = self._refresh(slug)
+        return entry if entry is not None and entry.enabled else None
+
+    def slug_for_host(self, host: str) -> str | None:
+        """The tenant whose HOSTS include ``host`` (lower case, no port), if any."""
+        slug = self._hosts.by_host.get(host)
+        if slug is not None:
+            entry = self.lookup(slug)
+            if entry is None or host in entry.hosts or entry.app is None:
+                return slug
+        if time.monotonic() - self._hosts.scanned_at >= self.check_interval:
+            self._scan_hosts()
+            return self._hosts.by_host.get(host)
+        return None
+
+    def loaded_slugs(self) -> list[str]:
+        """Slugs of the tenants this process holds, least recently used first."""
+        return list(self._loaded)
+
+    def close(self) -> None:
+        """Release every loaded tenant."""
+        with self._lock:
+            while self._loaded:
+                self._loaded.popitem()[1].release()
+
+    def _slug_lock(self, slug: str) -> threading.Lock:
+        with self._lock:
+            return self._slug_locks.setdefault(slug, threading.Lock())
+
+    def _touch(self, slug: str) -> None:
+        # Another thread may have evicted it meanwhile; the caller's entry stays usable.
+        with contextlib.suppress(KeyError):
+            self._loaded.move_to_end(slug)
+
+    def _refresh(self, slug: str) -> LoadedTenant | None:
+        """Re-check one tenant's files and rebuild it if they changed (slug lock held)."""
+        now = time.monotonic()
+        fingerprint = self.home.fingerprint(slug)
+        entry = self._loaded.get(slug)
+        if entry is not None and entry.fingerprint == fingerprint:
+            entry.checked_at = now
+            self._touch(slug)
+            return entry
+        if entry is not None:
+            with self._lock:
+                self._loaded.pop(slug, None)
+            entry.release()
+        config_signature, _, disabled = fingerprint
+        if config_signature is None:
+            return None
+        if disabled:
+            entry = LoadedTenant(slug, fingerprint, now, enabled=False)
+        else:
+            entry = self._build(slug, fingerprint, now)
+        with self._lock:
+            self._loaded[slug] = entry
+            while len(self._loaded) > self.max_loaded:
+                self._loaded.popitem(last=False)[1].release()
+        return entry
+
+    def _build(self, slug: str, fingerprint: tuple, now: float) -> LoadedTenant:
+        self.builds += 1
+        entry = LoadedTenant(slug, fingerprint, now, enabled=True)
+        try:
+            config_class = self.home.load_config_class(slug)
+            entry.hosts = _normalised_hosts(config_class.HOSTS)
+            entry.app = create_app(config_class, self.home)
+        except TenantConfigError as exc:
+            log.error("tenant %s cannot start: %s", slug, "; ".join(exc.problems))
+            entry.error = "; ".join(exc.problems)
+        except Exception as exc:
+            log.exception("tenant %s failed to start", slug)
+            entry.error = f"failed to start: {type(exc).__name__}"
+        return entry
+
+    def _scan_hosts(self) -> None:
+        """Rebuild the host index, loading only config modules that changed."""
+        index = self._hosts
+        modules = {}
+        for slug in self.home.slugs():
+            signature = stat_signature(self.home.config_file(slug))
+            known = index.modules.get(slug)
+            if known is not None and known[0] == signature:
+                modules[slug] = known
+                continue
+            try:
+                hosts = _normalised_hosts(self.home.load_config_class(slug).HOSTS)
+            except (TenantConfigError, TypeError):
+                hosts = ()
+            modules[slug] = (signature, hosts)
+        claims: dict[str, list[str]] = {}
+        for slug, (_, hosts) in modules.items():
+            for host in hosts:
+                claims.setdefault(host, []).append(slug)
+        by_host = {}
+        for host, slugs in claims.items():
+            if len(slugs) == 1:
+                by_host[host] = slugs[0]
+            else:
+                log.error("host %s is claimed by %s: routing it to none", host, ", ".join(slugs))
+        self._hosts = _HostIndex(by_host, modules, time.monotonic())
+
+
+def _normalised_hosts(hosts) -> tuple[str, ...]:
+    return tuple(str(host).lower() for host in hosts)

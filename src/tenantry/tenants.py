@@ -1,0 +1,286 @@
+"""Operations on tenants as files: create, enable, disable, rotate a secret, check, migrate.
+
+The CLI is a thin layer over these; tests call them directly. Every write is atomic (a temp
+file renamed into place), so a running server never sees half a tenant.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+import stat
+from pathlib import Path
+
+from tenantry.config import (
+    ALL_BLUEPRINTS,
+    TenantConfigError,
+    enabled_blueprints,
+    is_valid_slug,
+    tenant_settings,
+)
+from tenantry.db import TenantDatabase
+from tenantry.home import TenantHome
+
+SECRET_KEY_BYTES = 48
+HOST_PATTERN = re.compile(
+    r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*"
+)
+
+WSGI_MODULE = '''"""Tenant {slug} alone, at /: gunicorn --chdir tenants/{slug} wsgi:application"""
+
+from pathlib import Path
+
+from tenantry.wsgi import tenant_application
+
+application = tenant_application(Path(__file__).resolve().parent)
+'''
+
+CONFIG_MODULE = """from tenantry.config import TenantConfig
+
+
+class {class_name}(TenantConfig):
+    SLUG = {slug}
+    NAME = {name}
+    HOSTS = {hosts}
+    BLUEPRINTS = {blueprints}
+"""
+
+
+class TenantError(Exception):
+    """A tenant operation was refused; nothing was written."""
+
+
+class UnknownTenant(TenantError):
+    def __init__(self, slug: str):
+        super().__init__(f"no tenant named {slug!r}")
+
+
+def new_secret_key() -> str:
+    """A fresh random SECRET_KEY (48 random bytes, 64 URL-safe characters)."""
+    return secrets.token_urlsafe(SECRET_KEY_BYTES)
+
+
+def write_atomically(path: Path, text: str, mode: int = 0o644) -> None:
+    """Replace ``path`` with ``text`` in one rename, the file created with ``mode``."""
+    temp = path.with_name(f".{secrets.token_hex(8)}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temp, mode)
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
+def _literal(value: str | tuple[str, ...]) -> str:
+    """Python source for a string or a tuple of strings, in the project's quote style."""
+    if isinstance(value, str):
+        return json.dumps(value)
+    items = ", ".join(json.dumps(item) for item in value)
+    return f"({items},)" if len(value) == 1 else f"({items})"
+
+
+def _class_name(slug: str) -> str:
+    return "".join(part.capitalize() for part in slug.split("-")) + "Config"
+
+
+def require_tenant(home: TenantHome, slug: str) -> None:
+    """:raises UnknownTenant: no tenant of that slug is configured."""
+    if not home.exists(slug):
+        raise UnknownTenant(slug)
+
+
+def create_tenant(
+    home: TenantHome,
+    slug: str,
+    name: str | None = None,
+    hosts: tuple[str, ...] = (),
+    blueprints: tuple[str, ...] = ALL_BLUEPRINTS,
+) -> None:
+    """Write config/<slug>.py, tenants/<slug>/ (.env 0600, wsgi.py, storage/) and migrate
+    its database. The config module is written last: the tenant exists once it is there.
+
+    :raises TenantError: invalid or existing slug, invalid host or blueprint; nothing written.
+    """
+    if not is_valid_slug(slug):
+        raise TenantError(
+            f"invalid slug {slug!r}: use 2-63 of a-z, 0-9 and '-', starting with a letter "
+            "(not 'healthz')"
+        )
+    if home.config_file(slug).exists() or home.instance_dir(slug).exists():
+        raise TenantError(f"tenant {slug!r} already exists")
+    hosts = tuple(host.lower() for host in hosts)
+    for host in hosts:
+        if not HOST_PATTERN.fullmatch(host):
+            raise TenantError(f"invalid host {host!r}")
+    unknown = [name for name in blueprints if name not in ALL_BLUEPRINTS]
+    if unknown:
+        raise TenantError(
+            f"unknown blueprints: {', '.join(unknown)} (known: {', '.join(ALL_BLUEPRINTS)})"
+        )
+    taken = _hosts_in_use(home).keys() & set(hosts)
+    if taken:
+        raise TenantError(f"host already used by another tenant: {', '.join(sorted(taken))}")
+
+    home.config_dir.mkdir(parents=True, exist_ok=True)
+    home.tenants_dir.mkdir(parents=True, exist_ok=True)
+    instance = home.instance_dir(slug)
+    try:
+        instance.mkdir()
+    except FileExistsError:
+        raise TenantError(f"tenant {slug!r} already exists") from None
+    try:
+        write_atomically(home.env_file(slug), f"SECRET_KEY={new_secret_key()}\n", 0o600)
+        write_atomically(instance / "wsgi.py", WSGI_MODULE.format(slug=slug))
+        (instance / "storage").mkdir()
+        upgrade_database(home, slug)
+        config = CONFIG_MODULE.format(
+            class_name=_class_name(slug),
+            slug=_literal(slug),
+            name=_literal(name or slug),
+            hosts=_literal(hosts),
+            blueprints=_literal(tuple(bp for bp in ALL_BLUEPRINTS if bp in blueprints)),
+        )
+        write_atomically(home.config_file(slug), config)
+    except BaseException:
+        home.config_file(slug).unlink(missing_ok=True)
+        shutil.rmtree(instance, ignore_errors=True)
+        raise
+
+
+def set_enabled(home: TenantHome, slug: str, enabled: bool) -> None:
+    """Enable or disable a tenant; a disabled tenant answers 404 like an unknown one.
+
+    :raises UnknownTenant:
+    """
+    require_tenant(home, slug)
+    marker = home.disabled_marker(slug)
+    if enabled:
+        marker.unlink(missing_ok=True)
+    else:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+
+
+def rotate_secret(home: TenantHome, slug: str) -> None:
+    """Give the tenant a fresh SECRET_KEY, keeping the other lines of its .env.
+
+    :raises UnknownTenant:
+    """
+    require_tenant(home, slug)
+    path = home.env_file(slug)
+    lines = path.read_text().splitlines() if path.exists() else []
+    kept = [line for line in lines if not re.match(r"\s*(export\s+)?SECRET_KEY\s*=", line)]
+    kept.append(f"SECRET_KEY={new_secret_key()}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(path, "\n".join(kept) + "\n", 0o600)
+
+
+def describe_tenant(home: TenantHome, slug: str) -> dict:
+    """slug, name, hosts, blueprints and enabled of one tenant (plus ``error`` if broken)."""
+    try:
+        config_class = home.load_config_class(slug)
+    except TenantConfigError as exc:
+        return {
+            "slug": slug,
+            "name": None,
+            "hosts": [],
+            "blueprints": [],
+            "enabled": home.is_enabled(slug),
+            "error": "; ".join(exc.problems),
+        }
+    return {
+        "slug": slug,
+        "name": config_class.NAME or slug,
+        "hosts": list(config_class.HOSTS),
+        "blueprints": list(enabled_blueprints(config_class)),
+        "enabled": home.is_enabled(slug),
+    }
+
+
+def check_tenants(home: TenantHome, slugs: list[str] | None = None) -> dict[str, list[str]]:
+    """The problems of each tenant (an empty list when it is fine).
+
+    Secrets and hosts are compared across all tenants even when ``slugs`` names a few.
+
+    :raises UnknownTenant: a named slug is not configured.
+    """
+    every_slug = home.slugs()
+    for slug in slugs or ():
+        require_tenant(home, slug)
+    report = {slug: _tenant_problems(home, slug) for slug in (slugs or every_slug)}
+
+    holders: dict[str, list[str]] = {}
+    for slug in every_slug:
+        key = home.read_secrets(slug).get("SECRET_KEY")
+        if key:
+            holders.setdefault(hashlib.sha256(key.encode()).hexdigest(), []).append(slug)
+    for sharing in holders.values():
+        for slug in sharing:
+            if len(sharing) > 1 and slug in report:
+                others = ", ".join(other for other in sharing if other != slug)
+                report[slug].append(f"SECRET_KEY is shared with {others}")
+    for host, claimants in _hosts_in_use(home).items():
+        for slug in claimants:
+            if len(claimants) > 1 and slug in report:
+                report[slug].append(f"host {host} is also claimed by another tenant")
+    return report
+
+
+def _tenant_problems(home: TenantHome, slug: str) -> list[str]:
+    problems = []
+    env_file = home.env_file(slug)
+    if not env_file.is_file():
+        problems.append(f"tenants/{slug}/.env is missing")
+    elif stat.S_IMODE(env_file.stat().st_mode) & 0o077:
+        problems.append(
+            f"tenants/{slug}/.env is readable by others "
+            f"(mode {stat.S_IMODE(env_file.stat().st_mode):o}, expected 600)"
+        )
+    try:
+        config_class = home.load_config_class(slug)
+        tenant_settings(config_class, home.read_secrets(slug), home.instance_dir(slug))
+    except TenantConfigError as exc:
+        problems += exc.problems
+    return problems
+
+
+def _hosts_in_use(home: TenantHome) -> dict[str, list[str]]:
+    """Every host some tenant claims, with the tenants claiming it."""
+    claims: dict[str, list[str]] = {}
+    for slug in home.slugs():
+        try:
+            hosts = home.load_config_class(slug).HOSTS
+        except TenantConfigError:
+            continue
+        for host in hosts:
+            claims.setdefault(str(host).lower(), []).append(slug)
+    return claims
+
+
+def migrate_tenants(home: TenantHome, slugs: list[str] | None = None) -> dict[str, str]:
+    """Bring the named tenants' databases (default: all) to the current schema.
+
+    :returns: each slug's schema revision afterwards.
+    :raises UnknownTenant: a named slug is not configured.
+    """
+    for slug in slugs or ():
+        require_tenant(home, slug)
+    return {slug: upgrade_database(home, slug) for slug in (slugs or home.slugs())}
+
+
+def upgrade_database(home: TenantHome, slug: str) -> str:
+    """Migrate one tenant's database to the current schema; returns its revision."""
+    database = TenantDatabase(slug, home.instance_dir(slug), home.database_url)
+    try:
+        return database.upgrade()
+    finally:
+        database.dispose()

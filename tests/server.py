@@ -1,0 +1,95 @@
+"""A real gunicorn for end-to-end tests: started on a free loopback port, stopped after."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class GunicornServer:
+    """``with GunicornServer(home_root) as server: httpx.get(server.url + "/healthz")``"""
+
+    def __init__(
+        self,
+        home_root: Path,
+        app: str = "tenantry.wsgi:application",
+        workers: int = 2,
+        chdir: Path | None = None,
+        env: dict[str, str] | None = None,
+        ready_path: str = "/healthz",
+    ):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = Path(home_root) / f"gunicorn-{self.port}.log"
+        self.ready_path = ready_path
+        self.argv = [
+            sys.executable, "-m", "gunicorn",
+            "--bind", f"127.0.0.1:{self.port}",
+            "--workers", str(workers),
+            "--timeout", "120",
+            "--graceful-timeout", "5",
+        ]  # fmt: skip
+        if chdir is not None:
+            self.argv += ["--chdir", str(chdir)]
+        self.argv.append(app)
+        self.env = {**os.environ, "TENANTRY_HOME": str(home_root), **(env or {})}
+        self.process: subprocess.Popen | None = None
+
+    def __enter__(self) -> GunicornServer:
+        self._log = open(self.log_path, "w")
+        self.process = subprocess.Popen(
+            self.argv, env=self.env, stdout=self._log, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited early:\n{self.log()}")
+            try:
+                httpx.get(self.url + self.ready_path, timeout=1)
+                return self
+            except httpx.TransportError:
+                time.sleep(0.05)
+        self.__exit__(None, None, None)
+        raise RuntimeError(f"gunicorn did not come up:\n{self.log()}")
+
+    def __exit__(self, *exc_info) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def worker_pids(self) -> list[int]:
+        """PIDs of the worker processes (children of the gunicorn master)."""
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        return [int(pid) for pid in children.read_text().split()]
+
+
+def poll_until(predicate, timeout: float = 5.0, interval: float = 0.05):
+    """Call ``predicate`` until it returns a truthy value; that value, or AssertionError."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)

@@ -1,0 +1,199 @@
+"""The tenantry command: what it writes, and its exit codes (0 ok, 1 check failed, 2 bad input)."""
+
+from __future__ import annotations
+
+import json
+import stat
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from tenantry.cli import main
+
+
+@pytest.fixture
+def tenantry(home):
+    """Run ``tenantry ARGS`` in-process against the test home."""
+    runner = CliRunner()
+
+    def run(*args: str, input: str | None = None):
+        return runner.invoke(main, ["--home", str(home.root), *args], input=input)
+
+    return run
+
+
+def test_create_writes_config_secret_wsgi_and_database(home, tenantry):
+    result = tenantry(
+        "tenants", "create", "acme", "--name", "Acme Corp", "--host", "acme.localhost"
+    )
+    assert result.exit_code == 0, result.output
+
+    env_file = home.env_file("acme")
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    secret = home.read_secrets("acme")["SECRET_KEY"]
+    assert len(secret.encode()) >= 32
+    assert (home.instance_dir("acme") / "wsgi.py").is_file()
+    assert (home.instance_dir("acme") / "storage").is_dir()
+    assert home.database_file("acme").is_file()
+    config_class = home.load_config_class("acme")
+    assert config_class.NAME == "Acme Corp"
+    assert config_class.HOSTS == ("acme.localhost",)
+
+
+def test_each_tenant_gets_a_fresh_secret(home, tenantry):
+    for slug in ("acme", "globex", "initech"):
+        assert tenantry("tenants", "create", slug).exit_code == 0
+    secrets = {home.read_secrets(slug)["SECRET_KEY"] for slug in ("acme", "globex", "initech")}
+    assert len(secrets) == 3
+
+
+def test_create_refuses_an_existing_slug_without_touching_it(home, tenantry):
+    tenantry("tenants", "create", "acme", "--name", "Original")
+    env_before = home.env_file("acme").read_bytes()
+    config_before = home.config_file("acme").read_bytes()
+
+    result = tenantry("tenants", "create", "acme", "--name", "Impostor")
+
+    assert result.exit_code == 2
+    assert "already exists" in result.output
+    assert home.env_file("acme").read_bytes() == env_before
+    assert home.config_file("acme").read_bytes() == config_before
+
+
+@pytest.mark.parametrize(
+    "slug", ["Acme", "a", "1acme", "healthz", "acme_co", "../etc", "a" * 64, "acme.py", ""]
+)
+def test_create_refuses_an_invalid_slug_writing_nothing(home, tenantry, slug):
+    result = tenantry("tenants", "create", slug)
+    assert result.exit_code == 2
+    assert not any(home.root.rglob("*.py"))
+    assert not home.tenants_dir.exists() or not any(home.tenants_dir.iterdir())
+
+
+def test_create_refuses_unknown_blueprints_and_bad_hosts(home, tenantry):
+    assert tenantry("tenants", "create", "acme", "--blueprints", "landing,wiki").exit_code == 2
+    assert tenantry("tenants", "create", "acme", "--host", "bad host").exit_code == 2
+    assert not home.config_file("acme").exists()
+
+
+def test_create_refuses_a_host_another_tenant_has(tenantry):
+    assert tenantry("tenants", "create", "acme", "--host", "shared.example").exit_code == 0
+    result = tenantry("tenants", "create", "globex", "--host", "shared.example")
+    assert result.exit_code == 2
+    assert "shared.example" in result.output
+
+
+def test_list_json_describes_every_tenant(tenantry):
+    tenantry("tenants", "create", "acme", "--name", "Acme Corp", "--blueprints", "landing")
+    tenantry("tenants", "create", "globex")
+    tenantry("tenants", "disable", "globex")
+
+    result = tenantry("tenants", "list", "--json")
+
+    assert result.exit_code == 0
+    rows = json.loads(result.output)
+    assert rows[0] == {
+        "slug": "acme",
+        "name": "Acme Corp",
+        "hosts": [],
+        "blueprints": ["landing", "status"],
+        "enabled": True,
+    }
+    assert rows[1]["slug"] == "globex" and rows[1]["enabled"] is False
+
+
+def test_check_passes_for_healthy_tenants(tenantry):
+    tenantry("tenants", "create", "acme")
+    result = tenantry("tenants", "check")
+    assert result.exit_code == 0
+    assert "acme: ok" in result.output
+
+
+@pytest.mark.parametrize(
+    ("env", "problem"),
+    [
+        (None, ".env is missing"),
+        ("OTHER=1\n", "SECRET_KEY is missing"),
+        ("SECRET_KEY=short\n", "shorter than 32 bytes"),
+        ("SECRET_KEY=changeme\n", "well-known default"),
+    ],
+)
+def test_check_reports_bad_secrets_with_exit_1(home, tenantry, env, problem):
+    tenantry("tenants", "create", "acme")
+    if env is None:
+        home.env_file("acme").unlink()
+    else:
+        home.env_file("acme").write_text(env)
+    result = tenantry("tenants", "check", "acme")
+    assert result.exit_code == 1
+    assert problem in result.output
+
+
+def test_check_reports_tenants_sharing_a_secret(home, tenantry):
+    tenantry("tenants", "create", "acme")
+    tenantry("tenants", "create", "globex")
+    home.env_file("globex").write_bytes(home.env_file("acme").read_bytes())
+    result = tenantry("tenants", "check")
+    assert result.exit_code == 1
+    assert "acme: SECRET_KEY is shared with globex" in result.output
+    assert "globex: SECRET_KEY is shared with acme" in result.output
+
+
+def test_check_reports_unknown_blueprints_and_loose_modes(home, tenantry):
+    tenantry("tenants", "create", "acme")
+    path = home.config_file("acme")
+    path.write_text(path.read_text() + '    BLUEPRINTS = ("landing", "wiki")\n')
+    home.env_file("acme").chmod(0o644)
+    result = tenantry("tenants", "check")
+    assert result.exit_code == 1
+    assert "unknown blueprints wiki" in result.output
+    assert "readable by others" in result.output
+
+
+def test_unknown_tenant_is_bad_input(tenantry):
+    for args in (
+        ("tenants", "disable", "nope"),
+        ("tenants", "enable", "nope"),
+        ("tenants", "check", "nope"),
+        ("tenants", "rotate-secret", "nope"),
+        ("migrate", "nope"),
+    ):
+        result = tenantry(*args)
+        assert result.exit_code == 2, args
+        assert "nope" in result.output
+
+
+def test_rotate_secret_changes_only_that_tenant_and_keeps_other_lines(home, tenantry):
+    tenantry("tenants", "create", "acme")
+    tenantry("tenants", "create", "globex")
+    with home.env_file("acme").open("a") as env:
+        env.write("EXTRA=kept\n")
+    acme_before = home.read_secrets("acme")["SECRET_KEY"]
+    globex_before = home.read_secrets("globex")["SECRET_KEY"]
+
+    assert tenantry("tenants", "rotate-secret", "acme").exit_code == 0
+
+    assert home.read_secrets("acme")["SECRET_KEY"] != acme_before
+    assert home.read_secrets("acme")["EXTRA"] == "kept"
+    assert home.read_secrets("globex")["SECRET_KEY"] == globex_before
+    assert stat.S_IMODE(home.env_file("acme").stat().st_mode) == 0o600
+
+
+def test_migrate_brings_every_database_to_the_current_revision(home, tenantry):
+    tenantry("tenants", "create", "acme")
+    home.database_file("acme").unlink()
+    result = tenantry("migrate")
+    assert result.exit_code == 0
+    assert "acme: at revision" in result.output
+    assert home.database_file("acme").exists()
+
+
+def test_console_script_usage_errors_exit_2(home):
+    result = subprocess.run(
+        [sys.executable, "-m", "tenantry.cli", "--home", str(home.root), "tenants", "frobnicate"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2

@@ -1,0 +1,106 @@
+"""One app per tenant, each from its own config class and its own secrets."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import pytest
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+
+from tenantry.config import TenantConfig, TenantConfigError, tenant_settings
+from tenantry.db import MIGRATIONS_DIR, SCHEMA_REVISION
+from tenantry.factory import create_app
+
+
+def test_two_tenants_get_their_own_secret_and_leave_os_environ_untouched(home, acme, globex):
+    home.env_file(globex).write_text(
+        home.env_file(globex).read_text() + "PAYMENT_API_KEY=globex-only\n"
+    )
+    environ_before = dict(os.environ)
+
+    acme_app = create_app(home.load_config_class(acme), home)
+    globex_app = create_app(home.load_config_class(globex), home)
+
+    assert dict(os.environ) == environ_before
+    assert acme_app.config["SECRET_KEY"] == home.read_secrets(acme)["SECRET_KEY"]
+    assert globex_app.config["SECRET_KEY"] == home.read_secrets(globex)["SECRET_KEY"]
+    assert acme_app.config["SECRET_KEY"] != globex_app.config["SECRET_KEY"]
+    assert globex_app.config["PAYMENT_API_KEY"] == "globex-only"
+    assert "PAYMENT_API_KEY" not in acme_app.config
+    assert acme_app.instance_path == str(home.instance_dir(acme))
+    assert acme_app.config["STORAGE_ROOT"] != globex_app.config["STORAGE_ROOT"]
+
+
+def test_production_defaults_are_safe(home, acme):
+    app = create_app(home.load_config_class(acme), home)
+    assert app.config["PROPAGATE_EXCEPTIONS"] is False
+    assert app.config["DEBUG"] is False and app.config["TESTING"] is False
+    assert app.config["MAX_CONTENT_LENGTH"] == 1024**3
+    assert app.config["SESSION_COOKIE_NAME"] == "tenantry-acme"
+    assert app.json.sort_keys is False
+    assert app.url_map.merge_slashes is False
+
+
+def test_limits_can_be_overridden_per_tenant(home, acme):
+    path = home.config_file(acme)
+    path.write_text(path.read_text() + "    MAX_CONTENT_LENGTH = 1234\n")
+    app = create_app(home.load_config_class(acme), home)
+    assert app.config["MAX_CONTENT_LENGTH"] == 1234
+
+
+@pytest.mark.parametrize(
+    ("env", "problem"),
+    [
+        ("", "SECRET_KEY is missing"),
+        ("SECRET_KEY=short\n", "shorter than 32 bytes"),
+        ("SECRET_KEY=" + "a" * 40 + "\n", "well-known default or too repetitive"),
+        ("SECRET_KEY=changeme\n", "well-known default"),
+        ("SECRET_KEY=" + "x9" * 20 + "\nMAX_CONTENT_LENGTH=5\n", "too repetitive"),
+    ],
+)
+def test_invalid_secrets_stop_the_tenant_from_starting(home, acme, env, problem):
+    home.env_file(acme).write_text(env)
+    with pytest.raises(TenantConfigError, match=problem):
+        create_app(home.load_config_class(acme), home)
+
+
+def test_unknown_blueprint_is_a_clear_error(home):
+    class Broken(TenantConfig):
+        SLUG = "broken"
+        BLUEPRINTS = ("landing", "wiki")
+
+    with pytest.raises(TenantConfigError, match="unknown blueprints wiki"):
+        tenant_settings(Broken, {"SECRET_KEY": "k" + os.urandom(32).hex()}, home.root)
+
+
+def test_concurrent_first_requests_build_the_app_once(registry, acme):
+    barrier = threading.Barrier(16)
+    apps = []
+
+    def first_request():
+        barrier.wait()
+        apps.append(registry.lookup(acme).app)
+
+    threads = [threading.Thread(target=first_request) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert len(apps) == 16
+    assert len({id(app) for app in apps}) == 1
+    assert registry.builds == 1
+
+
+def test_schema_revision_is_the_newest_migration():
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    assert ScriptDirectory.from_config(config).get_current_head() == SCHEMA_REVISION
+
+
+def test_a_copied_tenant_without_database_gets_one_on_first_build(home, acme, registry):
+    home.database_file(acme).unlink()
+    assert registry.lookup(acme).app is not None
+    assert home.database_file(acme).exists()

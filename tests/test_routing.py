@@ -1,0 +1,163 @@
+"""The dispatcher: path and host routing, health, unknown and broken tenants."""
+
+from __future__ import annotations
+
+import pytest
+from flask import url_for
+
+from tenantry.tenants import set_enabled
+
+
+def test_path_routing_serves_each_tenant_at_its_prefix(client, acme, globex):
+    assert client.get("/acme/").json == {
+        "tenant": "acme",
+        "name": "Acme Corp",
+        "blueprints": ["landing", "status"],
+    }
+    assert client.get("/globex/").json["tenant"] == "globex"
+
+
+def test_prefix_without_slash_answers_like_with_slash(client, acme):
+    without, with_slash = client.get("/acme"), client.get("/acme/")
+    assert without.status_code == with_slash.status_code == 200
+    assert without.json == with_slash.json
+
+
+def test_no_redirects_clean_up_paths(client, acme):
+    for path in ("/acme//status", "/acme/status/", "/acme//"):
+        response = client.get(path)
+        assert response.status_code in (200, 404)
+        assert "Location" not in response.headers
+
+
+def test_host_routing_serves_the_tenant_at_root(client, acme, globex):
+    response = client.get("/", headers={"Host": "ACME.localhost:8000"})
+    assert response.json["tenant"] == "acme"
+
+
+def test_a_tenant_host_does_not_route_to_other_tenants_by_path(client, acme, globex):
+    response = client.get("/globex/", headers={"Host": "acme.localhost"})
+    assert response.status_code == 404
+    assert response.json["error"] == "not_found"
+
+
+def test_url_for_is_right_under_prefix_and_under_host(registry, client, acme):
+    app = registry.lookup(acme).app
+    app.add_url_rule("/where", "where", lambda: {"status": url_for("status.status")})
+
+    assert client.get("/acme/where").json == {"status": "/acme/status"}
+    assert client.get("/where", headers={"Host": "acme.localhost"}).json == {"status": "/status"}
+
+
+def test_healthz_answers_on_every_host_and_lists_no_tenants(client, acme):
+    for host in ("localhost", "acme.localhost"):
+        response = client.get("/healthz", headers={"Host": host})
+        assert response.status_code == 200
+        assert response.json == {"status": "ok"}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/ACME/",
+        "/..%2f/",
+        "/../",
+        "/%00/",
+        "/acme%00/",
+        "/" + "a" * 200 + "/",
+        "/nope/",
+        "/healthz/",
+        "/-acme/",
+        "/a/",
+        "/",
+        "//acme/",
+        "/acme%0a/",
+        "/%E2%80%AEacme/",
+    ],
+)
+def test_unknown_or_malformed_slug_is_a_json_404(client, acme, path):
+    response = client.get(path)
+    assert response.status_code == 404
+    assert response.json["error"] == "not_found"
+    assert "acme" not in response.get_data(as_text=True)
+
+
+def test_unknown_tenant_and_unknown_route_look_the_same(client, acme):
+    unknown_tenant = client.get("/nope/x")
+    unknown_route = client.get("/acme/x")
+    assert unknown_tenant.status_code == unknown_route.status_code == 404
+    assert unknown_tenant.json == unknown_route.json
+
+
+def test_unknown_slugs_are_not_cached(registry, client, acme):
+    for number in range(300):
+        client.get(f"/nope{number}/")
+    assert registry.loaded_slugs() == []
+
+
+def test_disabled_blueprint_has_no_routes(client, make_tenant):
+    make_tenant("bare", blueprints=("status",))
+    assert client.get("/bare/status").status_code == 200
+    response = client.get("/bare/")
+    assert response.status_code == 404
+    assert response.json["error"] == "not_found"
+
+
+def test_broken_tenant_answers_503_while_others_keep_working(home, client, acme, globex):
+    home.env_file(acme).write_text("SECRET_KEY=too-short\n")
+    response = client.get("/acme/")
+    assert response.status_code == 503
+    assert response.json["error"] == "service_unavailable"
+    assert "SECRET_KEY" not in response.get_data(as_text=True)
+    assert client.get("/globex/").status_code == 200
+
+
+def test_broken_config_module_answers_503_and_recovers_when_fixed(home, client, acme):
+    good = home.config_file(acme).read_text()
+    home.config_file(acme).write_text(good + "\n    this is not python\n")
+    assert client.get("/acme/").status_code == 503
+    home.config_file(acme).write_text(good)
+    assert client.get("/acme/").status_code == 200
+
+
+def test_disabled_tenant_answers_404_even_when_broken(home, client, acme):
+    set_enabled(home, acme, False)
+    home.env_file(acme).write_text("SECRET_KEY=too-short\n")
+    response = client.get("/acme/")
+    assert response.status_code == 404
+    assert response.json == client.get("/nope/").json
+    assert client.get("/", headers={"Host": "acme.localhost"}).status_code == 404
+
+
+def test_enable_brings_a_tenant_back(home, client, acme):
+    set_enabled(home, acme, False)
+    assert client.get("/acme/").status_code == 404
+    set_enabled(home, acme, True)
+    assert client.get("/acme/").status_code == 200
+
+
+def test_config_edit_is_picked_up(home, client, acme):
+    path = home.config_file(acme)
+    path.write_text(path.read_text().replace('"Acme Corp"', '"Acme Renamed"'))
+    assert client.get("/acme/").json["name"] == "Acme Renamed"
+
+
+def test_loaded_apps_are_bounded_least_recently_used_first(home, make_tenant):
+    from tenantry.registry import TenantRegistry
+
+    for slug in ("aa", "bb", "cc"):
+        make_tenant(slug)
+    registry = TenantRegistry(home, max_loaded=2, check_interval=0)
+    for slug in ("aa", "bb", "cc"):
+        assert registry.lookup(slug).app is not None
+    assert registry.loaded_slugs() == ["bb", "cc"]
+    registry.close()
+
+
+def test_request_id_is_echoed_or_generated(client, acme):
+    assert (
+        client.get("/acme/", headers={"X-Request-ID": "abc-123"}).headers["X-Request-ID"]
+        == "abc-123"
+    )
+    generated = client.get("/nope/", headers={"X-Request-ID": "bad id with spaces"})
+    assert generated.headers["X-Request-ID"] not in ("", "bad id with spaces")
