@@ -1,7 +1,12 @@
-"""`make run`'s set-up: the demo tenants acme and globex, created once if absent."""
+"""`make run`'s set-up: the demo tenants acme and globex with an admin each, made once."""
 
 from __future__ import annotations
 
+import secrets
+
+from tenantry.auth import guard_of
+from tenantry.endpoints.auth.models import create_user, find_user
+from tenantry.factory import create_app
 from tenantry.home import TenantHome
 from tenantry.tenants import create_tenant
 
@@ -9,22 +14,42 @@ DEMO_TENANTS = {
     "acme": ("Acme Corp", "acme.localhost"),
     "globex": ("Globex Corporation", "globex.localhost"),
 }
+DEMO_ADMIN = "admin"
+
+
+def ensure_demo_admin(home: TenantHome, slug: str) -> str | None:
+    """Create the demo admin if the tenant has none; returns its password, shown once."""
+    app = create_app(home.load_config_class(slug), home)
+    database = app.extensions["tenantry.db"]
+    try:
+        if find_user(database, DEMO_ADMIN) is not None:
+            return None
+        password = secrets.token_urlsafe(12)
+        create_user(database, guard_of(app).hash_password, DEMO_ADMIN, password, ["admin"])
+        return password
+    finally:
+        database.dispose()
 
 
 def main() -> None:
     home = TenantHome.from_environ()
     for slug, (name, host) in DEMO_TENANTS.items():
-        if home.exists(slug):
-            print(f"tenant {slug}: already set up")
-            continue
-        create_tenant(home, slug, name=name, hosts=(host,))
-        print(f"tenant {slug}: created")
+        if not home.exists(slug):
+            create_tenant(home, slug, name=name, hosts=(host,))
+            print(f"tenant {slug}: created")
+        password = ensure_demo_admin(home, slug)
+        if password:
+            print(f"tenant {slug}: admin user '{DEMO_ADMIN}', password '{password}' (shown once)")
+        else:
+            print(f"tenant {slug}: ready (its admin was created on an earlier run)")
     print(
         "\nServing on http://127.0.0.1:8000 — try:\n"
         "  curl http://127.0.0.1:8000/healthz\n"
         "  curl http://127.0.0.1:8000/acme/\n"
         "  curl http://127.0.0.1:8000/globex/status\n"
         "  curl -H 'Host: acme.localhost' http://127.0.0.1:8000/\n"
+        "  curl -X POST http://127.0.0.1:8000/acme/auth/login \\\n"
+        '       -d \'{"username": "admin", "password": "<the password above>"}\'\n'
     )
 
 

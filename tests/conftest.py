@@ -54,3 +54,35 @@ def registry(home):
 def client(registry) -> Client:
     """A test client over the full dispatcher stack, as gunicorn would call it."""
     return Client(RequestLog(TenantDispatcher(registry)))
+
+
+@pytest.fixture
+def add_user(registry):
+    """Add a user to a tenant through the tenant's own app (as POST /users does)."""
+    from tenantry.auth import guard_of
+    from tenantry.endpoints.auth.models import create_user
+
+    def add(slug: str, username: str, password: str = "correct-horse-1", roles=("user",)):
+        app = registry.lookup(slug).app
+        database = app.extensions["tenantry.db"]
+        return create_user(database, guard_of(app).hash_password, username, password, list(roles))
+
+    return add
+
+
+@pytest.fixture
+def login(client):
+    """Log in through the API; returns the access token (asserting success)."""
+
+    def log_in(slug: str, username: str, password: str = "correct-horse-1") -> str:
+        response = client.post(
+            f"/{slug}/auth/login", json={"username": username, "password": password}
+        )
+        assert response.status_code == 200, response.get_data(as_text=True)
+        return response.json["access_token"]
+
+    return log_in
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}

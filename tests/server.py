@@ -93,3 +93,21 @@ def poll_until(predicate, timeout: float = 5.0, interval: float = 0.05):
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         time.sleep(interval)
+
+
+def raw_request(
+    port: int, method: str, target: str, headers: dict[str, str] | None = None
+) -> tuple[int, bytes]:
+    """Send a request exactly as given (no client-side checks or normalisation);
+    returns the status and the body."""
+    import socket
+
+    lines = [f"{method} {target} HTTP/1.1", "Host: 127.0.0.1", "Connection: close"]
+    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body

@@ -98,7 +98,7 @@ def test_list_json_describes_every_tenant(tenantry):
         "slug": "acme",
         "name": "Acme Corp",
         "hosts": [],
-        "blueprints": ["landing", "status"],
+        "blueprints": ["landing", "status", "auth"],
         "enabled": True,
     }
     assert rows[1]["slug"] == "globex" and rows[1]["enabled"] is False
@@ -197,3 +197,74 @@ def test_console_script_usage_errors_exit_2(home):
         text=True,
     )
     assert result.returncode == 2
+
+
+def test_users_add_list_disable(tenantry):
+    tenantry("tenants", "create", "acme")
+    added = tenantry(
+        "users", "add", "acme", "alice", "--role", "admin", "--password-stdin",
+        input="correct-horse-1\nignored second line\n",
+    )  # fmt: skip
+    assert added.exit_code == 0, added.output
+    assert "correct-horse-1" not in added.output
+
+    listed = tenantry("users", "list", "acme", "--json")
+    assert json.loads(listed.output) == [{"username": "alice", "roles": ["admin"], "active": True}]
+
+    assert tenantry("users", "disable", "acme", "alice").exit_code == 0
+    assert json.loads(tenantry("users", "list", "acme", "--json").output)[0]["active"] is False
+
+
+def test_users_add_prompts_for_the_password_twice(tenantry):
+    tenantry("tenants", "create", "acme")
+    result = tenantry(
+        "users", "add", "acme", "bob", "--role", "user", input="bob-password-1\nbob-password-1\n"
+    )
+    assert result.exit_code == 0, result.output
+    assert "bob-password-1" not in result.output
+
+
+def test_users_password_stdin_strips_only_the_newline(home, registry, tenantry, client):
+    tenantry("tenants", "create", "acme")
+    tenantry(
+        "users", "add", "acme", "carol", "--role", "user", "--password-stdin",
+        input=" spaced password \n",
+    )  # fmt: skip
+    response = client.post(
+        "/acme/auth/login", json={"username": "carol", "password": " spaced password "}
+    )
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin"),
+    [
+        (
+            ("users", "add", "nope", "alice", "--role", "user", "--password-stdin"),
+            "long-enough-1\n",
+        ),
+        (("users", "add", "acme", "alice", "--role", "user", "--password-stdin"), "short\n"),
+        (
+            ("users", "add", "acme", "al ice", "--role", "user", "--password-stdin"),
+            "long-enough-1\n",
+        ),
+        (
+            ("users", "add", "acme", "alice", "--role", "root", "--password-stdin"),
+            "long-enough-1\n",
+        ),
+        (("users", "add", "acme", "dup", "--role", "user", "--password-stdin"), "long-enough-1\n"),
+        (("users", "list", "nope"), None),
+        (("users", "disable", "acme", "nobody"), None),
+        (("users", "disable", "nope", "dup"), None),
+    ],
+)
+def test_users_bad_input_exits_2_and_writes_nothing(tenantry, args, stdin):
+    tenantry("tenants", "create", "acme")
+    tenantry("users", "add", "acme", "dup", "--role", "user", "--password-stdin",
+             input="long-enough-1\n")  # fmt: skip
+    result = tenantry(*args, input=stdin)
+    assert result.exit_code == 2, result.output
+    names = [
+        row["username"] for row in json.loads(tenantry("users", "list", "acme", "--json").output)
+    ]
+    assert names == ["dup"]

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import runpy
-import socket
 
 import httpx
 import pytest
 from werkzeug.test import Client
 
 from tenantry.tenants import create_tenant, rotate_secret, set_enabled
-from tests.server import GunicornServer, poll_until
+from tests.server import GunicornServer, poll_until, raw_request
 
 pytestmark = pytest.mark.e2e
 
@@ -75,19 +74,6 @@ def test_json_errors_over_real_http(server):
     assert response.json()["error"] == "method_not_allowed"
 
 
-def raw_get(port: int, raw_path: str, host: str = "127.0.0.1") -> tuple[int, bytes]:
-    """Send a request line exactly as given (no client-side normalisation)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        sock.sendall(
-            f"GET {raw_path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
-        )
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    return int(head.split(b" ", 2)[1]), body
-
-
 @pytest.mark.parametrize(
     "raw_path",
     [
@@ -102,7 +88,7 @@ def raw_get(port: int, raw_path: str, host: str = "127.0.0.1") -> tuple[int, byt
     ],
 )
 def test_malformed_slugs_over_real_http_are_json_404(server, raw_path):
-    status, body = raw_get(server.port, raw_path)
+    status, body = raw_request(server.port, "GET", raw_path)
     assert status == 404
     assert body.startswith(b'{"error": "not_found"')
 

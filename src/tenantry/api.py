@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from flask import request
 from flask_restful import Api
+from werkzeug.exceptions import BadRequest
 
 
 class TenantApi(Api):
@@ -15,3 +17,11 @@ class TenantApi(Api):
 
     def error_router(self, original_handler, e):
         return original_handler(e)
+
+
+def json_object() -> dict:
+    """The request body as a JSON object. :raises BadRequest: it is not one."""
+    body = request.get_json(force=True, silent=True)
+    if not isinstance(body, dict):
+        raise BadRequest("The request body must be a JSON object.")
+    return body

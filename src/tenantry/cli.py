@@ -5,13 +5,25 @@ Exit status: 0 success, 1 a check failed, 2 bad usage or invalid input (nothing 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+from collections.abc import Iterator
 
 import click
+from flask import Flask
 
-from tenantry.config import ALL_BLUEPRINTS
+from tenantry.auth import guard_of
+from tenantry.config import ALL_BLUEPRINTS, TenantConfigError
+from tenantry.endpoints.auth.models import (
+    ROLES,
+    UserError,
+    create_user,
+    list_users,
+    set_user_active,
+)
+from tenantry.factory import create_app
 from tenantry.home import HOME_ENV_VAR, TenantHome
 from tenantry.log import configure_logging
 from tenantry.tenants import (
@@ -20,6 +32,7 @@ from tenantry.tenants import (
     create_tenant,
     describe_tenant,
     migrate_tenants,
+    require_tenant,
     rotate_secret,
     set_enabled,
 )
@@ -139,6 +152,87 @@ def tenants_rotate_secret(ctx, slug):
     """Give SLUG a new SECRET_KEY; all of its tokens stop working."""
     _refusing(rotate_secret, _home(ctx), slug)
     click.echo(f"rotated the secret key of tenant {slug}")
+
+
+@main.group()
+def users() -> None:
+    """Add, list and disable a tenant's users."""
+
+
+@contextlib.contextmanager
+def _tenant_app(ctx: click.Context, slug: str) -> Iterator[Flask]:
+    """The tenant's app, as the server builds it; exit 2 if unknown, 1 if it cannot start."""
+    home = _home(ctx)
+    _refusing(require_tenant, home, slug)
+    try:
+        app = create_app(home.load_config_class(slug), home)
+    except TenantConfigError as exc:
+        raise click.ClickException(
+            f"tenant {slug} cannot start: {'; '.join(exc.problems)}"
+        ) from exc
+    try:
+        yield app
+    finally:
+        app.extensions["tenantry.db"].dispose()
+
+
+@users.command("add")
+@click.argument("slug")
+@click.argument("username")
+@click.option("--role", type=click.Choice(ROLES), required=True)
+@click.option("--password-stdin", is_flag=True, help="Read the password from stdin's first line.")
+@click.pass_context
+def users_add(ctx, slug, username, role, password_stdin):
+    """Create USERNAME in tenant SLUG (password prompted without echo, or from stdin)."""
+    with _tenant_app(ctx, slug) as app:
+        if password_stdin:
+            password = sys.stdin.readline().rstrip("\r\n")
+        else:
+            password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+        try:
+            create_user(
+                app.extensions["tenantry.db"],
+                guard_of(app).hash_password,
+                username,
+                password,
+                [role],
+            )
+        except UserError as exc:
+            raise InputError(str(exc)) from exc
+    click.echo(f"added {role} {username} to tenant {slug}")
+
+
+@users.command("list")
+@click.argument("slug")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.pass_context
+def users_list(ctx, slug, as_json):
+    """List the users of tenant SLUG: username, roles, active."""
+    with _tenant_app(ctx, slug) as app:
+        rows = [
+            {"username": user.username, "roles": user.rolenames, "active": user.active}
+            for user in list_users(app.extensions["tenantry.db"])
+        ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        state = "active" if row["active"] else "disabled"
+        click.echo(f"{row['username']}\t{','.join(row['roles'])}\t{state}")
+
+
+@users.command("disable")
+@click.argument("slug")
+@click.argument("username")
+@click.pass_context
+def users_disable(ctx, slug, username):
+    """Disable USERNAME of tenant SLUG: no more logins, and its tokens stop working."""
+    with _tenant_app(ctx, slug) as app:
+        try:
+            set_user_active(app.extensions["tenantry.db"], username, False)
+        except UserError as exc:
+            raise InputError(str(exc)) from exc
+    click.echo(f"disabled user {username} of tenant {slug}")
 
 
 @main.command()

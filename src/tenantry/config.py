@@ -15,8 +15,8 @@ from pathlib import Path
 SLUG_PATTERN = re.compile(r"[a-z][a-z0-9-]{1,62}")
 RESERVED_SLUGS = frozenset({"healthz"})
 
-ALL_BLUEPRINTS = ("landing", "status")
-ALWAYS_ON_BLUEPRINTS = ("status",)
+ALL_BLUEPRINTS = ("landing", "status", "auth")
+ALWAYS_ON_BLUEPRINTS = ("auth", "status")
 
 MIN_SECRET_BYTES = 32
 MIN_SECRET_DISTINCT_CHARS = 10
@@ -65,6 +65,8 @@ class TenantConfig:
     STORAGE_QUOTA: int = 10 * GiB
     JWT_ACCESS_LIFESPAN: timedelta = timedelta(minutes=15)
     JWT_REFRESH_LIFESPAN: timedelta = timedelta(days=30)
+    LOGIN_MAX_FAILURES: int = 10
+    LOGIN_LOCKOUT: timedelta = timedelta(minutes=5)
 
     DEBUG = False
     TESTING = False
@@ -114,11 +116,11 @@ def config_class_problems(config_class: type[TenantConfig], slug: str) -> list[s
                 f"unknown blueprints {', '.join(map(str, unknown))} "
                 f"(known: {', '.join(ALL_BLUEPRINTS)})"
             )
-    for limit in ("MAX_CONTENT_LENGTH", "STORAGE_QUOTA"):
+    for limit in ("MAX_CONTENT_LENGTH", "STORAGE_QUOTA", "LOGIN_MAX_FAILURES"):
         value = getattr(config_class, limit)
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            problems.append(f"{limit} must be a positive integer of bytes")
-    for lifespan in ("JWT_ACCESS_LIFESPAN", "JWT_REFRESH_LIFESPAN"):
+            problems.append(f"{limit} must be a positive integer")
+    for lifespan in ("JWT_ACCESS_LIFESPAN", "JWT_REFRESH_LIFESPAN", "LOGIN_LOCKOUT"):
         value = getattr(config_class, lifespan)
         if not isinstance(value, timedelta) or value <= timedelta(0):
             problems.append(f"{lifespan} must be a positive timedelta")

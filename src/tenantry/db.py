@@ -21,7 +21,7 @@ from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # The newest migration's revision; tests check it matches the migrations folder.
-SCHEMA_REVISION = "0001"
+SCHEMA_REVISION = "0002"
 
 PG_POOL_SIZE = 5
 PG_MAX_OVERFLOW = 5
@@ -96,6 +96,15 @@ class TenantDatabase:
     @property
     def is_postgres(self) -> bool:
         return self.schema is not None
+
+    @property
+    def insert(self):
+        """The dialect's ``insert``, which has ``on_conflict_do_update/nothing`` (upserts)."""
+        if self.is_postgres:
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        return insert
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Session]:

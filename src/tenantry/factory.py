@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Flask, Response, request
 from flask.sessions import SecureCookieSessionInterface
 
+from tenantry.auth import init_guard
 from tenantry.config import TenantConfig, tenant_settings
 from tenantry.db import TenantDatabase
 from tenantry.endpoints import create_blueprint
@@ -55,7 +56,8 @@ def configure_routing(app: Flask) -> None:
 
 
 def register_extensions(app: Flask, home: TenantHome) -> None:
-    """Attach the tenant's database and storage; migrate the database if it is behind."""
+    """Attach the tenant's database, storage and token guard; migrate the database if it
+    is behind."""
     slug = app.config["SLUG"]
     storage = TenantStorage(app.config["STORAGE_ROOT"])
     storage.ensure()
@@ -63,6 +65,7 @@ def register_extensions(app: Flask, home: TenantHome) -> None:
     database.ensure_current()
     app.extensions["tenantry.storage"] = storage
     app.extensions["tenantry.db"] = database
+    init_guard(app)
 
 
 def register_blueprints(app: Flask) -> None:

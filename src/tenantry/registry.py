@@ -11,6 +11,7 @@ built from, and rebuilds on any change. That is how every gunicorn worker picks 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import threading
 import time
@@ -40,6 +41,9 @@ class LoadedTenant:
     hosts: tuple[str, ...] = ()
     app: Flask | None = None
     error: str | None = None
+    key_digest: str | None = None
+    # Refused for a SECRET_KEY another loaded tenant has: re-checked even if unchanged.
+    shares_key: bool = False
 
     def release(self) -> None:
         """Let go of the app's database connections."""
@@ -74,6 +78,7 @@ class TenantRegistry:
         self._loaded: OrderedDict[str, LoadedTenant] = OrderedDict()
         self._lock = threading.Lock()
         self._slug_locks: dict[str, threading.Lock] = {}
+        self._key_holders: dict[str, set[str]] = {}
         self._hosts = _HostIndex()
 
     def lookup(self, slug: str) -> LoadedTenant | None:
@@ -111,7 +116,7 @@ class TenantRegistry:
         """Release every loaded tenant."""
         with self._lock:
             while self._loaded:
-                self._loaded.popitem()[1].release()
+                self._forget(self._loaded.popitem()[1])
 
     def _slug_lock(self, slug: str) -> threading.Lock:
         with self._lock:
@@ -127,14 +132,14 @@ class TenantRegistry:
         now = time.monotonic()
         fingerprint = self.home.fingerprint(slug)
         entry = self._loaded.get(slug)
-        if entry is not None and entry.fingerprint == fingerprint:
+        if entry is not None and entry.fingerprint == fingerprint and not entry.shares_key:
             entry.checked_at = now
             self._touch(slug)
             return entry
         if entry is not None:
             with self._lock:
                 self._loaded.pop(slug, None)
-            entry.release()
+                self._forget(entry)
         config_signature, _, disabled = fingerprint
         if config_signature is None:
             return None
@@ -143,10 +148,41 @@ class TenantRegistry:
         else:
             entry = self._build(slug, fingerprint, now)
         with self._lock:
+            if entry.app is not None:
+                self._claim_key(entry)
             self._loaded[slug] = entry
             while len(self._loaded) > self.max_loaded:
-                self._loaded.popitem(last=False)[1].release()
+                self._forget(self._loaded.popitem(last=False)[1])
         return entry
+
+    def _claim_key(self, entry: LoadedTenant) -> None:
+        """Refuse a tenant whose SECRET_KEY another loaded tenant has, and that one too:
+        a shared key would let each mint the other's tokens (lock held)."""
+        digest = hashlib.sha256(entry.app.config["SECRET_KEY"].encode()).hexdigest()
+        entry.key_digest = digest
+        holders = self._key_holders.setdefault(digest, set())
+        holders.add(entry.slug)
+        if len(holders) == 1:
+            return
+        log.error("tenants %s share a SECRET_KEY: refusing them", ", ".join(sorted(holders)))
+        entry.release()
+        entry.app = None
+        entry.error = "SECRET_KEY is shared with another tenant"
+        for slug in holders:
+            holder = self._loaded.get(slug)
+            if holder is not None:
+                holder.shares_key = True
+                holder.checked_at = float("-inf")
+        entry.shares_key = True
+
+    def _forget(self, entry: LoadedTenant) -> None:
+        """Release a tenant leaving the cache (lock held)."""
+        entry.release()
+        holders = self._key_holders.get(entry.key_digest)
+        if holders is not None:
+            holders.discard(entry.slug)
+            if not holders:
+                del self._key_holders[entry.key_digest]
 
     def _build(self, slug: str, fingerprint: tuple, now: float) -> LoadedTenant:
         self.builds += 1

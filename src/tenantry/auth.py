@@ -1,0 +1,183 @@
+"""Token authentication: one flask-praetorian guard per tenant app, held to the contract.
+
+flask-praetorian hashes passwords and signs and validates tokens. Around it tenantry adds
+what it lacks (see TRAPS): a strict ``Authorization: Bearer <token>`` parser (no cookies,
+no query string, nothing after the token), a tenant claim set on every token and checked on
+every request, a pinned algorithm, refresh of current tokens, and a per-request check of
+the user and of revocation in the tenant database. Every failure becomes a 401 (403 for a
+missing role) in tenantry's JSON error shape.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import secrets
+import time
+from dataclasses import dataclass
+
+import jwt
+from flask import Flask, current_app, g, request
+from flask_praetorian import Praetorian
+from flask_praetorian.constants import REFRESH_EXPIRATION_CLAIM, AccessType
+from flask_praetorian.exceptions import ExpiredAccessError
+from werkzeug.exceptions import Forbidden, Unauthorized
+
+from tenantry.endpoints.auth.models import User, token_holder
+
+ALGORITHM = "HS512"
+HASH_SCHEME = "pbkdf2_sha512"
+BEARER = re.compile(r"Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)")
+
+INVALID_TOKEN = "The token is missing, malformed, expired or not valid here."  # noqa: S105
+
+
+def issuer(slug: str) -> str:
+    return f"tenantry:{slug}"
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a request's token speaks for, as the tenant database says now."""
+
+    user: User
+    claims: dict
+
+    @property
+    def roles(self) -> list[str]:
+        return self.user.rolenames
+
+
+def init_guard(app: Flask) -> Praetorian:
+    """Give ``app`` its own guard, keyed with its own SECRET_KEY."""
+    app.config.update(
+        JWT_ALGORITHM=ALGORITHM,
+        JWT_ALLOWED_ALGORITHMS=[ALGORITHM],
+        JWT_PLACES=["header"],
+        PRAETORIAN_HASH_SCHEME=HASH_SCHEME,
+        PRAETORIAN_HASH_ALLOWED_SCHEMES=[HASH_SCHEME],
+        DISABLE_PRAETORIAN_ERROR_HANDLER=True,
+    )
+    guard = Praetorian()
+    # Revocation is checked with the user in one query (token_holder), not by the guard.
+    guard.init_app(app, user_class=User)
+    return guard
+
+
+def guard_of(app: Flask) -> Praetorian:
+    return app.extensions["praetorian"]
+
+
+def issue_token(user: User) -> str:
+    """A new access token for ``user``, naming the current tenant."""
+    slug = current_app.config["SLUG"]
+    return guard_of(current_app).encode_jwt_token(user, iss=issuer(slug), tenant=slug)
+
+
+def refreshed_token(claims: dict, user: User) -> str:
+    """A new access token of the same family (jti) and the same refresh deadline.
+
+    flask-praetorian refuses to refresh a token whose access has not expired yet; the
+    contract allows it, so the token is built here from the same parts.
+    """
+    guard = guard_of(current_app)
+    now = int(time.time())
+    lifespan = int(guard.access_lifespan.total_seconds())
+    payload = {
+        **claims,
+        "iat": now,
+        "exp": min(now + lifespan, claims[REFRESH_EXPIRATION_CLAIM]),
+        "rls": ",".join(user.rolenames),
+    }
+    return jwt.encode(payload, guard.encode_key, guard.encode_algorithm)
+
+
+def bearer_token() -> str:
+    """The token of the Authorization header. :raises Unauthorized:"""
+    header = request.headers.get("Authorization")
+    if header is None:
+        raise Unauthorized("Authorization: Bearer <token> is required.")
+    match = BEARER.fullmatch(header)
+    if match is None:
+        raise Unauthorized("The Authorization header must be exactly 'Bearer <token>'.")
+    return match.group(1)
+
+
+def decode(token: str, for_refresh: bool = False) -> dict:
+    """The claims of a token of this tenant, validated.
+
+    With ``for_refresh`` an expired access token still passes while its refresh lifespan
+    lasts. :raises Unauthorized:
+    """
+    guard = guard_of(current_app)
+    try:
+        try:
+            claims = guard.extract_jwt_token(token)
+        except ExpiredAccessError:
+            if not for_refresh:
+                raise
+            claims = guard.extract_jwt_token(token, access_type=AccessType.refresh)
+    except Exception:
+        # Any failure to decode — bad signature, algorithm, claims, types — is the same 401.
+        raise Unauthorized(INVALID_TOKEN) from None
+    slug = current_app.config["SLUG"]
+    if (
+        claims.get("iss") != issuer(slug)
+        or claims.get("tenant") != slug
+        or not isinstance(claims.get("id"), int)
+        or not isinstance(claims.get("jti"), str)
+        or not isinstance(claims.get(REFRESH_EXPIRATION_CLAIM), int)
+    ):
+        raise Unauthorized(INVALID_TOKEN)
+    return claims
+
+
+def authenticate(for_refresh: bool = False) -> Identity:
+    """Check the request's token and its user. :raises Unauthorized:"""
+    claims = decode(bearer_token(), for_refresh=for_refresh)
+    user = token_holder(current_app.extensions["tenantry.db"], claims["id"], claims["jti"])
+    if user is None:
+        raise Unauthorized(INVALID_TOKEN)
+    identity = Identity(user, claims)
+    g.tenantry_identity = identity
+    return identity
+
+
+def current_identity() -> Identity:
+    return g.tenantry_identity
+
+
+def auth_required(*roles: str):
+    """Decorator: a valid token of this tenant, and every role in ``roles``.
+
+    :raises Unauthorized: no valid token. :raises Forbidden: a role is missing.
+    """
+
+    def decorator(view):
+        @functools.wraps(view)
+        def wrapper(*args, **kwargs):
+            identity = authenticate()
+            missing = [role for role in roles if role not in identity.roles]
+            if missing:
+                raise Forbidden(f"This needs the role: {', '.join(missing)}.")
+            return view(*args, **kwargs)
+
+        return wrapper
+
+    return decorator
+
+
+@functools.cache
+def _decoy_hash() -> str:
+    from passlib.hash import pbkdf2_sha512
+
+    return pbkdf2_sha512.hash(secrets.token_urlsafe(16))
+
+
+def password_matches(user: User | None, password: str) -> bool:
+    """Whether ``password`` is the user's; an unknown user costs the same hashing time."""
+    context = guard_of(current_app).pwd_ctx
+    if user is None:
+        context.verify(password, _decoy_hash())
+        return False
+    return context.verify(password, user.password_hash) and user.active

@@ -1,0 +1,222 @@
+"""Users, revoked tokens and login throttling of one tenant, in that tenant's database.
+
+Everything a gunicorn worker must agree on with the others (who is active, which tokens are
+revoked, who is locked out) lives here, not in process memory.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import UTC, datetime
+
+from flask import current_app
+from sqlalchemy import Boolean, DateTime, Float, Integer, String, delete, exists, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, mapped_column
+
+from tenantry.db import Base, TenantDatabase
+
+ROLES = ("admin", "user")
+MIN_PASSWORD_LENGTH = 10
+USERNAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,149}")
+
+
+class UserError(ValueError):
+    """A user could not be created or changed; the message says why."""
+
+
+class UserExists(UserError):
+    pass
+
+
+class UnknownUser(UserError):
+    pass
+
+
+class User(Base):
+    """A tenant's user; also flask-praetorian's user class for that tenant's guard."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(150), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    roles: Mapped[str] = mapped_column(String(255))
+    active: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    # flask-praetorian's user-class protocol
+    @property
+    def identity(self) -> int:
+        return self.id
+
+    @property
+    def rolenames(self) -> list[str]:
+        return [role for role in (self.roles or "").split(",") if role]
+
+    @property
+    def password(self) -> str:
+        return self.password_hash
+
+    def is_valid(self) -> bool:
+        return self.active
+
+    @classmethod
+    def lookup(cls, username: str) -> User | None:
+        return find_user(current_app.extensions["tenantry.db"], username)
+
+    @classmethod
+    def identify(cls, user_id: int) -> User | None:
+        with current_app.extensions["tenantry.db"].transaction() as session:
+            return session.get(cls, user_id)
+
+    def as_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "username": self.username,
+            "roles": self.rolenames,
+            "active": self.active,
+        }
+
+
+class RevokedToken(Base):
+    __tablename__ = "revoked_tokens"
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[int] = mapped_column(Integer)
+
+
+class LoginFailure(Base):
+    __tablename__ = "login_failures"
+
+    username: Mapped[str] = mapped_column(String(150), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    last_failure: Mapped[float] = mapped_column(Float)
+    locked_until: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+def validate_new_user(username: object, password: object, roles: object) -> None:
+    """:raises UserError: naming the first field that is wrong."""
+    if not isinstance(username, str) or not USERNAME_PATTERN.fullmatch(username):
+        raise UserError(
+            "username must be 1-150 characters of letters, digits and . _ @ + - "
+            "starting with a letter or digit"
+        )
+    if not isinstance(password, str) or len(password) < MIN_PASSWORD_LENGTH:
+        raise UserError(f"password must be a string of at least {MIN_PASSWORD_LENGTH} characters")
+    if (
+        not isinstance(roles, list)
+        or not roles
+        or not all(isinstance(role, str) and role in ROLES for role in roles)
+    ):
+        raise UserError(f"roles must be a non-empty list of: {', '.join(ROLES)}")
+
+
+def create_user(database: TenantDatabase, password_hash_of, username, password, roles) -> User:
+    """Add a user; ``password_hash_of`` is the tenant guard's ``hash_password``.
+
+    :raises UserError: invalid username, password (< 10 characters) or roles.
+    :raises UserExists: the username is taken.
+    """
+    validate_new_user(username, password, roles)
+    user = User(
+        username=username,
+        password_hash=password_hash_of(password),
+        roles=",".join(role for role in ROLES if role in roles),
+        active=True,
+        created_at=datetime.now(UTC),
+    )
+    try:
+        with database.transaction() as session:
+            session.add(user)
+    except IntegrityError:
+        raise UserExists(f"user {username!r} already exists") from None
+    return user
+
+
+def find_user(database: TenantDatabase, username: str) -> User | None:
+    with database.transaction() as session:
+        return session.scalars(select(User).where(User.username == username)).first()
+
+
+def list_users(database: TenantDatabase) -> list[User]:
+    with database.transaction() as session:
+        return list(session.scalars(select(User).order_by(User.username)))
+
+
+def set_user_active(database: TenantDatabase, username: str, active: bool) -> None:
+    """:raises UnknownUser:"""
+    with database.transaction() as session:
+        result = session.execute(
+            update(User).where(User.username == username).values(active=active)
+        )
+        if result.rowcount == 0:
+            raise UnknownUser(f"no user named {username!r}")
+
+
+def token_holder(database: TenantDatabase, user_id: int, jti: str) -> User | None:
+    """The active user a token names, or None if the user is gone, inactive or the token
+    revoked — one query, so a worker sees a logout or a disabled user at once."""
+    revoked = exists().where(RevokedToken.jti == jti)
+    with database.transaction() as session:
+        return session.scalars(
+            select(User).where(User.id == user_id, User.active.is_(True), ~revoked)
+        ).first()
+
+
+def revoke_token(database: TenantDatabase, jti: str, expires_at: int) -> None:
+    """Revoke a token by its jti until ``expires_at``; forget long-expired revocations."""
+    with database.transaction() as session:
+        session.execute(delete(RevokedToken).where(RevokedToken.expires_at < time.time()))
+        session.execute(
+            database.insert(RevokedToken)
+            .values(jti=jti, expires_at=expires_at)
+            .on_conflict_do_nothing(index_elements=[RevokedToken.jti])
+        )
+
+
+def seconds_locked_out(database: TenantDatabase, username: str) -> int:
+    """Seconds left of ``username``'s lock-out (0 when it may try to log in)."""
+    now = time.time()
+    with database.transaction() as session:
+        row = session.get(LoginFailure, username)
+        if row is None or row.locked_until is None:
+            return 0
+        if row.locked_until <= now:
+            session.delete(row)
+            return 0
+        return max(1, round(row.locked_until - now))
+
+
+def record_login_failure(
+    database: TenantDatabase, username: str, max_failures: int, lockout_seconds: float
+) -> None:
+    """Count a failed login (atomically, across workers); lock out at ``max_failures``."""
+    now = time.time()
+    count = (
+        database.insert(LoginFailure)
+        .values(username=username, failures=1, last_failure=now)
+        .on_conflict_do_update(
+            index_elements=[LoginFailure.username],
+            set_={"failures": LoginFailure.failures + 1, "last_failure": now},
+        )
+    )
+    with database.transaction() as session:
+        session.execute(count)
+        session.execute(
+            update(LoginFailure)
+            .where(
+                LoginFailure.username == username,
+                LoginFailure.failures >= max_failures,
+                LoginFailure.locked_until.is_(None),
+            )
+            .values(locked_until=now + lockout_seconds)
+        )
+        # Failures of names nobody used for a day are forgotten, so guesses cannot pile up.
+        session.execute(delete(LoginFailure).where(LoginFailure.last_failure < now - 86400))
+
+
+def clear_login_failures(database: TenantDatabase, username: str) -> None:
+    with database.transaction() as session:
+        session.execute(delete(LoginFailure).where(LoginFailure.username == username))

@@ -1,0 +1,113 @@
+from flask import Response, current_app
+from flask_restful import Resource
+from werkzeug.exceptions import BadRequest, Conflict, TooManyRequests, Unauthorized
+
+from tenantry.api import json_object
+from tenantry.auth import (
+    auth_required,
+    authenticate,
+    current_identity,
+    guard_of,
+    issue_token,
+    password_matches,
+    refreshed_token,
+)
+from tenantry.endpoints.auth.models import (
+    UserError,
+    UserExists,
+    clear_login_failures,
+    create_user,
+    find_user,
+    list_users,
+    record_login_failure,
+    revoke_token,
+    seconds_locked_out,
+)
+
+WRONG_CREDENTIALS = "The username or password is incorrect."
+
+
+class Login(Resource):
+    def __init__(self, database):
+        self.database = database
+
+    def post(self):
+        body = json_object()
+        username, password = body.get("username"), body.get("password")
+        if not isinstance(username, str) or not isinstance(password, str):
+            raise BadRequest("username and password must be strings.")
+        retry_after = seconds_locked_out(self.database, username)
+        if retry_after:
+            raise TooManyRequests(
+                "Too many failed logins for this user; try again later.",
+                retry_after=retry_after,
+            )
+        user = find_user(self.database, username)
+        if not password_matches(user, password):
+            config = current_app.config
+            record_login_failure(
+                self.database,
+                username,
+                config["LOGIN_MAX_FAILURES"],
+                config["LOGIN_LOCKOUT"].total_seconds(),
+            )
+            raise Unauthorized(WRONG_CREDENTIALS)
+        clear_login_failures(self.database, username)
+        return {"access_token": issue_token(user)}
+
+
+class Refresh(Resource):
+    def post(self):
+        identity = authenticate(for_refresh=True)
+        return {"access_token": refreshed_token(identity.claims, identity.user)}
+
+
+class Me(Resource):
+    method_decorators = [auth_required()]
+
+    def get(self):
+        user = current_identity().user
+        return {
+            "id": user.id,
+            "username": user.username,
+            "roles": user.rolenames,
+            "tenant": current_app.config["SLUG"],
+        }
+
+
+class Logout(Resource):
+    method_decorators = [auth_required()]
+
+    def __init__(self, database):
+        self.database = database
+
+    def post(self):
+        claims = current_identity().claims
+        revoke_token(self.database, claims["jti"], claims["rf_exp"])
+        return Response(status=204)
+
+
+class Users(Resource):
+    method_decorators = [auth_required("admin")]
+
+    def __init__(self, database):
+        self.database = database
+
+    def get(self):
+        return {"users": [user.as_dict() for user in list_users(self.database)]}
+
+    def post(self):
+        body = json_object()
+        try:
+            user = create_user(
+                self.database,
+                guard_of(current_app).hash_password,
+                body.get("username"),
+                body.get("password"),
+                body.get("roles", ["user"]),
+            )
+        except UserExists as exc:
+            raise Conflict(str(exc)) from None
+        except UserError as exc:
+            raise BadRequest(str(exc)) from None
+        return user.as_dict(), 201

@@ -1,0 +1,340 @@
+"""Token authentication: each token works at its own tenant only, and the contract's codes."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import secrets
+import time
+
+import jwt
+import pytest
+from sqlalchemy import delete
+
+from tenantry.endpoints.auth.models import User, set_user_active
+from tenantry.log import RequestContextFilter
+from tenantry.tenants import rotate_secret
+from tests.conftest import bearer
+
+PASSWORD = "correct-horse-1"
+
+
+@pytest.fixture
+def alice(acme, add_user):
+    add_user(acme, "alice", roles=("admin",))
+    return "alice"
+
+
+def acme_key(home) -> str:
+    return home.read_secrets("acme")["SECRET_KEY"]
+
+
+def claims_for(slug: str, user_id: int = 1, **overrides) -> dict:
+    now = int(time.time())
+    claims = {
+        "iat": now,
+        "exp": now + 600,
+        "rf_exp": now + 3600,
+        "jti": secrets.token_hex(16),
+        "id": user_id,
+        "rls": "admin",
+        "iss": f"tenantry:{slug}",
+        "tenant": slug,
+    }
+    claims.update(overrides)
+    return claims
+
+
+def forge(claims: dict, key: str, algorithm: str = "HS512") -> str:
+    return jwt.encode(claims, key, algorithm)
+
+
+def assert_unauthorized(response):
+    assert response.status_code == 401, response.get_data(as_text=True)
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+    assert response.json["error"] == "unauthorized"
+    assert response.mimetype == "application/json"
+
+
+def test_login_then_me(client, alice, login):
+    token = login("acme", "alice")
+    response = client.get("/acme/auth/me", headers=bearer(token))
+    assert response.status_code == 200
+    assert response.json == {"id": 1, "username": "alice", "roles": ["admin"], "tenant": "acme"}
+
+
+def test_wrong_password_and_unknown_user_answer_the_same(client, alice):
+    wrong = client.post("/acme/auth/login", json={"username": "alice", "password": "nope-nope-1"})
+    unknown = client.post("/acme/auth/login", json={"username": "zed", "password": "nope-nope-1"})
+    assert_unauthorized(wrong)
+    assert_unauthorized(unknown)
+    assert wrong.json == unknown.json
+
+
+@pytest.mark.parametrize(
+    "body", [b"{broken", b"[]", b'"text"', b'{"username": 1, "password": "x"}', b""]
+)
+def test_bad_login_bodies_are_400(client, alice, body):
+    response = client.post("/acme/auth/login", data=body, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json["error"] == "bad_request"
+
+
+def test_cross_tenant_matrix(client, make_tenant, add_user, login):
+    slugs = [make_tenant(slug) for slug in ("acme", "globex", "initech")]
+    tokens = {}
+    for slug in slugs:
+        user = add_user(slug, "alice", roles=("admin",))
+        assert user.id == 1
+        tokens[slug] = login(slug, "alice")
+
+    for owner, token in tokens.items():
+        for slug in slugs:
+            for method, path in [
+                ("GET", "/auth/me"),
+                ("GET", "/users"),
+                ("POST", "/auth/refresh"),
+                ("POST", "/auth/logout"),
+            ]:
+                response = client.open(f"/{slug}{path}", method=method, headers=bearer(token))
+                if slug == owner:
+                    if path != "/auth/logout":
+                        assert response.status_code == 200, (owner, slug, path)
+                else:
+                    assert_unauthorized(response)
+
+
+def forged_headers(home) -> dict[str, str]:
+    key = acme_key(home)
+    good = forge(claims_for("acme"), key)
+    header, payload, signature = good.split(".")
+    edited = json.loads(base64.urlsafe_b64decode(payload + "=="))
+    edited["rls"] = "admin,superuser"
+    edited_payload = base64.urlsafe_b64encode(json.dumps(edited).encode()).rstrip(b"=").decode()
+    return {
+        "garbage": "Bearer garbage",
+        "empty bearer": "Bearer ",
+        "bare word": "Bearer",
+        "lower-case scheme": f"bearer {good}",
+        "basic scheme": "Basic YWxpY2U6cGFzc3dvcmQ=",
+        "two tokens": f"Bearer {good} {good}",
+        "trailing junk": f"Bearer {good}!!!",
+        "trailing space": f"Bearer {good} ",
+        "alg none": "Bearer "
+        + jwt.encode(claims_for("acme"), None, algorithm="none").rstrip(".")
+        + ".",
+        "alg none unsigned": "Bearer " + ".".join(good.split(".")[:2]) + ".",
+        "HS256 random key": "Bearer " + forge(claims_for("acme"), secrets.token_hex(32), "HS256"),
+        "HS512 random key": "Bearer " + forge(claims_for("acme"), secrets.token_hex(32)),
+        "HS256 right key": "Bearer " + forge(claims_for("acme"), key, "HS256"),
+        "payload edited, old signature": f"Bearer {header}.{edited_payload}.{signature}",
+        "re-signed with wrong key": "Bearer " + forge(edited, secrets.token_hex(32)),
+        "tenant claim swapped": "Bearer "
+        + forge(claims_for("acme", tenant="globex", iss="tenantry:globex"), key),
+        "no tenant claim": "Bearer "
+        + forge({k: v for k, v in claims_for("acme").items() if k not in ("iss", "tenant")}, key),
+        "expired": "Bearer " + forge(claims_for("acme", exp=int(time.time()) - 10), key),
+        "id as string": "Bearer " + forge(claims_for("acme", id="1"), key),
+        "exp as string": "Bearer " + forge(claims_for("acme", exp="never"), key),
+        "unknown user id": "Bearer " + forge(claims_for("acme", user_id=999), key),
+        "no jti": "Bearer "
+        + forge({k: v for k, v in claims_for("acme").items() if k != "jti"}, key),
+        "100 KB": "Bearer " + "a" * 100_000,
+    }
+
+
+def test_forged_and_malformed_tokens_are_401(home, client, alice):
+    for name, header in forged_headers(home).items():
+        response = client.get("/acme/auth/me", headers={"Authorization": header})
+        assert response.status_code == 401, name
+        assert_unauthorized(response)
+
+
+def test_a_correctly_forged_token_would_pass_so_the_forgeries_above_are_meaningful(
+    home, client, alice
+):
+    token = forge(claims_for("acme"), acme_key(home))
+    assert client.get("/acme/auth/me", headers=bearer(token)).status_code == 200
+
+
+def test_missing_token_is_401(client, alice):
+    assert_unauthorized(client.get("/acme/auth/me"))
+    assert_unauthorized(client.get("/acme/users"))
+
+
+def test_token_in_cookie_or_query_string_is_ignored(client, alice, login):
+    token = login("acme", "alice")
+    client.set_cookie("access_token", token, domain="localhost")
+    assert_unauthorized(client.get("/acme/auth/me"))
+    assert_unauthorized(client.get(f"/acme/auth/me?access_token={token}"))
+    assert_unauthorized(client.get(f"/acme/auth/me?token={token}"))
+
+
+def test_users_is_admin_only(client, alice, add_user, login):
+    add_user("acme", "bob")
+    bob = login("acme", "bob")
+    forbidden = client.get("/acme/users", headers=bearer(bob))
+    assert forbidden.status_code == 403
+    assert forbidden.json["error"] == "forbidden"
+    assert client.post("/acme/users", headers=bearer(bob), json={}).status_code == 403
+
+
+def test_admin_lists_and_creates_users(client, alice, login):
+    token = login("acme", "alice")
+    created = client.post(
+        "/acme/users",
+        headers=bearer(token),
+        json={"username": "carol", "password": "carol-password", "roles": ["user"]},
+    )
+    assert created.status_code == 201
+    assert created.json == {"id": 2, "username": "carol", "roles": ["user"], "active": True}
+    assert "password" not in json.dumps(created.json)
+    listed = client.get("/acme/users", headers=bearer(token)).json["users"]
+    assert [user["username"] for user in listed] == ["alice", "carol"]
+    assert login("acme", "carol", "carol-password")
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"username": "alice", "password": "another-password"}, 409),
+        ({"username": "dave", "password": "short"}, 400),
+        ({"username": "dave", "password": 1234567890123}, 400),
+        ({"username": "", "password": "long-enough-1"}, 400),
+        ({"username": "da ve", "password": "long-enough-1"}, 400),
+        ({"username": "dave", "password": "long-enough-1", "roles": ["root"]}, 400),
+        ({"username": "dave", "password": "long-enough-1", "roles": []}, 400),
+        ({"username": "dave", "password": "long-enough-1", "roles": "admin"}, 400),
+    ],
+)
+def test_create_user_rejects_bad_input(client, alice, login, body, status):
+    response = client.post("/acme/users", headers=bearer(login("acme", "alice")), json=body)
+    assert response.status_code == status
+    assert response.json["error"] == {400: "bad_request", 409: "conflict"}[status]
+
+
+def test_logout_revokes_that_token_only(client, alice, login):
+    first, second = login("acme", "alice"), login("acme", "alice")
+    response = client.post("/acme/auth/logout", headers=bearer(first))
+    assert response.status_code == 204
+    assert response.get_data() == b""
+    assert_unauthorized(client.get("/acme/auth/me", headers=bearer(first)))
+    assert_unauthorized(client.post("/acme/auth/refresh", headers=bearer(first)))
+    assert client.get("/acme/auth/me", headers=bearer(second)).status_code == 200
+
+
+def test_refresh_a_current_token(client, alice, login):
+    token = login("acme", "alice")
+    response = client.post("/acme/auth/refresh", headers=bearer(token))
+    assert response.status_code == 200
+    fresh = response.json["access_token"]
+    assert client.get("/acme/auth/me", headers=bearer(fresh)).status_code == 200
+
+
+def test_refresh_an_expired_token_keeps_its_refresh_deadline(home, client, alice):
+    rf_exp = int(time.time()) + 3600
+    expired = forge(claims_for("acme", exp=int(time.time()) - 60, rf_exp=rf_exp), acme_key(home))
+    assert_unauthorized(client.get("/acme/auth/me", headers=bearer(expired)))
+
+    response = client.post("/acme/auth/refresh", headers=bearer(expired))
+
+    assert response.status_code == 200
+    fresh = response.json["access_token"]
+    claims = jwt.decode(fresh, acme_key(home), algorithms=["HS512"])
+    assert claims["rf_exp"] == rf_exp
+    assert claims["exp"] > time.time()
+    assert client.get("/acme/auth/me", headers=bearer(fresh)).status_code == 200
+
+
+def test_refresh_after_the_refresh_lifespan_is_401(home, client, alice):
+    now = int(time.time())
+    stale = forge(claims_for("acme", exp=now - 120, rf_exp=now - 60), acme_key(home))
+    assert_unauthorized(client.post("/acme/auth/refresh", headers=bearer(stale)))
+
+
+def test_disabled_user_loses_access_at_once_and_cannot_log_in(registry, client, alice, login):
+    token = login("acme", "alice")
+    set_user_active(registry.lookup("acme").app.extensions["tenantry.db"], "alice", False)
+    assert_unauthorized(client.get("/acme/auth/me", headers=bearer(token)))
+    assert_unauthorized(
+        client.post("/acme/auth/login", json={"username": "alice", "password": PASSWORD})
+    )
+
+
+def test_deleted_user_loses_access(registry, client, alice, login):
+    token = login("acme", "alice")
+    with registry.lookup("acme").app.extensions["tenantry.db"].transaction() as session:
+        session.execute(delete(User).where(User.username == "alice"))
+    assert_unauthorized(client.get("/acme/auth/me", headers=bearer(token)))
+
+
+def test_rotate_secret_ends_that_tenants_tokens_only(home, client, alice, globex, add_user, login):
+    add_user(globex, "alice")
+    acme_token, globex_token = login("acme", "alice"), login("globex", "alice")
+    rotate_secret(home, "acme")
+    assert_unauthorized(client.get("/acme/auth/me", headers=bearer(acme_token)))
+    assert client.get("/globex/auth/me", headers=bearer(globex_token)).status_code == 200
+    assert login("acme", "alice")
+
+
+def test_repeated_failures_lock_out_that_username_only(client, alice, add_user, globex, login):
+    add_user("acme", "bob")
+    add_user(globex, "alice")
+    wrong = {"username": "alice", "password": "wrong-password"}
+    statuses = [client.post("/acme/auth/login", json=wrong).status_code for _ in range(10)]
+    assert statuses == [401] * 10
+
+    locked = client.post("/acme/auth/login", json={"username": "alice", "password": PASSWORD})
+    assert locked.status_code == 429
+    assert locked.json["error"] == "too_many_requests"
+    assert int(locked.headers["Retry-After"]) >= 60
+
+    assert login("acme", "bob")
+    assert login("globex", "alice")
+
+
+def test_unknown_usernames_are_locked_out_the_same_way(client, alice):
+    wrong = {"username": "ghost", "password": "wrong-password"}
+    for _ in range(10):
+        assert client.post("/acme/auth/login", json=wrong).status_code == 401
+    assert client.post("/acme/auth/login", json=wrong).status_code == 429
+
+
+def test_a_success_resets_the_failure_count(client, alice, login):
+    wrong = {"username": "alice", "password": "wrong-password"}
+    for _ in range(9):
+        client.post("/acme/auth/login", json=wrong)
+    assert login("acme", "alice")
+    for _ in range(9):
+        assert client.post("/acme/auth/login", json=wrong).status_code == 401
+
+
+def test_tenants_sharing_a_secret_key_do_not_start(home, client, acme, globex):
+    assert client.get("/acme/").status_code == 200
+    home.env_file(globex).write_bytes(home.env_file(acme).read_bytes())
+    assert client.get("/globex/").status_code == 503
+    assert client.get("/acme/").status_code == 503
+
+    rotate_secret(home, globex)
+    assert client.get("/globex/").status_code == 200
+    assert client.get("/acme/").status_code == 200
+
+
+def test_passwords_and_tokens_never_reach_the_logs(client, alice, login, caplog):
+    caplog.handler.addFilter(RequestContextFilter())
+    with caplog.at_level(logging.DEBUG):
+        token = login("acme", "alice")
+        client.get("/acme/auth/me", headers=bearer(token))
+        client.post("/acme/auth/login", json={"username": "alice", "password": "wrong-secret-9"})
+        client.post(
+            "/acme/users",
+            headers=bearer(token),
+            json={"username": "eve", "password": "eve-password-1"},
+        )
+        client.post("/acme/auth/logout", headers=bearer(token))
+        client.get("/acme/auth/me", headers=bearer(token + "x"))
+    logged = caplog.text + "".join(str(record.args) for record in caplog.records)
+    for secret in (PASSWORD, "wrong-secret-9", "eve-password-1", token, token.split(".")[2]):
+        assert secret not in logged
+    assert "tenantry.access" in caplog.text
