@@ -16,7 +16,7 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python scripts/demo_setup.py
+	$(BIN)/python scripts/demo_setup.py $(BIND)
 	$(BIN)/tenantry serve --bind $(BIND) --workers $(WORKERS)
 
 test: $(STAMP) lint

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import sys
 
 from tenantry.auth import guard_of
 from tenantry.endpoints.auth.models import create_user, find_user
@@ -31,7 +32,7 @@ def ensure_demo_admin(home: TenantHome, slug: str) -> str | None:
         database.dispose()
 
 
-def main() -> None:
+def main(bind: str) -> None:
     home = TenantHome.from_environ()
     for slug, (name, host) in DEMO_TENANTS.items():
         if not home.exists(slug):
@@ -42,16 +43,17 @@ def main() -> None:
             print(f"tenant {slug}: admin user '{DEMO_ADMIN}', password '{password}' (shown once)")
         else:
             print(f"tenant {slug}: ready (its admin was created on an earlier run)")
+    url = f"http://{bind}"
     print(
-        "\nServing on http://127.0.0.1:8000 — try:\n"
-        "  curl http://127.0.0.1:8000/healthz\n"
-        "  curl http://127.0.0.1:8000/acme/\n"
-        "  curl http://127.0.0.1:8000/globex/status\n"
-        "  curl -H 'Host: acme.localhost' http://127.0.0.1:8000/\n"
-        "  curl -X POST http://127.0.0.1:8000/acme/auth/login \\\n"
-        '       -d \'{"username": "admin", "password": "<the password above>"}\'\n'
+        f"\nServing on {url} — try:\n"
+        f"  curl {url}/healthz\n"
+        f"  curl {url}/acme/\n"
+        f"  curl {url}/globex/status\n"
+        f"  curl -H 'Host: acme.localhost' {url}/\n"
+        f"  curl -X POST {url}/acme/auth/login \\\n"
+        """       -d '{"username": "admin", "password": "<the password above>"}'\n"""
     )
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:8000")

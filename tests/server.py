@@ -40,6 +40,8 @@ class GunicornServer:
             "--workers", str(workers),
             "--timeout", "120",
             "--graceful-timeout", "5",
+            # gunicorn's control socket has one default path: concurrent servers would share it
+            "--no-control-socket",
         ]  # fmt: skip
         if chdir is not None:
             self.argv += ["--chdir", str(chdir)]
