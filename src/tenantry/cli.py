@@ -170,6 +170,10 @@ def _tenant_app(ctx: click.Context, slug: str) -> Iterator[Flask]:
         raise click.ClickException(
             f"tenant {slug} cannot start: {'; '.join(exc.problems)}"
         ) from exc
+    except Exception as exc:
+        raise click.ClickException(
+            f"tenant {slug} cannot start: {type(exc).__name__}: {exc}"
+        ) from exc
     try:
         yield app
     finally:

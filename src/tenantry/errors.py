@@ -35,6 +35,14 @@ ERROR_NAMES = {
     507: "insufficient_storage",
 }
 
+
+class InsufficientStorage(HTTPException):
+    """507: werkzeug has no class of its own for it."""
+
+    code = 507
+    description = "There is not enough storage left for this request."
+
+
 # Headers of a werkzeug HTTPException that describe its HTML body, not the error itself.
 _BODY_HEADERS = frozenset({"content-type", "content-length"})
 

@@ -61,6 +61,7 @@ def register_extensions(app: Flask, home: TenantHome) -> None:
     slug = app.config["SLUG"]
     storage = TenantStorage(app.config["STORAGE_ROOT"])
     storage.ensure()
+    storage.sweep_incoming()
     database = TenantDatabase(slug, home.instance_dir(slug), home.database_url)
     database.ensure_current()
     app.extensions["tenantry.storage"] = storage

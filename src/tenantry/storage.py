@@ -1,21 +1,133 @@
-"""A tenant's storage root: the only code that turns names into paths under it."""
+"""A tenant's storage root: the only code that turns file names into paths.
+
+Names are checked against the contract's pattern before any path is built, and the path is
+checked to stay directly inside the root. Uploads stream into a temp file of the root's own
+``.incoming/`` folder (a name no valid file name can take) and are renamed into place, so a
+file appears whole or not at all.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
+import secrets
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
+
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
+INCOMING = ".incoming"
+CHUNK_SIZE = 1024 * 1024
+# Temp files older than this are left-overs of killed uploads.
+STALE_UPLOAD_SECONDS = 6 * 3600
+
+
+class InvalidName(ValueError):
+    """A file name that does not match the contract's pattern."""
+
+
+class TooLarge(Exception):
+    """The upload is over the tenant's MAX_CONTENT_LENGTH."""
+
+
+class OverQuota(Exception):
+    """The upload would take the tenant over its STORAGE_QUOTA."""
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    name: str
+    size: int
+    sha256: str
+
+
+def validate_name(name: str) -> str:
+    """:raises InvalidName: unless the whole name matches the contract's pattern."""
+    if not isinstance(name, str) or NAME_PATTERN.fullmatch(name) is None:
+        raise InvalidName(
+            "File names are 1-255 characters of A-Z a-z 0-9 . _ - starting with a letter or digit."
+        )
+    return name
 
 
 class TenantStorage:
-    """Files of one tenant, all under ``root``."""
+    """Files of one tenant, all directly under ``root``."""
 
     def __init__(self, root: str | os.PathLike[str]):
         self.root = Path(root)
+        self.incoming = self.root / INCOMING
 
     def ensure(self) -> None:
-        """Create the storage root if it is missing."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        """Create the storage root (and its upload area) if missing."""
+        self.incoming.mkdir(parents=True, exist_ok=True)
 
     def check(self) -> bool:
         """Whether the root exists and this process may create and remove files there."""
         return self.root.is_dir() and os.access(self.root, os.W_OK | os.X_OK)
+
+    def path_of(self, name: str) -> Path:
+        """The path of a stored file. :raises InvalidName:"""
+        path = self.root / validate_name(name)
+        if path.parent != self.root or path.name != name:
+            raise InvalidName("File names cannot name a path.")
+        return path
+
+    def save(
+        self,
+        name: str,
+        chunks: Iterable[bytes],
+        max_size: int,
+        room: int,
+    ) -> StoredFile:
+        """Stream ``chunks`` into the file ``name``, replacing it in one rename.
+
+        ``room`` is how many bytes the tenant's quota leaves for this file.
+
+        :raises InvalidName: :raises TooLarge: :raises OverQuota: (nothing is kept then)
+        """
+        target = self.path_of(name)
+        self.ensure()
+        temp = self.incoming / f"{secrets.token_hex(16)}.part"
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            with open(temp, "xb") as out:
+                for chunk in chunks:
+                    size += len(chunk)
+                    if size > max_size:
+                        raise TooLarge(f"The file is over the limit of {max_size} bytes.")
+                    if size > room:
+                        raise OverQuota("The upload would exceed this tenant's storage quota.")
+                    digest.update(chunk)
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(temp, target)
+        finally:
+            temp.unlink(missing_ok=True)
+        return StoredFile(name, size, digest.hexdigest())
+
+    def delete(self, name: str) -> bool:
+        """Remove a stored file; whether it was there. :raises InvalidName:"""
+        try:
+            self.path_of(name).unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+    def sweep_incoming(self, older_than: float = STALE_UPLOAD_SECONDS) -> int:
+        """Remove temp files of uploads that died (a killed worker); returns how many."""
+        cutoff = time.time() - older_than
+        removed = 0
+        if not self.incoming.is_dir():
+            return 0
+        for entry in os.scandir(self.incoming):
+            try:
+                if entry.stat().st_mtime < cutoff:
+                    os.unlink(entry.path)
+                    removed += 1
+            except FileNotFoundError:
+                pass
+        return removed

@@ -1,0 +1,85 @@
+"""A tenant's stored files: bytes in its storage root, size and sha256 in its database."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from sqlalchemy import BigInteger, DateTime, String, delete, func, select
+from sqlalchemy.orm import Mapped, mapped_column
+
+from tenantry.db import Base, TenantDatabase
+from tenantry.storage import TenantStorage
+
+
+class FileRecord(Base):
+    __tablename__ = "stored_files"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    modified: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    @property
+    def modified_utc(self) -> datetime:
+        # SQLite hands back naive datetimes; they were stored as UTC.
+        return self.modified.replace(tzinfo=UTC) if self.modified.tzinfo is None else self.modified
+
+    def summary(self) -> dict:
+        return {
+            "name": self.name,
+            "size": self.size,
+            "modified": self.modified_utc.isoformat().replace("+00:00", "Z"),
+        }
+
+    def info(self) -> dict:
+        return {**self.summary(), "sha256": self.sha256}
+
+
+def list_files(database: TenantDatabase) -> list[FileRecord]:
+    with database.transaction() as session:
+        return list(session.scalars(select(FileRecord).order_by(FileRecord.name)))
+
+
+def find_file(database: TenantDatabase, name: str) -> FileRecord | None:
+    with database.transaction() as session:
+        return session.get(FileRecord, name)
+
+
+def used_bytes(database: TenantDatabase) -> int:
+    with database.transaction() as session:
+        return session.scalar(select(func.coalesce(func.sum(FileRecord.size), 0)))
+
+
+def store_file(
+    database: TenantDatabase,
+    storage: TenantStorage,
+    name: str,
+    chunks: Iterable[bytes],
+    max_size: int,
+    quota: int,
+) -> tuple[FileRecord, bool]:
+    """Stream an upload into place and record it; returns the record and whether it is new.
+
+    :raises InvalidName: :raises TooLarge: :raises OverQuota:
+    """
+    existing = find_file(database, name)
+    room = quota - used_bytes(database) + (existing.size if existing else 0)
+    stored = storage.save(name, chunks, max_size=max_size, room=room)
+    values = {"size": stored.size, "sha256": stored.sha256, "modified": datetime.now(UTC)}
+    with database.transaction() as session:
+        session.execute(
+            database.insert(FileRecord)
+            .values(name=name, **values)
+            .on_conflict_do_update(index_elements=[FileRecord.name], set_=values)
+        )
+    return FileRecord(name=name, **values), existing is None
+
+
+def delete_file(database: TenantDatabase, storage: TenantStorage, name: str) -> bool:
+    """Forget and remove a stored file; whether it existed. :raises InvalidName:"""
+    storage.path_of(name)
+    with database.transaction() as session:
+        forgotten = session.execute(delete(FileRecord).where(FileRecord.name == name)).rowcount
+    removed = storage.delete(name)
+    return bool(forgotten or removed)

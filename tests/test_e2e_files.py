@@ -1,0 +1,179 @@
+"""Files through a real gunicorn: streaming, memory, killed uploads, hostile names."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import threading
+import time
+
+import httpx
+import pytest
+
+from tenantry.auth import guard_of
+from tenantry.endpoints.auth.models import create_user
+from tenantry.factory import create_app
+from tests.server import GunicornServer, poll_until, raw_request
+from tests.test_files import HOSTILE_NAMES
+
+pytestmark = pytest.mark.e2e
+
+PASSWORD = "correct-horse-1"
+MiB = 1024 * 1024
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+@pytest.fixture
+def server(home, acme, globex):
+    app = create_app(home.load_config_class(acme), home)
+    create_user(
+        app.extensions["tenantry.db"], guard_of(app).hash_password, "alice", PASSWORD, ["user"]
+    )
+    app.extensions["tenantry.db"].dispose()
+    with GunicornServer(home.root, workers=2) as server:
+        yield server
+
+
+@pytest.fixture
+def auth(server):
+    response = httpx.post(
+        f"{server.url}/acme/auth/login", json={"username": "alice", "password": PASSWORD}
+    )
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+def test_one_gib_streamed_upload_keeps_worker_memory_flat(server, auth):
+    size = 1024 * MiB
+    block = os.urandom(MiB)
+    expected = hashlib.sha256()
+    for _ in range(size // MiB):
+        expected.update(block)
+    workers = server.worker_pids()
+    httpx.get(f"{server.url}/acme/files", headers=auth)  # both workers warm
+    before = {pid: rss_kib(pid) for pid in workers}
+    peak = dict(before)
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            for pid in workers:
+                peak[pid] = max(peak[pid], rss_kib(pid))
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        response = httpx.put(
+            f"{server.url}/acme/files/big.bin",
+            content=(block for _ in range(size // MiB)),
+            headers=auth,
+            timeout=300,
+        )
+    finally:
+        done.set()
+        sampler.join()
+
+    assert response.status_code == 201, response.text
+    assert response.json() == {"name": "big.bin", "size": size, "sha256": expected.hexdigest()}
+    growth_mib = max(peak[pid] - before[pid] for pid in workers) / 1024
+    print(f"worker RSS growth during a 1 GiB upload: {growth_mib:.1f} MiB")
+    assert growth_mib < 64
+
+    head = httpx.head(f"{server.url}/acme/files/big.bin", headers=auth)
+    assert head.headers["content-length"] == str(size)
+    tail = httpx.get(
+        f"{server.url}/acme/files/big.bin", headers={**auth, "Range": f"bytes={size - 10}-"}
+    )
+    assert tail.status_code == 206
+    assert tail.content == block[-10:]
+
+
+def test_chunked_upload_over_the_limit_is_413(home, server, auth):
+    config = home.config_file("acme")
+    config.write_text(config.read_text() + "    MAX_CONTENT_LENGTH = 100000\n")
+    poll_until(
+        lambda: (
+            httpx.put(
+                f"{server.url}/acme/files/probe", content=iter([b"x" * 200_000]), headers=auth
+            ).status_code
+            == 413
+        ),
+        timeout=4,
+    )
+    response = httpx.put(
+        f"{server.url}/acme/files/big", content=(b"x" * 10_000 for _ in range(50)), headers=auth
+    )
+    assert response.status_code == 413
+    assert response.json()["error"] == "payload_too_large"
+    assert httpx.get(f"{server.url}/acme/files/big", headers=auth).status_code == 404
+
+
+def test_a_worker_killed_mid_upload_leaves_no_partial_file(home, server, auth):
+    incoming = home.instance_dir("acme") / "storage" / ".incoming"
+    started = threading.Event()
+
+    def slow_body():
+        yield b"x" * MiB
+        started.set()
+        for _ in range(200):
+            time.sleep(0.05)
+            yield b"x" * MiB
+
+    def upload():
+        with contextlib.suppress(httpx.HTTPError):  # the worker dies under it
+            httpx.put(f"{server.url}/acme/files/partial.bin", content=slow_body(), headers=auth)
+
+    uploader = threading.Thread(target=upload)
+    uploader.start()
+    started.wait(10)
+    poll_until(lambda: any(incoming.iterdir()), timeout=10)
+    for pid in server.worker_pids():
+        os.kill(pid, signal.SIGKILL)
+    uploader.join(30)
+
+    poll_until(lambda: len(server.worker_pids()) == 2, timeout=10)
+    listing = poll_until(
+        lambda: httpx.get(f"{server.url}/acme/files", headers=auth), timeout=10
+    ).json()
+    assert listing == {"files": [], "total": 0}
+    assert httpx.get(f"{server.url}/acme/files/partial.bin", headers=auth).status_code == 404
+    assert not (home.instance_dir("acme") / "storage" / "partial.bin").exists()
+
+    # The left-over temp file goes in the next cleanup pass once it is stale.
+    leftovers = list(incoming.iterdir())
+    assert leftovers
+    for path in leftovers:
+        os.utime(path, (time.time() - 7 * 3600,) * 2)
+    os.utime(home.config_file("acme"))  # any change makes every worker rebuild acme
+
+    def swept():
+        assert httpx.get(f"{server.url}/acme/files", headers=auth).status_code == 200
+        return not any(incoming.iterdir())
+
+    poll_until(swept, timeout=5)
+
+
+def test_hostile_names_over_real_http(server, auth):
+    for name in HOSTILE_NAMES:
+        for method in ("GET", "PUT", "DELETE"):
+            status, body = raw_request(
+                server.port, method, f"/acme/files/{name}", {**auth, "Content-Length": "0"}
+            )
+            assert status in (400, 404), (method, name, status)
+            assert json.loads(body)["error"] in ("bad_request", "not_found")
+
+
+def test_files_of_one_tenant_are_invisible_at_another(server, auth):
+    httpx.put(f"{server.url}/acme/files/mine.txt", content=b"acme", headers=auth)
+    assert httpx.get(f"{server.url}/globex/files/mine.txt", headers=auth).status_code == 401
+    assert httpx.get(f"{server.url}/acme/files/mine.txt", headers=auth).content == b"acme"
