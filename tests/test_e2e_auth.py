@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from tenantry.auth import guard_of
+from tenantry.db import TenantDatabase
 from tenantry.endpoints.auth.models import create_user, set_user_active
 from tenantry.factory import create_app
 from tenantry.tenants import rotate_secret
@@ -27,7 +28,6 @@ def add_user(home, slug, username, roles=("user",)):
         create_user(database, guard_of(app).hash_password, username, PASSWORD, list(roles))
     finally:
         database.dispose()
-    return database
 
 
 def fresh(method: str, url: str, **kwargs) -> httpx.Response:
@@ -93,7 +93,7 @@ def test_logout_is_seen_by_both_workers(server):
 
 def test_disabled_user_is_refused_by_both_workers_within_2s(home, server):
     token = login(server, "acme", "bob")
-    database = add_user(home, "acme", "carol")  # any handle on acme's database
+    database = TenantDatabase("acme", home.instance_dir("acme"))
     set_user_active(database, "bob", False)
     database.dispose()
     poll_until(
