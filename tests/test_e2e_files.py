@@ -101,15 +101,19 @@ def test_one_gib_streamed_upload_keeps_worker_memory_flat(server, auth):
 def test_chunked_upload_over_the_limit_is_413(home, server, auth):
     config = home.config_file("acme")
     config.write_text(config.read_text() + "    MAX_CONTENT_LENGTH = 100000\n")
-    poll_until(
-        lambda: (
+
+    def every_worker_refuses():
+        return all(
             httpx.put(
-                f"{server.url}/acme/files/probe", content=iter([b"x" * 200_000]), headers=auth
+                f"{server.url}/acme/files/probe",
+                content=iter([b"x" * 200_000]),
+                headers={**auth, "Connection": "close"},
             ).status_code
             == 413
-        ),
-        timeout=4,
-    )
+            for _ in range(20)
+        )
+
+    poll_until(every_worker_refuses, timeout=4)
     response = httpx.put(
         f"{server.url}/acme/files/big", content=(b"x" * 10_000 for _ in range(50)), headers=auth
     )
