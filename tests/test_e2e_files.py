@@ -181,3 +181,32 @@ def test_files_of_one_tenant_are_invisible_at_another(server, auth):
     httpx.put(f"{server.url}/acme/files/mine.txt", content=b"acme", headers=auth)
     assert httpx.get(f"{server.url}/globex/files/mine.txt", headers=auth).status_code == 401
     assert httpx.get(f"{server.url}/acme/files/mine.txt", headers=auth).content == b"acme"
+
+
+def test_a_link_is_redeemed_exactly_once_under_concurrency(server, auth):
+    httpx.put(f"{server.url}/acme/files/race.txt", content=b"only once", headers=auth)
+    for _ in range(20):
+        addr = httpx.post(f"{server.url}/acme/files/race.txt/link", headers=auth).json()["addr"]
+        barrier = threading.Barrier(32)
+        results: list[tuple[int, bytes]] = []
+
+        def redeem(addr=addr, barrier=barrier, results=results):
+            barrier.wait()
+            response = httpx.get(server.url + addr, headers={"Connection": "close"}, timeout=30)
+            results.append((response.status_code, response.content))
+
+        threads = [threading.Thread(target=redeem) for _ in range(32)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        statuses = sorted(status for status, _ in results)
+        assert statuses == [200] + [410] * 31
+        assert [body for status, body in results if status == 200] == [b"only once"]
+
+
+def test_links_of_one_tenant_do_not_work_at_another(server, auth):
+    httpx.put(f"{server.url}/acme/files/mine.txt", content=b"acme", headers=auth)
+    addr = httpx.post(f"{server.url}/acme/files/mine.txt/link", headers=auth).json()["addr"]
+    assert httpx.get(server.url + addr.replace("/acme/", "/globex/")).status_code == 404
+    assert httpx.get(server.url + addr).content == b"acme"

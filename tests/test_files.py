@@ -160,7 +160,7 @@ def test_over_max_content_length_is_413_and_leaves_nothing(
     assert response.json["error"] == "payload_too_large"
     assert client.get("/small/files", headers=bearer(token)).json["total"] == 0
     storage = home.instance_dir(slug) / "storage"
-    assert sorted(p.name for p in storage.iterdir()) == [".incoming"]
+    assert sorted(p.name for p in storage.iterdir()) == [".incoming", ".links"]
     assert list((storage / ".incoming").iterdir()) == []
 
 

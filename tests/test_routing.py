@@ -12,7 +12,7 @@ def test_path_routing_serves_each_tenant_at_its_prefix(client, acme, globex):
     assert client.get("/acme/").json == {
         "tenant": "acme",
         "name": "Acme Corp",
-        "blueprints": ["landing", "status", "auth", "files"],
+        "blueprints": ["landing", "status", "auth", "files", "datasets"],
     }
     assert client.get("/globex/").json["tenant"] == "globex"
 

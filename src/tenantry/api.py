@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from flask import request
+import json
+
+from flask import Response, request
 from flask_restful import Api
 from werkzeug.exceptions import BadRequest
 
@@ -20,8 +22,23 @@ class TenantApi(Api):
 
 
 def json_object() -> dict:
-    """The request body as a JSON object. :raises BadRequest: it is not one."""
-    body = request.get_json(force=True, silent=True)
-    if not isinstance(body, dict):
+    """The request body as a JSON object of valid text.
+
+    :raises BadRequest: not JSON, not an object, nested too deep, or holding strings that
+        are not valid Unicode (lone surrogates from ``\\ud800`` escapes).
+    """
+    try:
+        body = request.get_json(force=True, silent=True)
+        valid_text = json.dumps(body, ensure_ascii=False).encode()
+    except (RecursionError, UnicodeEncodeError):
+        body = None
+    if not isinstance(body, dict) or not valid_text:
         raise BadRequest("The request body must be a JSON object.")
     return body
+
+
+def no_content() -> Response:
+    """An empty 204, without the Content-Type a default Response would carry."""
+    response = Response(status=204)
+    del response.headers["Content-Type"]
+    return response

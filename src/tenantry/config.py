@@ -15,7 +15,7 @@ from pathlib import Path
 SLUG_PATTERN = re.compile(r"[a-z][a-z0-9-]{1,62}")
 RESERVED_SLUGS = frozenset({"healthz"})
 
-ALL_BLUEPRINTS = ("landing", "status", "auth", "files")
+ALL_BLUEPRINTS = ("landing", "status", "auth", "files", "datasets")
 ALWAYS_ON_BLUEPRINTS = ("auth", "status")
 
 MIN_SECRET_BYTES = 32

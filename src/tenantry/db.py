@@ -21,7 +21,7 @@ from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # The newest migration's revision; tests check it matches the migrations folder.
-SCHEMA_REVISION = "0003"
+SCHEMA_REVISION = "0004"
 
 PG_POOL_SIZE = 5
 PG_MAX_OVERFLOW = 5
@@ -86,6 +86,7 @@ class TenantDatabase:
             self._owns_engine = False
         else:
             self.schema = None
+            instance_path.mkdir(parents=True, exist_ok=True)
             self.path = instance_path / "tenant.db"
             self.engine = create_engine(f"sqlite:///{self.path}")
             event.listen(self.engine, "connect", _configure_sqlite)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from flask import Flask, Response, request
 from flask.sessions import SecureCookieSessionInterface
 
+from tenantry.api import no_content
 from tenantry.auth import init_guard
 from tenantry.config import TenantConfig, tenant_settings
 from tenantry.db import TenantDatabase
-from tenantry.endpoints import create_blueprint
+from tenantry.endpoints import create_blueprint, endpoint_modules
 from tenantry.errors import register_error_handlers
 from tenantry.home import TenantHome
 from tenantry.storage import TenantStorage
@@ -37,7 +38,9 @@ class TenantFlask(Flask):
     def make_default_options_response(self) -> Response:
         # Flask builds Allow from a set, whose order differs between processes.
         allowed = super().make_default_options_response().allow
-        return Response(status=204, headers={"Allow": ", ".join(sorted(allowed))})
+        response = no_content()
+        response.headers["Allow"] = ", ".join(sorted(allowed))
+        return response
 
 
 class TenantSessionInterface(SecureCookieSessionInterface):
@@ -71,5 +74,5 @@ def register_extensions(app: Flask, home: TenantHome) -> None:
 
 def register_blueprints(app: Flask) -> None:
     """Register each enabled endpoint module; the others have no routes at all."""
-    for name in app.config["BLUEPRINTS"]:
+    for name in endpoint_modules(app.config["BLUEPRINTS"]):
         app.register_blueprint(create_blueprint(name, app))

@@ -12,6 +12,7 @@ import hashlib
 import os
 import re
 import secrets
+import shutil
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from pathlib import Path
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
 INCOMING = ".incoming"
+LINKS = ".links"
 CHUNK_SIZE = 1024 * 1024
 # Temp files older than this are left-overs of killed uploads.
 STALE_UPLOAD_SECONDS = 6 * 3600
@@ -58,10 +60,12 @@ class TenantStorage:
     def __init__(self, root: str | os.PathLike[str]):
         self.root = Path(root)
         self.incoming = self.root / INCOMING
+        self.links = self.root / LINKS
 
     def ensure(self) -> None:
-        """Create the storage root (and its upload area) if missing."""
+        """Create the storage root (and its upload and link areas) if missing."""
         self.incoming.mkdir(parents=True, exist_ok=True)
+        self.links.mkdir(exist_ok=True)
 
     def check(self) -> bool:
         """Whether the root exists and this process may create and remove files there."""
@@ -88,8 +92,7 @@ class TenantStorage:
         :raises InvalidName: :raises TooLarge: :raises OverQuota: (nothing is kept then)
         """
         target = self.path_of(name)
-        self.ensure()
-        temp = self.incoming / f"{secrets.token_hex(16)}.part"
+        temp = self.temp_path()
         digest = hashlib.sha256()
         size = 0
         try:
@@ -108,6 +111,44 @@ class TenantStorage:
         finally:
             temp.unlink(missing_ok=True)
         return StoredFile(name, size, digest.hexdigest())
+
+    def snapshot_path(self, uid: str) -> Path:
+        """Where a one-time link's bytes live; ``uid`` is URL-safe base64 by construction."""
+        if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", uid) is None:
+            raise InvalidName("not a link uid")
+        return self.links / uid
+
+    def snapshot(self, name: str, uid: str) -> int:
+        """Freeze the file's current bytes for a link; returns their size.
+
+        A hard link shares the bytes without copying; a later upload renames a new file over
+        the name and a delete unlinks the name, neither touches the snapshot.
+
+        :raises InvalidName: :raises FileNotFoundError: no such file.
+        """
+        source, target = self.path_of(name), self.snapshot_path(uid)
+        self.ensure()
+        try:
+            os.link(source, target)
+        except OSError as exc:
+            if isinstance(exc, FileNotFoundError):
+                raise
+            shutil.copyfile(source, target)  # a filesystem without hard links
+        return target.stat().st_size
+
+    def temp_path(self) -> Path:
+        """A fresh path in the upload area, for a file built before it is published."""
+        self.ensure()
+        return self.incoming / f"{secrets.token_hex(16)}.part"
+
+    def publish_snapshot(self, temp: Path, uid: str) -> int:
+        """Move a finished temp file in as a link's snapshot; returns its size."""
+        target = self.snapshot_path(uid)
+        os.replace(temp, target)
+        return target.stat().st_size
+
+    def drop_snapshot(self, uid: str) -> None:
+        self.snapshot_path(uid).unlink(missing_ok=True)
 
     def delete(self, name: str) -> bool:
         """Remove a stored file; whether it was there. :raises InvalidName:"""

@@ -6,6 +6,19 @@ import importlib
 
 from flask import Blueprint, Flask
 
+# Endpoint modules that exist because a named blueprint is enabled, not by name themselves.
+IMPLIED_MODULES = {"cached_file": ("files", "datasets")}
+
+
+def endpoint_modules(blueprints: tuple[str, ...]) -> list[str]:
+    """The endpoint modules a tenant with these enabled blueprints has."""
+    implied = [
+        module
+        for module, wanted_by in IMPLIED_MODULES.items()
+        if any(name in blueprints for name in wanted_by)
+    ]
+    return [*blueprints, *implied]
+
 
 def create_blueprint(name: str, app: Flask) -> Blueprint:
     """Build the named endpoint module's blueprint for ``app`` (fresh per app)."""

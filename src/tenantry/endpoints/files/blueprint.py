@@ -1,7 +1,7 @@
 from flask import Blueprint, Flask
 
 from tenantry.api import TenantApi
-from tenantry.endpoints.files.resources import FileInfo, FileItem, FileList
+from tenantry.endpoints.files.resources import FileInfo, FileItem, FileLink, FileList
 
 
 def create_blueprint(app: Flask) -> Blueprint:
@@ -14,4 +14,5 @@ def create_blueprint(app: Flask) -> Blueprint:
     api.add_resource(FileList, "/files", resource_class_kwargs=kwargs)
     api.add_resource(FileItem, "/files/<name>", resource_class_kwargs=kwargs)
     api.add_resource(FileInfo, "/files/<name>/info", resource_class_kwargs=kwargs)
+    api.add_resource(FileLink, "/files/<name>/link", resource_class_kwargs=kwargs)
     return blueprint

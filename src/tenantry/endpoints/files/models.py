@@ -76,9 +76,25 @@ def store_file(
     return FileRecord(name=name, **values), existing is None
 
 
+class FileInUse(Exception):
+    """The file is listed by datasets; ``datasets`` names them."""
+
+    def __init__(self, name: str, datasets: list[str]):
+        super().__init__(f"File {name} is listed by datasets: {', '.join(datasets)}")
+        self.datasets = datasets
+
+
 def delete_file(database: TenantDatabase, storage: TenantStorage, name: str) -> bool:
-    """Forget and remove a stored file; whether it existed. :raises InvalidName:"""
+    """Forget and remove a stored file; whether it existed.
+
+    :raises InvalidName: :raises FileInUse: a dataset lists it.
+    """
+    from tenantry.endpoints.datasets.models import datasets_listing  # it imports this module
+
     storage.path_of(name)
+    listing = datasets_listing(database, name)
+    if listing:
+        raise FileInUse(name, listing)
     with database.transaction() as session:
         forgotten = session.execute(delete(FileRecord).where(FileRecord.name == name)).rowcount
     removed = storage.delete(name)

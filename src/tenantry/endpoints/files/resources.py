@@ -1,9 +1,23 @@
-from flask import Response, current_app, request, send_file
+from flask import current_app, request, send_file
 from flask_restful import Resource
-from werkzeug.exceptions import BadRequest, LengthRequired, NotFound, RequestEntityTooLarge
+from werkzeug.exceptions import (
+    BadRequest,
+    Conflict,
+    LengthRequired,
+    NotFound,
+    RequestEntityTooLarge,
+)
 
+from tenantry.api import json_object, no_content
 from tenantry.auth import auth_required
-from tenantry.endpoints.files.models import delete_file, find_file, list_files, store_file
+from tenantry.endpoints.cached_file.models import link_file, validate_link_options
+from tenantry.endpoints.files.models import (
+    FileInUse,
+    delete_file,
+    find_file,
+    list_files,
+    store_file,
+)
 from tenantry.errors import InsufficientStorage
 from tenantry.storage import CHUNK_SIZE, InvalidName, OverQuota, TooLarge, validate_name
 
@@ -84,9 +98,35 @@ class FileItem(FileResource):
         return body, 201 if created else 200
 
     def delete(self, name):
-        if not delete_file(self.database, self.storage, checked_name(name)):
+        try:
+            deleted = delete_file(self.database, self.storage, checked_name(name))
+        except FileInUse as exc:
+            raise Conflict(str(exc)) from None
+        if not deleted:
             raise no_such_file(name)
-        return Response(status=204)
+        return no_content()
+
+
+class FileLink(FileResource):
+    def post(self, name):
+        name = checked_name(name)
+        body = json_object() if request.get_data(cache=True) else {}
+        try:
+            download, ttl = validate_link_options(body)
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
+        if find_file(self.database, name) is None:
+            raise no_such_file(name)
+        try:
+            link = link_file(self.database, self.storage, name, download, ttl)
+        except FileNotFoundError:
+            raise no_such_file(name) from None
+        return link_address(link), 201
+
+
+def link_address(link) -> dict:
+    """``addr`` relative to the host the client used: no tenant prefix under host routing."""
+    return {"addr": f"{request.script_root}/cached-file?uid={link.uid}", "expires": link.expires}
 
 
 class FileInfo(FileResource):

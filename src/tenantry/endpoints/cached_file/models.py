@@ -1,0 +1,184 @@
+"""One-time links: a snapshot of some bytes, served by one GET, then gone.
+
+The uid is the capability (256 random bits). Redeeming is one conditional UPDATE in the
+tenant database, so among any number of concurrent requests in any number of workers
+exactly one wins.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import BigInteger, Boolean, Float, String, delete, select, update
+from sqlalchemy.orm import Mapped, mapped_column
+
+from tenantry.db import Base, TenantDatabase
+from tenantry.storage import InvalidName, TenantStorage
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TTL = 300
+MAX_TTL = 86400
+UID_BYTES = 32
+# How many expired links one clean-up pass removes, so no request pays for a backlog.
+CLEANUP_BATCH = 100
+
+
+class LinkError(Exception):
+    """Why a link cannot be served: ``status`` is 404 (unknown) or 410 (used or expired)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+class OneTimeLink(Base):
+    __tablename__ = "one_time_links"
+
+    uid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    filename: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(BigInteger)
+    download: Mapped[bool] = mapped_column(Boolean)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)
+    used: Mapped[bool] = mapped_column(Boolean)
+
+    @property
+    def expires(self) -> str:
+        moment = datetime.fromtimestamp(self.expires_at, UTC).replace(microsecond=0)
+        return moment.isoformat().replace("+00:00", "Z")
+
+
+def validate_link_options(body: dict) -> tuple[bool, int]:
+    """``download`` (bool, default false) and ``ttl`` (int seconds, 1..86400, default 300).
+
+    :raises ValueError: naming the bad option.
+    """
+    download = body.get("download", False)
+    ttl = body.get("ttl", DEFAULT_TTL)
+    if not isinstance(download, bool):
+        raise ValueError("download must be true or false.")
+    if not isinstance(ttl, int) or isinstance(ttl, bool) or not 1 <= ttl <= MAX_TTL:
+        raise ValueError(f"ttl must be a whole number of seconds from 1 to {MAX_TTL}.")
+    return download, ttl
+
+
+def _new_link(
+    database: TenantDatabase,
+    storage: TenantStorage,
+    uid: str,
+    filename: str,
+    size: int,
+    download: bool,
+    ttl: int,
+) -> OneTimeLink:
+    link = OneTimeLink(
+        uid=uid,
+        filename=filename,
+        size=size,
+        download=download,
+        expires_at=time.time() + ttl,
+        used=False,
+    )
+    try:
+        with database.transaction() as session:
+            session.add(link)
+    except BaseException:
+        storage.drop_snapshot(uid)
+        raise
+    clean_up_links(database, storage)
+    return link
+
+
+def link_file(
+    database: TenantDatabase, storage: TenantStorage, name: str, download: bool, ttl: int
+) -> OneTimeLink:
+    """A one-time link to the file's bytes as they are now.
+
+    :raises InvalidName: :raises FileNotFoundError: no such file.
+    """
+    uid = secrets.token_urlsafe(UID_BYTES)
+    size = storage.snapshot(name, uid)
+    return _new_link(database, storage, uid, name, size, download, ttl)
+
+
+def link_built_file(
+    database: TenantDatabase,
+    storage: TenantStorage,
+    temp: Path,
+    filename: str,
+    download: bool,
+    ttl: int,
+) -> OneTimeLink:
+    """A one-time link to a file built in ``storage.temp_path()`` (e.g. a zip)."""
+    uid = secrets.token_urlsafe(UID_BYTES)
+    size = storage.publish_snapshot(temp, uid)
+    return _new_link(database, storage, uid, filename, size, download, ttl)
+
+
+def find_live_link(database: TenantDatabase, storage: TenantStorage, uid: str) -> OneTimeLink:
+    """The link, if it may still be served (HEAD: does not use it up).
+
+    :raises LinkError: 404 unknown uid, 410 used or expired.
+    """
+    try:
+        storage.snapshot_path(uid)
+    except InvalidName:
+        raise LinkError(404, "No such link.") from None
+    with database.transaction() as session:
+        link = session.get(OneTimeLink, uid)
+    if link is None:
+        raise LinkError(404, "No such link.")
+    if link.used or link.expires_at <= time.time():
+        raise LinkError(410, "This link has been used or has expired.")
+    return link
+
+
+def redeem_link(database: TenantDatabase, storage: TenantStorage, uid: str):
+    """Use the link up and return ``(link, open binary file of its bytes)``.
+
+    The snapshot is opened before the link is marked used and unlinked after, so the
+    winner always gets the bytes and no one else ever does.
+
+    :raises LinkError: 404 unknown uid, 410 used, expired, or lost the race.
+    """
+    link = find_live_link(database, storage, uid)
+    try:
+        handle = open(storage.snapshot_path(uid), "rb")  # noqa: SIM115 (the response closes it)
+    except FileNotFoundError:
+        raise LinkError(410, "This link has been used or has expired.") from None
+    with database.transaction() as session:
+        won = session.execute(
+            update(OneTimeLink)
+            .where(
+                OneTimeLink.uid == uid,
+                OneTimeLink.used.is_(False),
+                OneTimeLink.expires_at > time.time(),
+            )
+            .values(used=True)
+        ).rowcount
+    if not won:
+        handle.close()
+        raise LinkError(410, "This link has been used or has expired.")
+    storage.drop_snapshot(uid)
+    return link, handle
+
+
+def clean_up_links(database: TenantDatabase, storage: TenantStorage) -> int:
+    """Forget a batch of used or expired links and their snapshots; returns how many."""
+    with database.transaction() as session:
+        uids = list(
+            session.scalars(
+                select(OneTimeLink.uid)
+                .where((OneTimeLink.used.is_(True)) | (OneTimeLink.expires_at <= time.time()))
+                .limit(CLEANUP_BATCH)
+            )
+        )
+        if uids:
+            session.execute(delete(OneTimeLink).where(OneTimeLink.uid.in_(uids)))
+    for uid in uids:
+        storage.drop_snapshot(uid)
+    return len(uids)

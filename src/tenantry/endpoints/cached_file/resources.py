@@ -1,0 +1,37 @@
+from flask import Response, request
+from flask_restful import Resource
+from werkzeug.exceptions import BadRequest, Gone, NotFound
+from werkzeug.wsgi import wrap_file
+
+from tenantry.endpoints.cached_file.models import LinkError, find_live_link, redeem_link
+
+
+def link_error(exc: LinkError):
+    return (NotFound if exc.status == 404 else Gone)(str(exc))
+
+
+class CachedFile(Resource):
+    """Public: the uid is the capability. GET uses the link up; HEAD only looks."""
+
+    def __init__(self, database, storage):
+        self.database = database
+        self.storage = storage
+
+    def get(self):
+        uid = request.args.get("uid")
+        if not uid:
+            raise BadRequest("The uid query parameter is required.")
+        try:
+            if request.method == "HEAD":
+                link, handle = find_live_link(self.database, self.storage, uid), None
+            else:
+                link, handle = redeem_link(self.database, self.storage, uid)
+        except LinkError as exc:
+            raise link_error(exc) from None
+        body = wrap_file(request.environ, handle) if handle is not None else b""
+        response = Response(body, mimetype="application/octet-stream", direct_passthrough=True)
+        response.content_length = link.size
+        response.headers["Cache-Control"] = "no-store"
+        if link.download:
+            response.headers.set("Content-Disposition", "attachment", filename=link.filename)
+        return response

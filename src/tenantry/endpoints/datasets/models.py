@@ -1,0 +1,236 @@
+"""The datasets catalogue: named, described groups of a tenant's stored files."""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Sequence
+
+from sqlalchemy import ForeignKey, Integer, String, Text, delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, mapped_column
+
+from tenantry.db import Base, TenantDatabase
+from tenantry.endpoints.files.models import FileRecord
+from tenantry.storage import NAME_PATTERN, TenantStorage
+
+RESERVED_NAMES = frozenset({"download"})
+MAX_LIMIT = 1000
+
+
+class DatasetError(ValueError):
+    """An invalid dataset body or query; the message names the field."""
+
+
+class UnknownFiles(DatasetError):
+    pass
+
+
+class DatasetExists(Exception):
+    pass
+
+
+class UnknownDataset(LookupError):
+    pass
+
+
+class Dataset(Base):
+    __tablename__ = "datasets"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    description: Mapped[str] = mapped_column(Text)
+
+
+class DatasetUse(Base):
+    __tablename__ = "dataset_uses"
+
+    dataset: Mapped[str] = mapped_column(
+        String(255), ForeignKey("datasets.name", ondelete="CASCADE"), primary_key=True
+    )
+    use: Mapped[str] = mapped_column(String(255), primary_key=True)
+
+
+class DatasetFile(Base):
+    __tablename__ = "dataset_files"
+
+    dataset: Mapped[str] = mapped_column(
+        String(255), ForeignKey("datasets.name", ondelete="CASCADE"), primary_key=True
+    )
+    file: Mapped[str] = mapped_column(String(255), primary_key=True, index=True)
+    position: Mapped[int] = mapped_column(Integer)
+
+
+def _string_list(body: dict, key: str) -> list[str]:
+    value = body.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
+        raise DatasetError(f"{key} must be a list of non-empty strings.")
+    return list(dict.fromkeys(value))
+
+
+def validate_dataset(body: dict) -> dict:
+    """The dataset a POST body describes. :raises DatasetError: naming the bad field."""
+    name = body.get("name")
+    if not isinstance(name, str) or NAME_PATTERN.fullmatch(name) is None:
+        raise DatasetError(
+            "name must be 1-255 characters of A-Z a-z 0-9 . _ - starting with a letter or digit."
+        )
+    if name in RESERVED_NAMES:
+        raise DatasetError(f"{name!r} is reserved.")
+    description = body.get("description", "")
+    if not isinstance(description, str):
+        raise DatasetError("description must be a string.")
+    uses = _string_list(body, "uses")
+    if any(len(use) > 255 for use in uses):
+        raise DatasetError("each use must be at most 255 characters.")
+    files = _string_list(body, "files")
+    if not all(NAME_PATTERN.fullmatch(file) for file in files):
+        raise DatasetError("files must be names of stored files.")
+    return {"name": name, "description": description, "uses": uses, "files": files}
+
+
+def create_dataset(database: TenantDatabase, body: dict) -> dict:
+    """Add a dataset. :raises DatasetError: :raises UnknownFiles: :raises DatasetExists:"""
+    dataset = validate_dataset(body)
+    try:
+        with database.transaction() as session:
+            known = set(
+                session.scalars(
+                    select(FileRecord.name).where(FileRecord.name.in_(dataset["files"]))
+                )
+            )
+            unknown = [file for file in dataset["files"] if file not in known]
+            if unknown:
+                raise UnknownFiles(f"No such file: {', '.join(unknown)}")
+            session.add(Dataset(name=dataset["name"], description=dataset["description"]))
+            session.flush()
+            session.add_all(DatasetUse(dataset=dataset["name"], use=use) for use in dataset["uses"])
+            session.add_all(
+                DatasetFile(dataset=dataset["name"], file=file, position=position)
+                for position, file in enumerate(dataset["files"])
+            )
+    except IntegrityError:
+        raise DatasetExists(f"Dataset {dataset['name']} already exists.") from None
+    return get_dataset(database, dataset["name"])
+
+
+def _describe(session, names: Sequence[str]) -> list[dict]:
+    """Full descriptions of the named datasets, in the order given (one query per part)."""
+    if not names:
+        return []
+    descriptions = dict(
+        session.execute(
+            select(Dataset.name, Dataset.description).where(Dataset.name.in_(names))
+        ).all()
+    )
+    uses: dict[str, list[str]] = {name: [] for name in names}
+    for dataset, use in session.execute(
+        select(DatasetUse.dataset, DatasetUse.use)
+        .where(DatasetUse.dataset.in_(names))
+        .order_by(DatasetUse.use)
+    ):
+        uses[dataset].append(use)
+    files: dict[str, list[str]] = {name: [] for name in names}
+    sizes = dict.fromkeys(names, 0)
+    for dataset, file, size in session.execute(
+        select(DatasetFile.dataset, DatasetFile.file, FileRecord.size)
+        .join(FileRecord, FileRecord.name == DatasetFile.file, isouter=True)
+        .where(DatasetFile.dataset.in_(names))
+        .order_by(DatasetFile.position)
+    ):
+        files[dataset].append(file)
+        sizes[dataset] += size or 0
+    return [
+        {
+            "name": name,
+            "description": descriptions[name],
+            "uses": uses[name],
+            "files": files[name],
+            "size": sizes[name],
+        }
+        for name in names
+        if name in descriptions
+    ]
+
+
+def get_dataset(database: TenantDatabase, name: str) -> dict:
+    """:raises UnknownDataset:"""
+    with database.transaction() as session:
+        found = _describe(session, [name])
+    if not found:
+        raise UnknownDataset(name)
+    return found[0]
+
+
+def search_datasets(
+    database: TenantDatabase, uses: list[str], text: str | None, limit: int, offset: int
+) -> tuple[list[dict], int]:
+    """Datasets having every one of ``uses`` whose name or description contains ``text``
+    (case-insensitive), ordered by name; returns a page and the total before paging."""
+    query = select(Dataset.name)
+    if uses:
+        having_all = (
+            select(DatasetUse.dataset)
+            .where(DatasetUse.use.in_(set(uses)))
+            .group_by(DatasetUse.dataset)
+            .having(func.count(DatasetUse.use.distinct()) == len(set(uses)))
+        )
+        query = query.where(Dataset.name.in_(having_all))
+    if text:
+        needle = text.lower()
+        query = query.where(
+            func.lower(Dataset.name).contains(needle, autoescape=True)
+            | func.lower(Dataset.description).contains(needle, autoescape=True)
+        )
+    with database.transaction() as session:
+        total = session.scalar(select(func.count()).select_from(query.subquery()))
+        names = list(session.scalars(query.order_by(Dataset.name).limit(limit).offset(offset)))
+        return _describe(session, names), total
+
+
+def delete_dataset(database: TenantDatabase, name: str) -> None:
+    """:raises UnknownDataset:"""
+    with database.transaction() as session:
+        session.execute(delete(DatasetUse).where(DatasetUse.dataset == name))
+        session.execute(delete(DatasetFile).where(DatasetFile.dataset == name))
+        if not session.execute(delete(Dataset).where(Dataset.name == name)).rowcount:
+            raise UnknownDataset(name)
+
+
+def datasets_listing(database: TenantDatabase, file_name: str) -> list[str]:
+    """Names of the datasets that list ``file_name``."""
+    with database.transaction() as session:
+        return list(
+            session.scalars(
+                select(DatasetFile.dataset)
+                .where(DatasetFile.file == file_name)
+                .order_by(DatasetFile.dataset)
+            )
+        )
+
+
+def build_zip(
+    database: TenantDatabase, storage: TenantStorage, names: list[str]
+) -> tuple[object, str]:
+    """Write a zip of ``<dataset>/<file>`` for every file of the named datasets into a temp
+    file of the tenant's storage, streaming from disk (zip64 when large).
+
+    :returns: the temp path and a download file name.
+    :raises UnknownDataset: naming the first unknown dataset.
+    """
+    with database.transaction() as session:
+        described = {dataset["name"]: dataset for dataset in _describe(session, names)}
+    for name in names:
+        if name not in described:
+            raise UnknownDataset(name)
+    temp = storage.temp_path()
+    try:
+        with zipfile.ZipFile(
+            temp, "x", zipfile.ZIP_DEFLATED, allowZip64=True, compresslevel=1
+        ) as archive:
+            for name in dict.fromkeys(names):
+                for file in described[name]["files"]:
+                    archive.write(storage.path_of(file), f"{name}/{file}")
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    filename = (names[0] if len(names) == 1 else "datasets") + ".zip"
+    return temp, filename

@@ -1,0 +1,93 @@
+from flask import request
+from flask_restful import Resource
+from werkzeug.exceptions import BadRequest, Conflict, NotFound
+
+from tenantry.api import json_object, no_content
+from tenantry.auth import auth_required
+from tenantry.endpoints.cached_file.models import DEFAULT_TTL, link_built_file
+from tenantry.endpoints.datasets.models import (
+    MAX_LIMIT,
+    DatasetError,
+    DatasetExists,
+    UnknownDataset,
+    build_zip,
+    create_dataset,
+    delete_dataset,
+    get_dataset,
+    search_datasets,
+)
+from tenantry.endpoints.files.resources import link_address
+
+
+def no_such_dataset(name: str) -> NotFound:
+    return NotFound(f"No such dataset: {name}")
+
+
+def whole_number(name: str, default: int, low: int, high: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise BadRequest(f"{name} must be a whole number from {low} to {high}.")
+    return int(raw)
+
+
+class DatasetResource(Resource):
+    def __init__(self, database, storage):
+        self.database = database
+        self.storage = storage
+
+
+class DatasetList(DatasetResource):
+    @auth_required()
+    def get(self):
+        page, total = search_datasets(
+            self.database,
+            uses=request.args.getlist("uses"),
+            text=request.args.get("q"),
+            limit=whole_number("limit", 50, 1, MAX_LIMIT),
+            offset=whole_number("offset", 0, 0, 2**31),
+        )
+        return {"data": page, "total": total}
+
+    @auth_required("admin")
+    def post(self):
+        try:
+            return create_dataset(self.database, json_object()), 201
+        except DatasetError as exc:
+            raise BadRequest(str(exc)) from None
+        except DatasetExists as exc:
+            raise Conflict(str(exc)) from None
+
+
+class DatasetItem(DatasetResource):
+    @auth_required()
+    def get(self, name):
+        try:
+            return get_dataset(self.database, name)
+        except UnknownDataset:
+            raise no_such_dataset(name) from None
+
+    @auth_required("admin")
+    def delete(self, name):
+        try:
+            delete_dataset(self.database, name)
+        except UnknownDataset:
+            raise no_such_dataset(name) from None
+        return no_content()
+
+
+class DatasetDownload(DatasetResource):
+    @auth_required()
+    def post(self):
+        names = json_object().get("datasets")
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+            raise BadRequest("datasets must be a non-empty list of dataset names.")
+        try:
+            temp, filename = build_zip(self.database, self.storage, names)
+        except UnknownDataset as exc:
+            raise no_such_dataset(str(exc)) from None
+        link = link_built_file(
+            self.database, self.storage, temp, filename, download=True, ttl=DEFAULT_TTL
+        )
+        return link_address(link), 201
