@@ -23,13 +23,20 @@ from flask_praetorian.constants import REFRESH_EXPIRATION_CLAIM, AccessType
 from flask_praetorian.exceptions import ExpiredAccessError
 from werkzeug.exceptions import Forbidden, Unauthorized
 
-from tenantry.endpoints.auth.models import User, token_holder
+from tenantry.endpoints.auth.models import User, is_usable_password, token_holder
 
 ALGORITHM = "HS512"
 HASH_SCHEME = "pbkdf2_sha512"
 BEARER = re.compile(r"Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)")
 
+MAX_DB_INT = 2**31 - 1  # ids and times go into 32-bit database columns
+MAX_JTI_LENGTH = 64
+
 INVALID_TOKEN = "The token is missing, malformed, expired or not valid here."  # noqa: S105
+
+
+def _is_int_in(value: object, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
 
 def issuer(slug: str) -> str:
@@ -124,9 +131,10 @@ def decode(token: str, for_refresh: bool = False) -> dict:
     if (
         claims.get("iss") != issuer(slug)
         or claims.get("tenant") != slug
-        or not isinstance(claims.get("id"), int)
+        or not _is_int_in(claims.get("id"), 1, MAX_DB_INT)
         or not isinstance(claims.get("jti"), str)
-        or not isinstance(claims.get(REFRESH_EXPIRATION_CLAIM), int)
+        or len(claims["jti"]) > MAX_JTI_LENGTH
+        or not _is_int_in(claims.get(REFRESH_EXPIRATION_CLAIM), 0, MAX_DB_INT)
     ):
         raise Unauthorized(INVALID_TOKEN)
     return claims
@@ -175,9 +183,10 @@ def _decoy_hash() -> str:
 
 
 def password_matches(user: User | None, password: str) -> bool:
-    """Whether ``password`` is the user's; an unknown user costs the same hashing time."""
+    """Whether ``password`` is the user's; an unknown user or an unusable password costs
+    the same hashing time as a wrong one."""
     context = guard_of(current_app).pwd_ctx
-    if user is None:
-        context.verify(password, _decoy_hash())
+    if user is None or not is_usable_password(password):
+        context.verify("decoy password", _decoy_hash())
         return False
     return context.verify(password, user.password_hash) and user.active

@@ -245,8 +245,15 @@ def users_disable(ctx, slug, username):
 def migrate(ctx, slug):
     """Bring SLUG's database, or every tenant's, to the current schema."""
     revisions = _refusing(migrate_tenants, _home(ctx), [slug] if slug else None)
+    failed = False
     for name, revision in revisions.items():
-        click.echo(f"{name}: at revision {revision}")
+        if revision.startswith("failed"):
+            failed = True
+            click.echo(f"{name}: {revision}", err=True)
+        else:
+            click.echo(f"{name}: at revision {revision}")
+    if failed:
+        sys.exit(1)
 
 
 @main.command()

@@ -23,7 +23,7 @@ def request_host(environ) -> str:
     name, colon, port = host.rpartition(":")
     if colon and port.isdigit() and not host.endswith("]"):
         host = name
-    return host.lower()
+    return host.rstrip(".").lower()  # "acme.localhost." is the same host, fully qualified
 
 
 def serve_tenant(registry: TenantRegistry, slug: str, environ, start_response):

@@ -90,8 +90,8 @@ class TenantRegistry:
         if entry is not None and time.monotonic() - entry.checked_at < self.check_interval:
             self._touch(slug)
             return entry if entry.enabled else None
-        if not is_valid_slug(slug):
-            return None
+        if not is_valid_slug(slug) or (entry is None and not self.home.config_file(slug).is_file()):
+            return None  # unknown: nothing is kept for it, not even a lock
         with self._slug_lock(slug):
             entry = self._refresh(slug)
         return entry if entry is not None and entry.enabled else None
@@ -101,12 +101,13 @@ class TenantRegistry:
         slug = self._hosts.by_host.get(host)
         if slug is not None:
             entry = self.lookup(slug)
-            if entry is None or host in entry.hosts or entry.app is None:
+            if entry is not None and (host in entry.hosts or entry.app is None):
                 return slug
         if time.monotonic() - self._hosts.scanned_at >= self.check_interval:
             self._scan_hosts()
             return self._hosts.by_host.get(host)
-        return None
+        # Not due for a rescan: a disabled tenant's host still answers its 404 meanwhile.
+        return slug
 
     def loaded_slugs(self) -> list[str]:
         """Slugs of the tenants this process holds, least recently used first."""
@@ -161,6 +162,13 @@ class TenantRegistry:
         digest = hashlib.sha256(entry.app.config["SECRET_KEY"].encode()).hexdigest()
         entry.key_digest = digest
         holders = self._key_holders.setdefault(digest, set())
+        for slug in list(holders):
+            holder = self._loaded.get(slug)
+            if holder is not None and holder.fingerprint != self.home.fingerprint(slug):
+                # Its files changed since it was loaded (e.g. rotated): its key no longer counts.
+                del self._loaded[slug]
+                self._forget(holder)
+        holders = self._key_holders.setdefault(digest, set())
         holders.add(entry.slug)
         if len(holders) == 1:
             return
@@ -212,7 +220,8 @@ class TenantRegistry:
             try:
                 hosts = _normalised_hosts(self.home.load_config_class(slug).HOSTS)
             except (TenantConfigError, TypeError):
-                hosts = ()
+                # A broken module keeps its last known hosts: they get its 503, not a 404.
+                hosts = known[1] if known is not None else ()
             modules[slug] = (signature, hosts)
         claims: dict[str, list[str]] = {}
         for slug, (_, hosts) in modules.items():

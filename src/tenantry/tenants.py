@@ -80,6 +80,15 @@ def write_atomically(path: Path, text: str, mode: int = 0o644) -> None:
         raise
 
 
+def _is_text(value: str) -> bool:
+    """Whether ``value`` encodes as UTF-8 (undecodable command-line bytes do not)."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _literal(value: str | tuple[str, ...]) -> str:
     """Python source for a string or a tuple of strings, in the project's quote style."""
     if isinstance(value, str):
@@ -117,6 +126,8 @@ def create_tenant(
         )
     if home.config_file(slug).exists() or home.instance_dir(slug).exists():
         raise TenantError(f"tenant {slug!r} already exists")
+    if name is not None and not _is_text(name):
+        raise TenantError("the name must be valid text")
     hosts = tuple(host.lower() for host in hosts)
     for host in hosts:
         if not HOST_PATTERN.fullmatch(host):
@@ -267,14 +278,21 @@ def _hosts_in_use(home: TenantHome) -> dict[str, list[str]]:
 
 
 def migrate_tenants(home: TenantHome, slugs: list[str] | None = None) -> dict[str, str]:
-    """Bring the named tenants' databases (default: all) to the current schema.
+    """Bring the named tenants' databases (default: all) to the current schema. One
+    tenant's failure does not stop the others.
 
-    :returns: each slug's schema revision afterwards.
+    :returns: each slug's schema revision afterwards, or ``"failed: <reason>"``.
     :raises UnknownTenant: a named slug is not configured.
     """
     for slug in slugs or ():
         require_tenant(home, slug)
-    return {slug: upgrade_database(home, slug) for slug in (slugs or home.slugs())}
+    results = {}
+    for slug in slugs or home.slugs():
+        try:
+            results[slug] = upgrade_database(home, slug)
+        except Exception as exc:
+            results[slug] = f"failed: {type(exc).__name__}: {exc}"
+    return results
 
 
 def upgrade_database(home: TenantHome, slug: str) -> str:

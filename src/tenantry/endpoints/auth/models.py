@@ -19,6 +19,8 @@ from tenantry.db import Base, TenantDatabase
 
 ROLES = ("admin", "user")
 MIN_PASSWORD_LENGTH = 10
+# passlib refuses longer secrets (PasswordSizeError); nobody types more.
+MAX_PASSWORD_LENGTH = 1024
 USERNAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,149}")
 
 
@@ -38,6 +40,7 @@ class User(Base):
     """A tenant's user; also flask-praetorian's user class for that tenant's guard."""
 
     __tablename__ = "users"
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     username: Mapped[str] = mapped_column(String(150), unique=True)
@@ -96,15 +99,34 @@ class LoginFailure(Base):
     locked_until: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
+def is_username(value: object) -> bool:
+    """Whether ``value`` could name a user (checked before it reaches the database)."""
+    return isinstance(value, str) and USERNAME_PATTERN.fullmatch(value) is not None
+
+
+def is_usable_password(value: object) -> bool:
+    """Whether ``value`` is a password that may be hashed (any length policy aside)."""
+    if not isinstance(value, str) or len(value) > MAX_PASSWORD_LENGTH:
+        return False
+    try:
+        value.encode()
+    except UnicodeEncodeError:  # lone surrogates, e.g. undecodable bytes on stdin
+        return False
+    return True
+
+
 def validate_new_user(username: object, password: object, roles: object) -> None:
     """:raises UserError: naming the first field that is wrong."""
-    if not isinstance(username, str) or not USERNAME_PATTERN.fullmatch(username):
+    if not is_username(username):
         raise UserError(
             "username must be 1-150 characters of letters, digits and . _ @ + - "
             "starting with a letter or digit"
         )
-    if not isinstance(password, str) or len(password) < MIN_PASSWORD_LENGTH:
-        raise UserError(f"password must be a string of at least {MIN_PASSWORD_LENGTH} characters")
+    if not is_usable_password(password) or len(password) < MIN_PASSWORD_LENGTH:
+        raise UserError(
+            f"password must be valid text of {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} "
+            "characters"
+        )
     if (
         not isinstance(roles, list)
         or not roles
@@ -136,6 +158,8 @@ def create_user(database: TenantDatabase, password_hash_of, username, password, 
 
 
 def find_user(database: TenantDatabase, username: str) -> User | None:
+    if not is_username(username):
+        return None
     with database.transaction() as session:
         return session.scalars(select(User).where(User.username == username)).first()
 
@@ -147,6 +171,8 @@ def list_users(database: TenantDatabase) -> list[User]:
 
 def set_user_active(database: TenantDatabase, username: str, active: bool) -> None:
     """:raises UnknownUser:"""
+    if not is_username(username):
+        raise UnknownUser(f"no user named {username!r}")
     with database.transaction() as session:
         result = session.execute(
             update(User).where(User.username == username).values(active=active)

@@ -1,8 +1,8 @@
-from flask import Response, current_app
+from flask import current_app
 from flask_restful import Resource
 from werkzeug.exceptions import BadRequest, Conflict, TooManyRequests, Unauthorized
 
-from tenantry.api import json_object
+from tenantry.api import json_object, no_content
 from tenantry.auth import (
     auth_required,
     authenticate,
@@ -18,6 +18,7 @@ from tenantry.endpoints.auth.models import (
     clear_login_failures,
     create_user,
     find_user,
+    is_username,
     list_users,
     record_login_failure,
     revoke_token,
@@ -36,6 +37,10 @@ class Login(Resource):
         username, password = body.get("username"), body.get("password")
         if not isinstance(username, str) or not isinstance(password, str):
             raise BadRequest("username and password must be strings.")
+        if not is_username(username):
+            # No such user can exist: answer like any wrong login, and store nothing.
+            password_matches(None, password)
+            raise Unauthorized(WRONG_CREDENTIALS)
         retry_after = seconds_locked_out(self.database, username)
         if retry_after:
             raise TooManyRequests(
@@ -84,7 +89,7 @@ class Logout(Resource):
     def post(self):
         claims = current_identity().claims
         revoke_token(self.database, claims["jti"], claims["rf_exp"])
-        return Response(status=204)
+        return no_content()
 
 
 class Users(Resource):

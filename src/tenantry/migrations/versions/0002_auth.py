@@ -23,6 +23,8 @@ def upgrade() -> None:
         sa.Column("active", sa.Boolean, nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.UniqueConstraint("username", name="uq_users_username"),
+        # Ids are never handed out again: a deleted user's token must not name a new user.
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "revoked_tokens",

@@ -1,0 +1,166 @@
+"""Defects found in review, each pinned by the test that would have caught it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from sqlalchemy import delete
+
+from tenantry.endpoints.auth.models import User
+from tenantry.tenants import rotate_secret, set_enabled
+from tests.conftest import bearer
+
+
+def test_a_deleted_users_token_never_names_a_new_user(registry, client, acme, add_user, login):
+    add_user(acme, "root", roles=("admin",))
+    add_user(acme, "carl")
+    carl = login(acme, "carl")
+    with registry.lookup(acme).app.extensions["tenantry.db"].transaction() as session:
+        session.execute(delete(User).where(User.username == "carl"))
+    eve = add_user(acme, "eve", roles=("admin",))
+    assert eve.id == 3
+    assert client.get("/acme/auth/me", headers=bearer(carl)).status_code == 401
+    assert client.get("/acme/users", headers=bearer(carl)).status_code == 401
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"username": "alice", "password": "' + b"p" * 5000 + b'"}',
+        b'{"username": "ghost", "password": "' + b"p" * 5000 + b'"}',
+        b'{"username": "' + b"u" * 200_000 + b'", "password": "whatever-12"}',
+    ],
+)
+def test_oversized_logins_are_plain_401s(client, acme, add_user, body):
+    add_user(acme, "alice")
+    response = client.post("/acme/auth/login", data=body, content_type="application/json")
+    assert response.status_code == 401
+    assert response.json["error"] == "unauthorized"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"username": "alice", "password": "\\ud800\\ud800\\ud800\\ud800\\ud800"}',
+        b'{"username": "\\ud800", "password": "correct-horse-1"}',
+        b"[" * 200_000 + b"]" * 200_000,
+        b'{"a": ' * 100_000 + b"1" + b"}" * 100_000,
+    ],
+)
+def test_hostile_json_is_400_not_500(client, acme, add_user, login, body):
+    add_user(acme, "alice", roles=("admin",))
+    token = login(acme, "alice")
+    for path in ("/acme/auth/login", "/acme/users", "/acme/api/datasets"):
+        response = client.post(
+            path, data=body, content_type="application/json", headers=bearer(token)
+        )
+        assert response.status_code == 400, path
+        assert response.json["error"] == "bad_request"
+
+
+def test_creating_a_user_with_an_overlong_password_is_400(client, acme, add_user, login):
+    add_user(acme, "alice", roles=("admin",))
+    response = client.post(
+        "/acme/users",
+        json={"username": "bob", "password": "p" * 5000},
+        headers=bearer(login(acme, "alice")),
+    )
+    assert response.status_code == 400
+
+
+def test_rotating_one_of_two_shared_keys_frees_the_other_at_once(home, client, acme, globex):
+    assert client.get("/acme/").status_code == 200
+    home.env_file(globex).write_bytes(home.env_file(acme).read_bytes())
+    assert client.get("/globex/").status_code == 503  # acme is loaded: both are refused
+    assert client.get("/acme/").status_code == 503
+    rotate_secret(home, globex)
+    # Only acme is asked for: globex's stale entry must not keep holding the old key.
+    assert [client.get("/acme/").status_code for _ in range(5)] == [200] * 5
+
+
+def test_a_host_moved_off_a_disabled_tenant_routes_to_its_new_tenant(
+    home, client, acme, make_tenant
+):
+    make_tenant("newco")
+    assert client.get("/", headers={"Host": "acme.localhost"}).json["tenant"] == "acme"
+    set_enabled(home, acme, False)
+    assert client.get("/", headers={"Host": "acme.localhost"}).status_code == 404
+    moved_from, moved_to = home.config_file(acme), home.config_file("newco")
+    moved_from.write_text(
+        moved_from.read_text().replace('HOSTS = ("acme.localhost",)', "HOSTS = ()")
+    )
+    moved_to.write_text(moved_to.read_text().replace("HOSTS = ()", 'HOSTS = ("acme.localhost",)'))
+    assert client.get("/", headers={"Host": "acme.localhost"}).json["tenant"] == "newco"
+
+
+def test_a_broken_tenant_answers_503_on_its_host_too(home, client, acme):
+    assert client.get("/status", headers={"Host": "acme.localhost"}).status_code == 200
+    config = home.config_file(acme)
+    config.write_text(config.read_text() + "\nthis is not python\n")
+    assert client.get("/status", headers={"Host": "acme.localhost"}).status_code == 503
+
+
+def test_a_fully_qualified_host_with_trailing_dot_is_routed(client, acme):
+    assert client.get("/", headers={"Host": "acme.localhost.:80"}).json["tenant"] == "acme"
+
+
+def test_unknown_slugs_leave_nothing_behind(registry, client, acme):
+    for number in range(500):
+        client.get(f"/unknown{number}/")
+    assert registry.loaded_slugs() == []
+    assert set(registry._slug_locks) <= {acme}
+
+
+def test_empty_answers_carry_no_content_type(client, acme, add_user, login):
+    add_user(acme, "alice")
+    options = client.options("/acme/status")
+    assert options.status_code == 204
+    assert "Content-Type" not in options.headers
+    logout = client.post("/acme/auth/logout", headers=bearer(login(acme, "alice")))
+    assert logout.status_code == 204
+    assert "Content-Type" not in logout.headers
+
+
+def tenantry_cli(home, *args: str, stdin: bytes = b"") -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "tenantry.cli", "--home", str(home.root), *args],
+        input=stdin,
+        capture_output=True,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin"),
+    [
+        (("users", "add", "acme", "u1", "--role", "user", "--password-stdin"),
+         b"abc\xffdefghijkl\n"),
+        (("users", "add", "acme", "u2", "--role", "user", "--password-stdin"), b"p" * 5000 + b"\n"),
+        (("users", "disable", "acme", os.fsdecode(b"\xff")), b""),
+        (("tenants", "create", "zz", "--name", os.fsdecode(b"\xff")), b""),
+    ],
+)  # fmt: skip
+def test_hostile_cli_input_exits_2_without_a_traceback(home, acme, args, stdin):
+    result = tenantry_cli(home, *args, stdin=stdin)
+    assert result.returncode == 2, result.stderr
+    assert b"Traceback" not in result.stderr
+    assert not home.config_file("zz").exists()
+
+
+def test_migrate_goes_on_past_a_broken_tenant(home, make_tenant):
+    make_tenant("aa")
+    make_tenant("bb")
+    make_tenant("cc")
+    (home.instance_dir("aa") / "tenant.db").unlink()
+    os.rename(home.instance_dir("cc"), home.root / "cc-moved")  # instance folder missing
+    (home.instance_dir("bb") / "tenant.db").unlink()
+    (home.instance_dir("bb") / "tenant.db").mkdir()  # cannot be opened as a database
+    result = tenantry_cli(home, "migrate")
+    assert result.returncode == 1
+    assert b"Traceback" not in result.stderr
+    assert b"bb: failed" in result.stderr
+    assert b"aa: at revision" in result.stdout
+    assert b"cc: at revision" in result.stdout
+    assert home.database_file("aa").is_file()
