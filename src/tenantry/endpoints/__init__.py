@@ -8,6 +8,7 @@ from flask import Blueprint, Flask
 
 # Endpoint modules that exist because a named blueprint is enabled, not by name themselves.
 IMPLIED_MODULES = {"cached_file": ("files", "datasets")}
+ALWAYS_MODULES = ("openapi",)
 
 
 def endpoint_modules(blueprints: tuple[str, ...]) -> list[str]:
@@ -17,7 +18,7 @@ def endpoint_modules(blueprints: tuple[str, ...]) -> list[str]:
         for module, wanted_by in IMPLIED_MODULES.items()
         if any(name in blueprints for name in wanted_by)
     ]
-    return [*blueprints, *implied]
+    return [*blueprints, *implied, *ALWAYS_MODULES]
 
 
 def create_blueprint(name: str, app: Flask) -> Blueprint:

@@ -24,11 +24,28 @@ from tenantry.endpoints.auth.models import (
     revoke_token,
     seconds_locked_out,
 )
+from tenantry.openapi import INTEGER, STRING, STRINGS, operation, schema_object
+
+TOKEN = schema_object({"access_token": STRING}, ("access_token",))
+USER = schema_object(
+    {"id": INTEGER, "username": STRING, "roles": STRINGS, "active": {"type": "boolean"}},
+    ("id", "username", "roles", "active"),
+)
 
 WRONG_CREDENTIALS = "The username or password is incorrect."
 
 
 class Login(Resource):
+    openapi = {
+        "post": operation(
+            "Exchange a username and password for an access token",
+            {200: TOKEN},
+            errors=(400, 401, 413, 429),
+            body=schema_object({"username": STRING, "password": STRING}, ("username", "password")),
+            public=True,
+        )
+    }
+
     def __init__(self, database):
         self.database = database
 
@@ -62,12 +79,30 @@ class Login(Resource):
 
 
 class Refresh(Resource):
+    openapi = {
+        "post": operation(
+            "A new access token for a current token, or an expired one within its refresh lifespan",
+            {200: TOKEN},
+        )
+    }
+
     def post(self):
         identity = authenticate(for_refresh=True)
         return {"access_token": refreshed_token(identity.claims, identity.user)}
 
 
 class Me(Resource):
+    openapi = {
+        "get": operation(
+            "The token's user",
+            {
+                200: schema_object(
+                    {"id": INTEGER, "username": STRING, "roles": STRINGS, "tenant": STRING},
+                    ("id", "username", "roles", "tenant"),
+                )
+            },
+        )
+    }
     method_decorators = [auth_required()]
 
     def get(self):
@@ -81,6 +116,7 @@ class Me(Resource):
 
 
 class Logout(Resource):
+    openapi = {"post": operation("Revoke this token", {204: None})}
     method_decorators = [auth_required()]
 
     def __init__(self, database):
@@ -93,6 +129,22 @@ class Logout(Resource):
 
 
 class Users(Resource):
+    openapi = {
+        "get": operation(
+            "All users (admin)",
+            {200: schema_object({"users": {"type": "array", "items": USER}}, ("users",))},
+            errors=(403,),
+        ),
+        "post": operation(
+            "Create a user (admin)",
+            {201: USER},
+            errors=(400, 403, 409, 413),
+            body=schema_object(
+                {"username": STRING, "password": STRING, "roles": STRINGS},
+                ("username", "password"),
+            ),
+        ),
+    }
     method_decorators = [auth_required("admin")]
 
     def __init__(self, database):

@@ -4,6 +4,7 @@ from werkzeug.exceptions import BadRequest, Gone, NotFound
 from werkzeug.wsgi import wrap_file
 
 from tenantry.endpoints.cached_file.models import LinkError, find_live_link, redeem_link
+from tenantry.openapi import operation
 
 
 def link_error(exc: LinkError):
@@ -12,6 +13,27 @@ def link_error(exc: LinkError):
 
 class CachedFile(Resource):
     """Public: the uid is the capability. GET uses the link up; HEAD only looks."""
+
+    openapi = {
+        method: operation(
+            summary,
+            {200: {"binary": True} if method == "get" else None},
+            errors=(400, 404, 410),
+            parameters=(
+                {
+                    "name": "uid",
+                    "in": "query",
+                    "required": True,
+                    "schema": {"type": "string", "minLength": 1},
+                },
+            ),
+            public=True,
+        )
+        for method, summary in [
+            ("get", "The linked bytes, once"),
+            ("head", "Whether the link can still be used (does not use it up)"),
+        ]
+    }
 
     def __init__(self, database, storage):
         self.database = database

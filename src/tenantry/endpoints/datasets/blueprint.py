@@ -1,10 +1,18 @@
 from flask import Blueprint, Flask
+from werkzeug.routing import BaseConverter
 
 from tenantry.api import TenantApi
 from tenantry.endpoints.datasets.resources import DatasetDownload, DatasetItem, DatasetList
 
 
+class DatasetNameConverter(BaseConverter):
+    """A dataset name; never the reserved ``download``, so that path has one route only."""
+
+    regex = r"(?!download\Z)[A-Za-z0-9][A-Za-z0-9._-]{0,254}"
+
+
 def create_blueprint(app: Flask) -> Blueprint:
+    app.url_map.converters["dataset"] = DatasetNameConverter
     blueprint = Blueprint("datasets", __name__)
     api = TenantApi(blueprint)
     kwargs = {
@@ -13,5 +21,5 @@ def create_blueprint(app: Flask) -> Blueprint:
     }
     api.add_resource(DatasetList, "/api/datasets", resource_class_kwargs=kwargs)
     api.add_resource(DatasetDownload, "/api/datasets/download", resource_class_kwargs=kwargs)
-    api.add_resource(DatasetItem, "/api/datasets/<name>", resource_class_kwargs=kwargs)
+    api.add_resource(DatasetItem, "/api/datasets/<dataset:name>", resource_class_kwargs=kwargs)
     return blueprint

@@ -17,6 +17,24 @@ from tenantry.endpoints.datasets.models import (
     search_datasets,
 )
 from tenantry.endpoints.files.resources import link_address
+from tenantry.openapi import (
+    INTEGER,
+    LINK,
+    NAME_PARAMETER,
+    STRING,
+    STRINGS,
+    operation,
+    schema_object,
+)
+
+DATASET = schema_object(
+    {"name": STRING, "description": STRING, "uses": STRINGS, "files": STRINGS, "size": INTEGER},
+    ("name", "description", "uses", "files", "size"),
+)
+NAME_SCHEMA = {**NAME_PARAMETER["schema"], "not": {"const": "download"}}
+NAME = {**NAME_PARAMETER, "schema": NAME_SCHEMA}
+FILE_NAMES = {"type": "array", "items": NAME_PARAMETER["schema"]}
+USES = {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 255}}
 
 
 def no_such_dataset(name: str) -> NotFound:
@@ -39,6 +57,44 @@ class DatasetResource(Resource):
 
 
 class DatasetList(DatasetResource):
+    openapi = {
+        "get": operation(
+            "Datasets having all `uses`, matching `q`, by name; `total` counts all matches",
+            {
+                200: schema_object(
+                    {"data": {"type": "array", "items": DATASET}, "total": INTEGER},
+                    ("data", "total"),
+                )
+            },
+            errors=(400,),
+            parameters=(
+                {
+                    "name": "uses",
+                    "in": "query",
+                    "schema": {"type": "array", "items": STRING},
+                    "style": "form",
+                    "explode": True,
+                },
+                {"name": "q", "in": "query", "schema": STRING},
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+                },
+                {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+            ),
+        ),
+        "post": operation(
+            "Create a dataset (admin)",
+            {201: DATASET},
+            errors=(400, 403, 409, 413),
+            body=schema_object(
+                {"name": NAME_SCHEMA, "description": STRING, "uses": USES, "files": FILE_NAMES},
+                ("name",),
+            ),
+        ),
+    }
+
     @auth_required()
     def get(self):
         page, total = search_datasets(
@@ -61,6 +117,13 @@ class DatasetList(DatasetResource):
 
 
 class DatasetItem(DatasetResource):
+    openapi = {
+        "get": operation("One dataset", {200: DATASET}, errors=(404, 405), parameters=(NAME,)),
+        "delete": operation(
+            "Delete a dataset (admin)", {204: None}, errors=(403, 404, 405), parameters=(NAME,)
+        ),
+    }
+
     @auth_required()
     def get(self, name):
         try:
@@ -78,6 +141,15 @@ class DatasetItem(DatasetResource):
 
 
 class DatasetDownload(DatasetResource):
+    openapi = {
+        "post": operation(
+            "A one-time link to a zip of the datasets' files",
+            {201: LINK},
+            errors=(400, 404, 413),
+            body=schema_object({"datasets": {**STRINGS, "minItems": 1}}, ("datasets",)),
+        )
+    }
+
     @auth_required()
     def post(self):
         names = json_object().get("datasets")

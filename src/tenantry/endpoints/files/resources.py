@@ -19,7 +19,16 @@ from tenantry.endpoints.files.models import (
     store_file,
 )
 from tenantry.errors import InsufficientStorage
+from tenantry.openapi import INTEGER, LINK, NAME_PARAMETER, STRING, operation, schema_object
 from tenantry.storage import CHUNK_SIZE, InvalidName, OverQuota, TooLarge, validate_name
+
+FILE = schema_object(
+    {"name": STRING, "size": INTEGER, "modified": STRING}, ("name", "size", "modified")
+)
+STORED = schema_object(
+    {"name": STRING, "size": INTEGER, "sha256": STRING}, ("name", "size", "sha256")
+)
+BINARY = {"binary": True}
 
 
 def checked_name(name: str) -> str:
@@ -56,12 +65,52 @@ class FileResource(Resource):
 
 
 class FileList(FileResource):
+    openapi = {
+        "get": operation(
+            "This tenant's files",
+            {
+                200: schema_object(
+                    {"files": {"type": "array", "items": FILE}, "total": INTEGER},
+                    ("files", "total"),
+                )
+            },
+        )
+    }
+
     def get(self):
         files = [record.summary() for record in list_files(self.database)]
         return {"files": files, "total": len(files)}
 
 
 class FileItem(FileResource):
+    openapi = {
+        "get": operation(
+            "The file's bytes (ETag, Range, If-None-Match)",
+            {200: BINARY, 206: BINARY},
+            errors=(304, 400, 404, 416),
+            parameters=(NAME_PARAMETER,),
+        ),
+        "head": operation(
+            "The file's headers",
+            {200: None},
+            errors=(304, 400, 404, 416),
+            parameters=(NAME_PARAMETER,),
+        ),
+        "put": operation(
+            "Upload (create or replace) the file from the raw body",
+            {200: STORED, 201: STORED},
+            errors=(400, 411, 413, 507),
+            parameters=(NAME_PARAMETER,),
+            binary_body=True,
+        ),
+        "delete": operation(
+            "Delete the file (409 while a dataset lists it)",
+            {204: None},
+            errors=(400, 404, 409),
+            parameters=(NAME_PARAMETER,),
+        ),
+    }
+
     def get(self, name):
         record = find_file(self.database, checked_name(name))
         if record is None:
@@ -108,6 +157,22 @@ class FileItem(FileResource):
 
 
 class FileLink(FileResource):
+    openapi = {
+        "post": operation(
+            "A one-time link to the file's current bytes",
+            {201: LINK},
+            errors=(400, 404, 413),
+            parameters=(NAME_PARAMETER,),
+            body=schema_object(
+                {
+                    "download": {"type": "boolean"},
+                    "ttl": {"type": "integer", "minimum": 1, "maximum": 86400},
+                }
+            ),
+            optional_body=True,
+        )
+    }
+
     def post(self, name):
         name = checked_name(name)
         body = json_object() if request.get_data(cache=True) else {}
@@ -130,6 +195,19 @@ def link_address(link) -> dict:
 
 
 class FileInfo(FileResource):
+    openapi = {
+        "get": operation(
+            "The file's size, modification time and sha256",
+            {
+                200: schema_object(
+                    {**FILE["properties"], "sha256": STRING}, ("name", "size", "modified", "sha256")
+                )
+            },
+            errors=(400, 404),
+            parameters=(NAME_PARAMETER,),
+        )
+    }
+
     def get(self, name):
         record = find_file(self.database, checked_name(name))
         if record is None:

@@ -2,9 +2,23 @@ from flask_restful import Resource
 
 from tenantry.endpoints.status.models import run_checks
 from tenantry.errors import error_response
+from tenantry.openapi import STRING, operation, schema_object
 
 
 class Status(Resource):
+    openapi = {
+        "get": operation(
+            "Health of the tenant's database and storage (503 names a failing check)",
+            {
+                200: schema_object(
+                    {"success": STRING, "tenant": STRING, "checks": {"type": "object"}},
+                    ("success", "tenant", "checks"),
+                )
+            },
+            public=True,
+        )
+    }
+
     def __init__(self, slug, database, storage):
         self.slug = slug
         self.database = database
