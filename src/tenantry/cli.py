@@ -15,6 +15,7 @@ import click
 from flask import Flask
 
 from tenantry.auth import guard_of
+from tenantry.client.cli import client as client_cli
 from tenantry.config import ALL_BLUEPRINTS, TenantConfigError
 from tenantry.endpoints.auth.models import (
     ROLES,
@@ -273,6 +274,9 @@ def serve(ctx, bind, workers):
         "tenantry.wsgi:application",
     ]  # fmt: skip
     os.execv(sys.executable, argv)
+
+
+main.add_command(client_cli)
 
 
 if __name__ == "__main__":

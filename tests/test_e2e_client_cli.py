@@ -1,0 +1,108 @@
+"""`tenantry client` as a user runs it: the console script against a real gunicorn."""
+
+from __future__ import annotations
+
+import json
+import stat
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+from tenantry.auth import guard_of
+from tenantry.endpoints.auth.models import create_user
+from tenantry.factory import create_app
+from tests.server import GunicornServer
+
+pytestmark = pytest.mark.e2e
+
+PASSWORD = "correct-horse-1"
+
+
+@pytest.fixture
+def server(home, acme):
+    app = create_app(home.load_config_class(acme), home)
+    create_user(app.extensions["tenantry.db"], guard_of(app).hash_password, "admin", PASSWORD,
+                ["admin"])  # fmt: skip
+    app.extensions["tenantry.db"].dispose()
+    with GunicornServer(home.root, workers=2) as server:
+        yield server
+
+
+@pytest.fixture
+def cli(server, tmp_path):
+    """Run ``tenantry client --url ... --tenant acme ARGS`` with its own config dir."""
+    config_dir = tmp_path / "config"
+
+    def run(*args: str, stdin: bytes = b"", tenant: str = "acme"):
+        return subprocess.run(
+            [sys.executable, "-m", "tenantry.cli", "client", "--url", server.url,
+             "--tenant", tenant, *args],
+            input=stdin,
+            capture_output=True,
+            cwd=tmp_path,
+            env={**__import__("os").environ, "TENANTRY_CONFIG_DIR": str(config_dir)},
+        )  # fmt: skip
+
+    run.config_dir = config_dir
+    return run
+
+
+def ok(result) -> str:
+    assert result.returncode == 0, result.stderr.decode()
+    return result.stdout.decode()
+
+
+def test_login_keeps_a_private_token_and_the_commands_use_it(cli, tmp_path):
+    ok(cli("login", "admin", "--password-stdin", stdin=PASSWORD.encode() + b"\n"))
+    tokens = cli.config_dir / "tokens.json"
+    assert stat.S_IMODE(tokens.stat().st_mode) == 0o600
+    assert PASSWORD not in tokens.read_text()
+
+    assert json.loads(ok(cli("--json", "me")))["tenant"] == "acme"
+
+    (tmp_path / "report.csv").write_bytes(b"a,b\n1,2\n")
+    stored = json.loads(ok(cli("--json", "put", "report.csv")))
+    assert stored["size"] == 8
+    assert json.loads(ok(cli("--json", "ls")))["total"] == 1
+    assert json.loads(ok(cli("--json", "info", "report.csv")))["sha256"] == stored["sha256"]
+
+    ok(cli("get", "report.csv", "copy.csv"))
+    assert (tmp_path / "copy.csv").read_bytes() == b"a,b\n1,2\n"
+
+    addr = ok(cli("link", "report.csv", "--ttl", "60")).strip()
+    assert addr.startswith("/acme/cached-file?uid=")
+    assert ok(cli("redeem", addr)) == "a,b\n1,2\n"
+    assert cli("redeem", addr).returncode == 1
+
+    ok(cli("datasets", "create", "sales", "--use", "bi", "--file", "report.csv"))
+    listed = json.loads(ok(cli("--json", "datasets", "list", "--uses", "bi")))
+    assert [d["name"] for d in listed["data"]] == ["sales"]
+    ok(cli("datasets", "download", "sales", "--dest", "sales.zip"))
+    with zipfile.ZipFile(tmp_path / "sales.zip") as archive:
+        assert archive.namelist() == ["sales/report.csv"]
+
+    ok(cli("datasets", "rm", "sales"))
+    ok(cli("rm", "report.csv"))
+    ok(cli("logout"))
+    assert cli("me").returncode == 2
+
+
+def test_exit_codes(cli):
+    not_logged_in = cli("me")
+    assert not_logged_in.returncode == 2
+    assert b"not logged in" in not_logged_in.stderr
+
+    wrong = cli("login", "admin", "--password-stdin", stdin=b"wrong-password\n")
+    assert wrong.returncode == 1
+    assert b"401 unauthorized" in wrong.stderr
+
+    ok(cli("login", "admin", "--password-stdin", stdin=PASSWORD.encode() + b"\n"))
+    missing = cli("get", "nothing.txt")
+    assert missing.returncode == 1
+    assert b"404 not_found" in missing.stderr
+    assert cli("link", "x", "--ttl", "0").returncode == 2
+    assert cli("frobnicate").returncode == 2
+    assert cli("put", "missing-local-file").returncode == 2
+    assert b"Traceback" not in missing.stderr + wrong.stderr
