@@ -68,7 +68,7 @@ def run_schemathesis(server, slug: str, cwd, token: str | None) -> subprocess.Co
     return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
-@pytest.mark.parametrize("slug", ["acme", "plain"])
+@pytest.mark.parametrize("slug", ["acme", "globex", "plain"])
 @pytest.mark.parametrize("with_token", [False, True], ids=["anonymous", "admin-token"])
 def test_the_api_keeps_its_own_spec(server, slug, with_token, tmp_path):
     token = server.tokens[slug] if with_token else None
