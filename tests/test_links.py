@@ -81,9 +81,20 @@ def test_expired_link_is_gone_and_its_snapshot_cleaned_up(home, registry, client
             update(OneTimeLink).where(OneTimeLink.uid == uid).values(expires_at=time.time() - 1)
         )
     assert client.get(addr).status_code == 410
+    snapshot = home.instance_dir("acme") / "storage" / ".links" / uid
+    assert snapshot.exists()
     make_link(client, auth)  # making a link cleans up expired ones
-    assert not (home.instance_dir("acme") / "storage" / ".links" / uid).exists()
-    assert client.get(addr).status_code == 404
+    assert not snapshot.exists()
+    assert client.get(addr).status_code == 410  # still gone, not unknown
+    assert client.head(addr).status_code == 410
+
+
+def test_a_used_link_stays_gone_after_clean_ups(client, auth, report):
+    addr = make_link(client, auth)
+    assert client.get(addr).status_code == 200
+    for _ in range(3):
+        make_link(client, auth)
+    assert client.get(addr).status_code == 410
 
 
 @pytest.mark.parametrize(

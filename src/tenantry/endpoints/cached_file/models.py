@@ -24,8 +24,10 @@ log = logging.getLogger(__name__)
 DEFAULT_TTL = 300
 MAX_TTL = 86400
 UID_BYTES = 32
-# How many expired links one clean-up pass removes, so no request pays for a backlog.
+# How many expired snapshots one clean-up pass removes, so no request pays for a backlog.
 CLEANUP_BATCH = 100
+# How long a used or expired link keeps answering 410 before it is forgotten (then 404).
+LINK_RETENTION = 7 * 86400
 
 
 class LinkError(Exception):
@@ -168,17 +170,24 @@ def redeem_link(database: TenantDatabase, storage: TenantStorage, uid: str):
 
 
 def clean_up_links(database: TenantDatabase, storage: TenantStorage) -> int:
-    """Forget a batch of used or expired links and their snapshots; returns how many."""
+    """Drop the snapshots of a batch of expired links and forget links long gone; returns
+    how many snapshots were dropped.
+
+    An expired link is marked used once its snapshot is gone, and its row is kept for
+    LINK_RETENTION seconds, so it keeps answering 410 (not 404) all that time.
+    """
+    now = time.time()
     with database.transaction() as session:
         uids = list(
             session.scalars(
                 select(OneTimeLink.uid)
-                .where((OneTimeLink.used.is_(True)) | (OneTimeLink.expires_at <= time.time()))
+                .where(OneTimeLink.used.is_(False), OneTimeLink.expires_at <= now)
                 .limit(CLEANUP_BATCH)
             )
         )
         if uids:
-            session.execute(delete(OneTimeLink).where(OneTimeLink.uid.in_(uids)))
+            session.execute(update(OneTimeLink).where(OneTimeLink.uid.in_(uids)).values(used=True))
+        session.execute(delete(OneTimeLink).where(OneTimeLink.expires_at < now - LINK_RETENTION))
     for uid in uids:
         storage.drop_snapshot(uid)
     return len(uids)
