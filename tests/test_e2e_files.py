@@ -210,3 +210,29 @@ def test_links_of_one_tenant_do_not_work_at_another(server, auth):
     addr = httpx.post(f"{server.url}/acme/files/mine.txt/link", headers=auth).json()["addr"]
     assert httpx.get(server.url + addr.replace("/acme/", "/globex/")).status_code == 404
     assert httpx.get(server.url + addr).content == b"acme"
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_an_upload_cut_off_by_the_client_is_not_stored(home, server, auth, framing):
+    import socket
+
+    body = b"x" * 100_000
+    if framing == "chunked":
+        header, sent = "Transfer-Encoding: chunked", b"%x\r\n" % len(body) + body + b"\r\n"
+    else:
+        header, sent = "Content-Length: 10000000", body
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(
+            f"PUT /acme/files/cut.bin HTTP/1.1\r\nHost: x\r\n"
+            f"Authorization: {auth['Authorization']}\r\n{header}\r\n\r\n".encode()
+        )
+        sock.sendall(sent)
+        time.sleep(0.2)  # let the worker start writing before the cut
+
+    def answered():
+        return "PUT /acme/files/cut.bin 400" in server.log()
+
+    poll_until(answered, timeout=5)
+    assert httpx.get(f"{server.url}/acme/files/cut.bin", headers=auth).status_code == 404
+    assert list((home.instance_dir("acme") / "storage" / ".incoming").iterdir()) == []
+    assert "unhandled exception" not in server.log()

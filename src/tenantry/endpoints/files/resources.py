@@ -2,7 +2,9 @@ from flask import current_app, request, send_file
 from flask_restful import Resource
 from werkzeug.exceptions import (
     BadRequest,
+    ClientDisconnected,
     Conflict,
+    HTTPException,
     LengthRequired,
     NotFound,
     RequestEntityTooLarge,
@@ -39,17 +41,35 @@ def checked_name(name: str) -> str:
 
 
 def body_chunks():
-    """The request body in chunks, without werkzeug's max-length stream for chunked bodies:
-    that one refuses a body of exactly MAX_CONTENT_LENGTH (it cannot see the end coming).
-    Storage enforces the limit instead. :raises LengthRequired: neither length nor chunks.
+    """The request body in chunks; the upload is refused unless it arrives whole.
+
+    Under gunicorn werkzeug hands over the raw input (``wsgi.input_terminated``), which just
+    ends early when the client goes away: the byte count is checked against Content-Length
+    here. werkzeug's max-length stream is not used for chunked bodies either, since it
+    refuses a body of exactly MAX_CONTENT_LENGTH; storage enforces the limit instead.
+
+    :raises LengthRequired: neither Content-Length nor chunks.
+    :raises ClientDisconnected: the body ended early or could not be read (400).
     """
-    if request.content_length is None:
-        if not request.environ.get("wsgi.input_terminated"):
-            raise LengthRequired("Send a Content-Length or a chunked body.")
-        stream = request.environ["wsgi.input"]
-    else:
-        stream = request.stream  # 413 at once when Content-Length is over the limit
-    return iter(lambda: stream.read(CHUNK_SIZE), b"")
+    expected = request.content_length
+    if expected is None and not request.environ.get("wsgi.input_terminated"):
+        raise LengthRequired("Send a Content-Length or a chunked body.")
+    # request.stream: 413 at once when Content-Length is over the limit
+    stream = request.environ["wsgi.input"] if expected is None else request.stream
+    received = 0
+    while True:
+        try:
+            chunk = stream.read(CHUNK_SIZE)
+        except HTTPException:
+            raise
+        except Exception as exc:  # the server's own error for a broken connection
+            raise ClientDisconnected("The upload was cut off.") from exc
+        if not chunk:
+            break
+        received += len(chunk)
+        yield chunk
+    if expected is not None and received != expected:
+        raise ClientDisconnected(f"The upload ended after {received} of its {expected} bytes.")
 
 
 def no_such_file(name: str) -> NotFound:
