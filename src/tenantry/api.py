@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from flask import Response, request
-from flask_restful import Api
+from flask import Flask, Response, request
+from flask_restful import Api, Resource
 from werkzeug.exceptions import BadRequest
 
 
@@ -42,3 +42,19 @@ def no_content() -> Response:
     response = Response(status=204)
     del response.headers["Content-Type"]
     return response
+
+
+class StorageResource(Resource):
+    """A resource over the tenant's database and storage root (see :func:`storage_kwargs`)."""
+
+    def __init__(self, database, storage):
+        self.database = database
+        self.storage = storage
+
+
+def storage_kwargs(app: Flask) -> dict:
+    """``resource_class_kwargs`` for a :class:`StorageResource` of ``app``."""
+    return {
+        "database": app.extensions["tenantry.db"],
+        "storage": app.extensions["tenantry.storage"],
+    }

@@ -1,8 +1,8 @@
 from flask import Response, request
-from flask_restful import Resource
 from werkzeug.exceptions import BadRequest, Gone, NotFound
 from werkzeug.wsgi import wrap_file
 
+from tenantry.api import StorageResource
 from tenantry.endpoints.cached_file.models import LinkError, find_live_link, redeem_link
 from tenantry.openapi import operation
 
@@ -11,7 +11,7 @@ def link_error(exc: LinkError):
     return (NotFound if exc.status == 404 else Gone)(str(exc))
 
 
-class CachedFile(Resource):
+class CachedFile(StorageResource):
     """Public: the uid is the capability. GET uses the link up; HEAD only looks."""
 
     openapi = {
@@ -34,10 +34,6 @@ class CachedFile(Resource):
             ("head", "Whether the link can still be used (does not use it up)"),
         ]
     }
-
-    def __init__(self, database, storage):
-        self.database = database
-        self.storage = storage
 
     def get(self):
         uid = request.args.get("uid")

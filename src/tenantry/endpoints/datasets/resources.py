@@ -1,8 +1,7 @@
 from flask import request
-from flask_restful import Resource
 from werkzeug.exceptions import BadRequest, Conflict, NotFound
 
-from tenantry.api import json_object, no_content
+from tenantry.api import StorageResource, json_object, no_content
 from tenantry.auth import auth_required
 from tenantry.endpoints.cached_file.models import DEFAULT_TTL, link_built_file
 from tenantry.endpoints.datasets.models import (
@@ -50,13 +49,7 @@ def whole_number(name: str, default: int, low: int, high: int) -> int:
     return int(raw)
 
 
-class DatasetResource(Resource):
-    def __init__(self, database, storage):
-        self.database = database
-        self.storage = storage
-
-
-class DatasetList(DatasetResource):
+class DatasetList(StorageResource):
     openapi = {
         "get": operation(
             "Datasets having all `uses`, matching `q`, by name; `total` counts all matches",
@@ -116,7 +109,7 @@ class DatasetList(DatasetResource):
             raise Conflict(str(exc)) from None
 
 
-class DatasetItem(DatasetResource):
+class DatasetItem(StorageResource):
     openapi = {
         "get": operation("One dataset", {200: DATASET}, errors=(404, 405), parameters=(NAME,)),
         "delete": operation(
@@ -140,7 +133,7 @@ class DatasetItem(DatasetResource):
         return no_content()
 
 
-class DatasetDownload(DatasetResource):
+class DatasetDownload(StorageResource):
     openapi = {
         "post": operation(
             "A one-time link to a zip of the datasets' files",

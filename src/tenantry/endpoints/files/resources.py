@@ -1,5 +1,4 @@
 from flask import current_app, request, send_file
-from flask_restful import Resource
 from werkzeug.exceptions import (
     BadRequest,
     ClientDisconnected,
@@ -10,7 +9,7 @@ from werkzeug.exceptions import (
     RequestEntityTooLarge,
 )
 
-from tenantry.api import json_object, no_content
+from tenantry.api import StorageResource, json_object, no_content
 from tenantry.auth import auth_required
 from tenantry.endpoints.cached_file.models import link_file, validate_link_options
 from tenantry.endpoints.files.models import (
@@ -76,12 +75,8 @@ def no_such_file(name: str) -> NotFound:
     return NotFound(f"No such file: {name}")
 
 
-class FileResource(Resource):
+class FileResource(StorageResource):
     method_decorators = [auth_required()]
-
-    def __init__(self, database, storage):
-        self.database = database
-        self.storage = storage
 
 
 class FileList(FileResource):
