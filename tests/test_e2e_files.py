@@ -236,3 +236,78 @@ def test_an_upload_cut_off_by_the_client_is_not_stored(home, server, auth, frami
     assert httpx.get(f"{server.url}/acme/files/cut.bin", headers=auth).status_code == 404
     assert list((home.instance_dir("acme") / "storage" / ".incoming").iterdir()) == []
     assert "unhandled exception" not in server.log()
+
+
+def concurrently(*calls):
+    """Run the calls at the same moment in threads; their results in order."""
+    barrier = threading.Barrier(len(calls))
+    results = [None] * len(calls)
+
+    def run(index, call):
+        barrier.wait()
+        results[index] = call()
+
+    threads = [threading.Thread(target=run, args=item) for item in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def test_concurrent_uploads_cannot_pass_the_quota_together(home, server, auth):
+    config = home.config_file("acme")
+    config.write_text(config.read_text() + "    STORAGE_QUOTA = 150_000\n")
+    poll_until(lambda: httpx.put(f"{server.url}/acme/files/probe", content=b"x" * 160_000,
+                                 headers={**auth, "Connection": "close"}).status_code == 507
+               and all(httpx.put(f"{server.url}/acme/files/probe", content=b"x" * 160_000,
+                                 headers={**auth, "Connection": "close"}).status_code == 507
+                       for _ in range(10)), timeout=5)  # fmt: skip
+    httpx.delete(f"{server.url}/acme/files/probe", headers=auth)  # a stale worker took it
+    base = httpx.put(f"{server.url}/acme/files/base", content=b"b" * 50_000, headers=auth)
+    assert base.status_code == 201, base.text
+    statuses = concurrently(*[
+        lambda i=i: httpx.put(f"{server.url}/acme/files/p{i}", content=b"x" * 90_000,
+                              headers={**auth, "Connection": "close"}, timeout=30).status_code
+        for i in range(6)
+    ])  # fmt: skip
+    assert sorted(statuses) == [201] + [507] * 5
+    listing = httpx.get(f"{server.url}/acme/files", headers=auth).json()
+    assert sum(f["size"] for f in listing["files"]) <= 150_000
+
+
+def test_a_file_being_listed_by_a_new_dataset_cannot_be_deleted_at_once(home, server):
+    app = create_app(home.load_config_class("acme"), home)
+    create_user(app.extensions["tenantry.db"], guard_of(app).hash_password, "root", PASSWORD,
+                ["admin"])  # fmt: skip
+    app.extensions["tenantry.db"].dispose()
+    login = {"username": "root", "password": PASSWORD}
+    token = httpx.post(f"{server.url}/acme/auth/login", json=login).json()["access_token"]
+    auth = {"Authorization": f"Bearer {token}"}
+    for round_number in range(20):
+        name = f"r{round_number}"
+        httpx.put(f"{server.url}/acme/files/{name}", content=b"data", headers=auth)
+        deleted, created = concurrently(
+            lambda name=name: httpx.delete(f"{server.url}/acme/files/{name}", headers=auth),
+            lambda name=name: httpx.post(f"{server.url}/acme/api/datasets", headers=auth,
+                                         json={"name": f"d{name}", "files": [name]}),
+        )  # fmt: skip
+        assert (deleted.status_code, created.status_code) in ((204, 400), (409, 201))
+        if created.status_code == 201:
+            link = httpx.post(f"{server.url}/acme/api/datasets/download", headers=auth,
+                              json={"datasets": [f"d{name}"]})  # fmt: skip
+            assert link.status_code == 201
+
+
+def test_concurrent_replacements_keep_sha256_and_bytes_together(home, server, auth):
+    bodies = [os.urandom(3 * MiB), os.urandom(3 * MiB)]
+    for _ in range(10):
+        concurrently(*[
+            lambda body=body: httpx.put(f"{server.url}/acme/files/same", content=body,
+                                        headers={**auth, "Connection": "close"}, timeout=30)
+            for body in bodies
+        ])  # fmt: skip
+        on_disk = (home.instance_dir("acme") / "storage" / "same").read_bytes()
+        info = httpx.get(f"{server.url}/acme/files/same/info", headers=auth).json()
+        assert info["sha256"] == hashlib.sha256(on_disk).hexdigest()
+        assert info["size"] == len(on_disk)

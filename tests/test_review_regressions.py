@@ -164,3 +164,57 @@ def test_migrate_goes_on_past_a_broken_tenant(home, make_tenant):
     assert b"aa: at revision" in result.stdout
     assert b"cc: at revision" in result.stdout
     assert home.database_file("aa").is_file()
+
+
+# -- files, links and datasets (second review) ----------------------------------------
+
+
+@pytest.fixture
+def admin(acme, add_user, login):
+    add_user(acme, "root", roles=("admin",))
+    return bearer(login(acme, "root"))
+
+
+def test_a_body_of_exactly_max_content_length_is_accepted(home, client, admin):
+    config = home.config_file("acme")
+    config.write_text(config.read_text() + "    MAX_CONTENT_LENGTH = 1000\n")
+    exact = client.put("/acme/files/exact", data=b"x" * 1000, headers=admin)
+    assert exact.status_code == 201, exact.json
+    assert client.put("/acme/files/over", data=b"x" * 1001, headers=admin).status_code == 413
+
+
+@pytest.mark.parametrize("query", ["limit=%C2%B2", "offset=%C2%B9", "limit=%EF%BC%91",
+                                   "q=%00", "uses=a%00"])  # fmt: skip
+def test_odd_query_values_are_400(client, admin, query):
+    response = client.get(f"/acme/api/datasets?{query}", headers=admin)
+    assert response.status_code == 400
+    assert response.json["error"] == "bad_request"
+
+
+def test_huge_name_lists_are_400(client, admin):
+    names = [f"d{number}" for number in range(300_000)]
+    response = client.post("/acme/api/datasets/download", json={"datasets": names}, headers=admin)
+    assert response.status_code == 400
+    response = client.post(
+        "/acme/api/datasets", json={"name": "big", "files": names}, headers=admin
+    )
+    assert response.status_code == 400
+
+
+def test_q_folds_case_beyond_ascii(client, admin):
+    client.post(
+        "/acme/api/datasets", json={"name": "complaints", "description": "ÄRGER und Ölpreis"},
+        headers=admin,
+    )  # fmt: skip
+    for q in ("%C3%84RGER", "%C3%A4rger", "%C3%96LPREIS"):
+        assert client.get(f"/acme/api/datasets?q={q}", headers=admin).json["total"] == 1
+
+
+def test_a_name_with_a_slash_is_another_path_not_a_file(client, admin):
+    # A "/" (even encoded: the server decodes it) makes a different path, so the router
+    # answers 404; a 400 would turn PUT /files/x/info into an upload instead of a 405.
+    for name in ("a%2Fb", "..%2F..%2Fx", "a/b"):
+        response = client.put(f"/acme/files/{name}", data=b"x", headers=admin)
+        assert response.status_code == 404
+        assert response.json["error"] == "not_found"
+    assert client.put("/acme/files/x/info", headers=admin).status_code == 405

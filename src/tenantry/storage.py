@@ -8,13 +8,15 @@ file appears whole or not at all.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import re
 import secrets
 import shutil
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,6 +73,18 @@ class TenantStorage:
         """Whether the root exists and this process may create and remove files there."""
         return self.root.is_dir() and os.access(self.root, os.W_OK | os.X_OK)
 
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Serialise changes of what is stored (across worker processes): held only while
+        an upload is committed or a file deleted, never while bytes stream in."""
+        self.ensure()
+        with open(self.root / ".lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
     def path_of(self, name: str) -> Path:
         """The path of a stored file. :raises InvalidName:"""
         path = self.root / validate_name(name)
@@ -78,20 +92,12 @@ class TenantStorage:
             raise InvalidName("File names cannot name a path.")
         return path
 
-    def save(
-        self,
-        name: str,
-        chunks: Iterable[bytes],
-        max_size: int,
-        room: int,
-    ) -> StoredFile:
-        """Stream ``chunks`` into the file ``name``, replacing it in one rename.
+    def receive(self, chunks: Iterable[bytes], max_size: int, room: int) -> StoredFile:
+        """Stream ``chunks`` into a temp file; returns it (``name`` is its temp path) for
+        :meth:`commit`. ``room`` is a first bound from the quota, checked while streaming.
 
-        ``room`` is how many bytes the tenant's quota leaves for this file.
-
-        :raises InvalidName: :raises TooLarge: :raises OverQuota: (nothing is kept then)
+        :raises TooLarge: :raises OverQuota: (the temp file is gone then)
         """
-        target = self.path_of(name)
         temp = self.temp_path()
         digest = hashlib.sha256()
         size = 0
@@ -107,10 +113,17 @@ class TenantStorage:
                     out.write(chunk)
                 out.flush()
                 os.fsync(out.fileno())
-            os.replace(temp, target)
-        finally:
+        except BaseException:
             temp.unlink(missing_ok=True)
-        return StoredFile(name, size, digest.hexdigest())
+            raise
+        return StoredFile(str(temp), size, digest.hexdigest())
+
+    def commit(self, received: StoredFile, name: str) -> None:
+        """Rename a received temp file into place as ``name`` (call under :meth:`lock`)."""
+        os.replace(received.name, self.path_of(name))
+
+    def discard(self, received: StoredFile) -> None:
+        Path(received.name).unlink(missing_ok=True)
 
     def snapshot_path(self, uid: str) -> Path:
         """Where a one-time link's bytes live; ``uid`` is URL-safe base64 by construction."""

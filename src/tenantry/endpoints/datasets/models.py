@@ -15,6 +15,9 @@ from tenantry.storage import NAME_PATTERN, TenantStorage
 
 RESERVED_NAMES = frozenset({"download"})
 MAX_LIMIT = 1000
+# Longest list a request may name (files of a dataset, uses, datasets to download): keeps
+# every IN (...) far below SQLite's limit on bound parameters.
+MAX_ITEMS = 1000
 
 
 class DatasetError(ValueError):
@@ -61,8 +64,12 @@ class DatasetFile(Base):
 
 def _string_list(body: dict, key: str) -> list[str]:
     value = body.get(key, [])
-    if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
-        raise DatasetError(f"{key} must be a list of non-empty strings.")
+    if (
+        not isinstance(value, list)
+        or len(value) > MAX_ITEMS
+        or not all(isinstance(item, str) and item for item in value)
+    ):
+        raise DatasetError(f"{key} must be a list of at most {MAX_ITEMS} non-empty strings.")
     return list(dict.fromkeys(value))
 
 
@@ -87,11 +94,14 @@ def validate_dataset(body: dict) -> dict:
     return {"name": name, "description": description, "uses": uses, "files": files}
 
 
-def create_dataset(database: TenantDatabase, body: dict) -> dict:
-    """Add a dataset. :raises DatasetError: :raises UnknownFiles: :raises DatasetExists:"""
+def create_dataset(database: TenantDatabase, storage: TenantStorage, body: dict) -> dict:
+    """Add a dataset (under the storage lock, so its files cannot be deleted meanwhile).
+
+    :raises DatasetError: :raises UnknownFiles: :raises DatasetExists:
+    """
     dataset = validate_dataset(body)
     try:
-        with database.transaction() as session:
+        with storage.lock(), database.transaction() as session:
             known = set(
                 session.scalars(
                     select(FileRecord.name).where(FileRecord.name.in_(dataset["files"]))

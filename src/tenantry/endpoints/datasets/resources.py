@@ -1,3 +1,5 @@
+import re
+
 from flask import request
 from werkzeug.exceptions import BadRequest, Conflict, NotFound
 
@@ -5,6 +7,7 @@ from tenantry.api import StorageResource, json_object, no_content
 from tenantry.auth import auth_required
 from tenantry.endpoints.cached_file.models import DEFAULT_TTL, link_built_file
 from tenantry.endpoints.datasets.models import (
+    MAX_ITEMS,
     MAX_LIMIT,
     DatasetError,
     DatasetExists,
@@ -44,7 +47,7 @@ def whole_number(name: str, default: int, low: int, high: int) -> int:
     raw = request.args.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not re.fullmatch(r"[0-9]{1,12}", raw) or not low <= int(raw) <= high:
         raise BadRequest(f"{name} must be a whole number from {low} to {high}.")
     return int(raw)
 
@@ -90,10 +93,13 @@ class DatasetList(StorageResource):
 
     @auth_required()
     def get(self):
+        uses, text = request.args.getlist("uses"), request.args.get("q")
+        if any("\x00" in value for value in [*uses, text or ""]) or len(uses) > MAX_ITEMS:
+            raise BadRequest(f"uses (at most {MAX_ITEMS}) and q must be text without NUL.")
         page, total = search_datasets(
             self.database,
-            uses=request.args.getlist("uses"),
-            text=request.args.get("q"),
+            uses=uses,
+            text=text,
             limit=whole_number("limit", 50, 1, MAX_LIMIT),
             offset=whole_number("offset", 0, 0, 2**31),
         )
@@ -102,7 +108,7 @@ class DatasetList(StorageResource):
     @auth_required("admin")
     def post(self):
         try:
-            return create_dataset(self.database, json_object()), 201
+            return create_dataset(self.database, self.storage, json_object()), 201
         except DatasetError as exc:
             raise BadRequest(str(exc)) from None
         except DatasetExists as exc:
@@ -146,8 +152,12 @@ class DatasetDownload(StorageResource):
     @auth_required()
     def post(self):
         names = json_object().get("datasets")
-        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-            raise BadRequest("datasets must be a non-empty list of dataset names.")
+        if (
+            not isinstance(names, list)
+            or not 1 <= len(names) <= MAX_ITEMS
+            or not all(isinstance(n, str) for n in names)
+        ):
+            raise BadRequest(f"datasets must be a list of 1 to {MAX_ITEMS} dataset names.")
         try:
             temp, filename = build_zip(self.database, self.storage, names)
         except UnknownDataset as exc:

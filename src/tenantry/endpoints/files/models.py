@@ -9,7 +9,7 @@ from sqlalchemy import BigInteger, DateTime, String, delete, func, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tenantry.db import Base, TenantDatabase
-from tenantry.storage import TenantStorage
+from tenantry.storage import OverQuota, TenantStorage
 
 
 class FileRecord(Base):
@@ -59,21 +59,41 @@ def store_file(
     max_size: int,
     quota: int,
 ) -> tuple[FileRecord, bool]:
-    """Stream an upload into place and record it; returns the record and whether it is new.
+    """Stream an upload in, then put it in place and record it in one step under the
+    storage lock, checking the quota again there (so concurrent uploads cannot pass it
+    together, and the recorded sha256 is always that of the bytes in place).
 
+    :returns: the record and whether the file is new.
     :raises InvalidName: :raises TooLarge: :raises OverQuota:
     """
-    existing = find_file(database, name)
-    room = quota - used_bytes(database) + (existing.size if existing else 0)
-    stored = storage.save(name, chunks, max_size=max_size, room=room)
-    values = {"size": stored.size, "sha256": stored.sha256, "modified": datetime.now(UTC)}
-    with database.transaction() as session:
-        session.execute(
-            database.insert(FileRecord)
-            .values(name=name, **values)
-            .on_conflict_do_update(index_elements=[FileRecord.name], set_=values)
-        )
+    storage.path_of(name)
+    received = storage.receive(chunks, max_size=max_size, room=_room(database, name, quota))
+    try:
+        with storage.lock():
+            if received.size > _room(database, name, quota):
+                raise OverQuota("The upload would exceed this tenant's storage quota.")
+            existing = find_file(database, name)
+            storage.commit(received, name)
+            values = {
+                "size": received.size,
+                "sha256": received.sha256,
+                "modified": datetime.now(UTC),
+            }
+            with database.transaction() as session:
+                session.execute(
+                    database.insert(FileRecord)
+                    .values(name=name, **values)
+                    .on_conflict_do_update(index_elements=[FileRecord.name], set_=values)
+                )
+    finally:
+        storage.discard(received)
     return FileRecord(name=name, **values), existing is None
+
+
+def _room(database: TenantDatabase, name: str, quota: int) -> int:
+    """Bytes the quota leaves for ``name`` (its current size is given back on replace)."""
+    existing = find_file(database, name)
+    return quota - used_bytes(database) + (existing.size if existing else 0)
 
 
 class FileInUse(Exception):
@@ -92,10 +112,11 @@ def delete_file(database: TenantDatabase, storage: TenantStorage, name: str) -> 
     from tenantry.endpoints.datasets.models import datasets_listing  # it imports this module
 
     storage.path_of(name)
-    listing = datasets_listing(database, name)
-    if listing:
-        raise FileInUse(name, listing)
-    with database.transaction() as session:
-        forgotten = session.execute(delete(FileRecord).where(FileRecord.name == name)).rowcount
-    removed = storage.delete(name)
+    with storage.lock():  # a dataset created meanwhile cannot list a file going away
+        listing = datasets_listing(database, name)
+        if listing:
+            raise FileInUse(name, listing)
+        with database.transaction() as session:
+            forgotten = session.execute(delete(FileRecord).where(FileRecord.name == name)).rowcount
+        removed = storage.delete(name)
     return bool(forgotten or removed)

@@ -8,6 +8,7 @@ from werkzeug.exceptions import (
     NotFound,
     RequestEntityTooLarge,
 )
+from werkzeug.wsgi import LimitedStream
 
 from tenantry.api import StorageResource, json_object, no_content
 from tenantry.auth import auth_required
@@ -44,8 +45,8 @@ def body_chunks():
 
     Under gunicorn werkzeug hands over the raw input (``wsgi.input_terminated``), which just
     ends early when the client goes away: the byte count is checked against Content-Length
-    here. werkzeug's max-length stream is not used for chunked bodies either, since it
-    refuses a body of exactly MAX_CONTENT_LENGTH; storage enforces the limit instead.
+    here. werkzeug's own max-length stream is not used: it refuses a body of exactly
+    MAX_CONTENT_LENGTH. Storage enforces the limit on what arrives.
 
     :raises LengthRequired: neither Content-Length nor chunks.
     :raises ClientDisconnected: the body ended early or could not be read (400).
@@ -53,8 +54,13 @@ def body_chunks():
     expected = request.content_length
     if expected is None and not request.environ.get("wsgi.input_terminated"):
         raise LengthRequired("Send a Content-Length or a chunked body.")
-    # request.stream: 413 at once when Content-Length is over the limit
-    stream = request.environ["wsgi.input"] if expected is None else request.stream
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if expected is not None and expected > limit:
+        raise RequestEntityTooLarge(f"The file is over the limit of {limit} bytes.")
+    if request.environ.get("wsgi.input_terminated"):
+        stream = request.environ["wsgi.input"]
+    else:  # a server that does not end the input itself: never read past Content-Length
+        stream = LimitedStream(request.environ["wsgi.input"], expected)
     received = 0
     while True:
         try:
