@@ -41,8 +41,10 @@ class OverQuota(Exception):
 
 
 @dataclass(frozen=True)
-class StoredFile:
-    name: str
+class Received:
+    """An upload streamed into a temp file, waiting for :meth:`TenantStorage.commit`."""
+
+    path: Path
     size: int
     sha256: str
 
@@ -92,9 +94,9 @@ class TenantStorage:
             raise InvalidName("File names cannot name a path.")
         return path
 
-    def receive(self, chunks: Iterable[bytes], max_size: int, room: int) -> StoredFile:
-        """Stream ``chunks`` into a temp file; returns it (``name`` is its temp path) for
-        :meth:`commit`. ``room`` is a first bound from the quota, checked while streaming.
+    def receive(self, chunks: Iterable[bytes], max_size: int, room: int) -> Received:
+        """Stream ``chunks`` into a temp file, for :meth:`commit`. ``room`` is a first
+        bound from the quota, checked while streaming.
 
         :raises TooLarge: :raises OverQuota: (the temp file is gone then)
         """
@@ -116,14 +118,14 @@ class TenantStorage:
         except BaseException:
             temp.unlink(missing_ok=True)
             raise
-        return StoredFile(str(temp), size, digest.hexdigest())
+        return Received(temp, size, digest.hexdigest())
 
-    def commit(self, received: StoredFile, name: str) -> None:
+    def commit(self, received: Received, name: str) -> None:
         """Rename a received temp file into place as ``name`` (call under :meth:`lock`)."""
-        os.replace(received.name, self.path_of(name))
+        os.replace(received.path, self.path_of(name))
 
-    def discard(self, received: StoredFile) -> None:
-        Path(received.name).unlink(missing_ok=True)
+    def discard(self, received: Received) -> None:
+        received.path.unlink(missing_ok=True)
 
     def snapshot_path(self, uid: str) -> Path:
         """Where a one-time link's bytes live; ``uid`` is URL-safe base64 by construction."""

@@ -28,6 +28,7 @@ UID_BYTES = 32
 CLEANUP_BATCH = 100
 # How long a used or expired link keeps answering 410 before it is forgotten (then 404).
 LINK_RETENTION = 7 * 86400
+GONE = "This link has been used or has expired."
 
 
 class LinkError(Exception):
@@ -135,7 +136,7 @@ def find_live_link(database: TenantDatabase, storage: TenantStorage, uid: str) -
     if link is None:
         raise LinkError(404, "No such link.")
     if link.used or link.expires_at <= time.time():
-        raise LinkError(410, "This link has been used or has expired.")
+        raise LinkError(410, GONE)
     return link
 
 
@@ -151,7 +152,7 @@ def redeem_link(database: TenantDatabase, storage: TenantStorage, uid: str):
     try:
         handle = open(storage.snapshot_path(uid), "rb")  # noqa: SIM115 (the response closes it)
     except FileNotFoundError:
-        raise LinkError(410, "This link has been used or has expired.") from None
+        raise LinkError(410, GONE) from None
     with database.transaction() as session:
         won = session.execute(
             update(OneTimeLink)
@@ -164,7 +165,7 @@ def redeem_link(database: TenantDatabase, storage: TenantStorage, uid: str):
         ).rowcount
     if not won:
         handle.close()
-        raise LinkError(410, "This link has been used or has expired.")
+        raise LinkError(410, GONE)
     storage.drop_snapshot(uid)
     return link, handle
 

@@ -67,12 +67,13 @@ def store_file(
     :raises InvalidName: :raises TooLarge: :raises OverQuota:
     """
     storage.path_of(name)
-    received = storage.receive(chunks, max_size=max_size, room=_room(database, name, quota))
+    first_bound = _room(database, find_file(database, name), quota)
+    received = storage.receive(chunks, max_size=max_size, room=first_bound)
     try:
         with storage.lock():
-            if received.size > _room(database, name, quota):
-                raise OverQuota("The upload would exceed this tenant's storage quota.")
             existing = find_file(database, name)
+            if received.size > _room(database, existing, quota):
+                raise OverQuota("The upload would exceed this tenant's storage quota.")
             storage.commit(received, name)
             values = {
                 "size": received.size,
@@ -90,9 +91,8 @@ def store_file(
     return FileRecord(name=name, **values), existing is None
 
 
-def _room(database: TenantDatabase, name: str, quota: int) -> int:
-    """Bytes the quota leaves for ``name`` (its current size is given back on replace)."""
-    existing = find_file(database, name)
+def _room(database: TenantDatabase, existing: FileRecord | None, quota: int) -> int:
+    """Bytes the quota leaves for a file replacing ``existing`` (whose size is given back)."""
     return quota - used_bytes(database) + (existing.size if existing else 0)
 
 
