@@ -2,22 +2,96 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from sqlalchemy import text
 from werkzeug.test import Client
 
+from tenantry.db import TenantDatabase
 from tenantry.dispatch import TenantDispatcher
-from tenantry.home import TenantHome
+from tenantry.home import DATABASE_URL_ENV_VAR, TenantHome
 from tenantry.log import RequestLog
 from tenantry.registry import TenantRegistry
 from tenantry.tenants import create_tenant
+from tests import postgres
+
+# Which backend each collected test runs on, and what became of those runs.
+_backend_of: dict[str, str] = {}
+_outcomes: dict = {"sqlite": 0, postgres.PARAM_ID: 0, "skipped": []}
+
+
+def pytest_sessionstart(session):
+    if postgres.unreachable_reason() is None:
+        postgres.create_session_database()
+
+
+def pytest_collection_modifyitems(config, items):
+    _backend_of.update(
+        (item.nodeid, item.callspec.params["database_url"])
+        for item in items
+        if hasattr(item, "callspec") and "database_url" in item.callspec.params
+    )
+
+
+def pytest_runtest_logreport(report):
+    """Count the runs of each backend, for the guard below."""
+    backend = _backend_of.get(report.nodeid)
+    if report.skipped and backend == postgres.PARAM_ID:
+        _outcomes["skipped"].append(report.nodeid)
+    elif backend is not None and report.passed and report.when == "call":
+        _outcomes[backend] += 1
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Fail, never skip quietly: PostgreSQL is reachable but its runs were skipped."""
+    if postgres.unreachable_reason() is None:
+        postgres.drop_session_database()
+    outcomes = _outcomes
+    if not postgres.is_reachable_now():
+        return
+    if outcomes["skipped"]:
+        problem = (
+            f"{len(outcomes['skipped'])} of its test runs were skipped "
+            f"(first: {outcomes['skipped'][0]})"
+        )
+    elif outcomes["sqlite"] and not outcomes[postgres.PARAM_ID]:
+        problem = "no test ran on it, though tests ran on SQLite"
+    else:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(
+            f"FAILED: PostgreSQL is reachable but {problem}",
+            red=True,
+        )
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(params=["sqlite", postgres.PARAM_ID])
+def database_url(request, monkeypatch) -> str | None:
+    """Where tenant data lives: None for SQLite files, else the PostgreSQL URL.
+
+    Set in the environment too, so CLI runs and gunicorn servers of the test use it.
+    """
+    if request.param == "sqlite":
+        monkeypatch.delenv(DATABASE_URL_ENV_VAR, raising=False)
+        yield None
+        return
+    reason = postgres.unreachable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    monkeypatch.setenv(DATABASE_URL_ENV_VAR, postgres.session_url())
+    yield postgres.session_url()
+    postgres.drop_tenant_schemas()
 
 
 @pytest.fixture
-def home(tmp_path) -> TenantHome:
-    """An empty TENANTRY_HOME in a temp folder."""
+def home(tmp_path, database_url) -> TenantHome:
+    """An empty TENANTRY_HOME in a temp folder, on SQLite or on PostgreSQL."""
     root = tmp_path / "home"
     root.mkdir()
-    return TenantHome(root)
+    return TenantHome(root, database_url)
 
 
 @pytest.fixture
@@ -86,3 +160,32 @@ def login(client):
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def database_of(home: TenantHome, slug: str) -> TenantDatabase:
+    """The tenant's database as the platform sees it (dispose it after use)."""
+    return TenantDatabase(slug, home.instance_dir(slug), home.database_url)
+
+
+def revision_of(home: TenantHome, slug: str) -> str | None:
+    database = database_of(home, slug)
+    try:
+        return database.current_revision()
+    finally:
+        database.dispose()
+
+
+def drop_database(home: TenantHome, slug: str) -> None:
+    """Remove a tenant's data: its SQLite file, or its PostgreSQL schema."""
+    database = database_of(home, slug)
+    try:
+        if database.is_postgres:
+            with database.engine.begin() as connection:
+                connection.execute(text(f'DROP SCHEMA "{database.schema}" CASCADE'))
+        else:
+            database.dispose()
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{database.path}{suffix}").unlink(missing_ok=True)
+    finally:
+        database.dispose()
+    assert not database.exists()

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import httpx
 
+from tenantry.home import DATABASE_URL_ENV_VAR, HOME_ENV_VAR, TenantHome
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -19,11 +21,15 @@ def free_port() -> int:
 
 
 class GunicornServer:
-    """``with GunicornServer(home_root) as server: httpx.get(server.url + "/healthz")``"""
+    """``with GunicornServer(home) as server: httpx.get(server.url + "/healthz")``
+
+    The server reads its tenants from ``home`` and keeps their data where ``home`` does
+    (SQLite files, or the PostgreSQL database of ``home.database_url``).
+    """
 
     def __init__(
         self,
-        home_root: Path,
+        home: TenantHome,
         app: str = "tenantry.wsgi:application",
         workers: int = 2,
         chdir: Path | None = None,
@@ -32,7 +38,7 @@ class GunicornServer:
     ):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = Path(home_root) / f"gunicorn-{self.port}.log"
+        self.log_path = home.root / f"gunicorn-{self.port}.log"
         self.ready_path = ready_path
         self.argv = [
             sys.executable, "-m", "gunicorn",
@@ -46,7 +52,10 @@ class GunicornServer:
         if chdir is not None:
             self.argv += ["--chdir", str(chdir)]
         self.argv.append(app)
-        self.env = {**os.environ, "TENANTRY_HOME": str(home_root), **(env or {})}
+        self.env = {**os.environ, HOME_ENV_VAR: str(home.root), **(env or {})}
+        self.env.pop(DATABASE_URL_ENV_VAR, None)
+        if home.database_url:
+            self.env[DATABASE_URL_ENV_VAR] = home.database_url
         self.process: subprocess.Popen | None = None
 
     def __enter__(self) -> GunicornServer:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import stat
 import subprocess
 import sys
@@ -11,6 +12,10 @@ import pytest
 from click.testing import CliRunner
 
 from tenantry.cli import main
+from tenantry.db import SCHEMA_REVISION
+from tenantry.tenants import PARALLEL_MIGRATION_THRESHOLD
+from tests import postgres
+from tests.conftest import drop_database, revision_of
 
 
 @pytest.fixture
@@ -36,7 +41,7 @@ def test_create_writes_config_secret_wsgi_and_database(home, tenantry):
     assert len(secret.encode()) >= 32
     assert (home.instance_dir("acme") / "wsgi.py").is_file()
     assert (home.instance_dir("acme") / "storage").is_dir()
-    assert home.database_file("acme").is_file()
+    assert revision_of(home, "acme") == SCHEMA_REVISION
     config_class = home.load_config_class("acme")
     assert config_class.NAME == "Acme Corp"
     assert config_class.HOSTS == ("acme.localhost",)
@@ -181,13 +186,16 @@ def test_rotate_secret_changes_only_that_tenant_and_keeps_other_lines(home, tena
     assert stat.S_IMODE(home.env_file("acme").stat().st_mode) == 0o600
 
 
-def test_migrate_brings_every_database_to_the_current_revision(home, tenantry):
-    tenantry("tenants", "create", "acme")
-    home.database_file("acme").unlink()
+def test_migrate_brings_every_database_to_the_current_revision(home, make_tenant, tenantry):
+    # More tenants than PARALLEL_MIGRATION_THRESHOLD: they migrate in parallel processes.
+    slugs = [make_tenant(f"t{number:02d}") for number in range(PARALLEL_MIGRATION_THRESHOLD + 2)]
+    for slug in slugs:
+        drop_database(home, slug)
     result = tenantry("migrate")
-    assert result.exit_code == 0
-    assert "acme: at revision" in result.output
-    assert home.database_file("acme").exists()
+    assert result.exit_code == 0, result.output
+    for slug in slugs:
+        assert f"{slug}: at revision {SCHEMA_REVISION}" in result.output
+        assert revision_of(home, slug) == SCHEMA_REVISION
 
 
 def test_console_script_usage_errors_exit_2(home):
@@ -268,3 +276,15 @@ def test_users_bad_input_exits_2_and_writes_nothing(tenantry, args, stdin):
         row["username"] for row in json.loads(tenantry("users", "list", "acme", "--json").output)
     ]
     assert names == ["dup"]
+
+
+@pytest.mark.parametrize("database_url", [postgres.PARAM_ID], indirect=True)
+def test_create_refuses_a_slug_whose_schema_outlived_its_tenant(home, make_tenant, tenantry):
+    make_tenant("acme")
+    shutil.rmtree(home.instance_dir("acme"))  # removed by hand; its schema is still there
+    home.config_file("acme").unlink()
+    result = tenantry("tenants", "create", "acme")
+    assert result.exit_code == 2
+    assert "tenant_acme" in result.output
+    assert not home.config_file("acme").exists()
+    assert not home.instance_dir("acme").exists()

@@ -191,3 +191,12 @@ def test_datasets_are_invisible_to_other_tenants(client, admin, catalogue, globe
     )
     assert download.status_code == 404
     assert client.get("/globex/api/datasets", headers=admin).status_code == 401
+
+
+def test_names_sort_by_bytes_on_every_backend(client, admin, reader):
+    # PostgreSQL would sort by its locale ("a", "B", "_x"); both backends sort by bytes.
+    for name in ["a-set", "B-set", "x-set", "Z-set", "0-set"]:
+        body = {"name": name, "description": "", "uses": [], "files": []}
+        assert client.post("/acme/api/datasets", json=body, headers=admin).status_code == 201
+    listed = names(client.get("/acme/api/datasets", headers=reader))
+    assert listed == sorted(listed) == ["0-set", "B-set", "Z-set", "a-set", "x-set"]

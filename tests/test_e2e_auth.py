@@ -8,10 +8,10 @@ import httpx
 import pytest
 
 from tenantry.auth import guard_of
-from tenantry.db import TenantDatabase
 from tenantry.endpoints.auth.models import create_user, set_user_active
 from tenantry.factory import create_app
 from tenantry.tenants import rotate_secret
+from tests.conftest import database_of
 from tests.server import GunicornServer, poll_until, raw_request
 from tests.test_auth import forged_headers
 
@@ -45,7 +45,7 @@ def server(home, acme, globex):
     for slug in (acme, globex):
         add_user(home, slug, "alice", roles=("admin",))
         add_user(home, slug, "bob")
-    with GunicornServer(home.root, workers=2) as server:
+    with GunicornServer(home, workers=2) as server:
         yield server
 
 
@@ -93,7 +93,7 @@ def test_logout_is_seen_by_both_workers(server):
 
 def test_disabled_user_is_refused_by_both_workers_within_2s(home, server):
     token = login(server, "acme", "bob")
-    database = TenantDatabase("acme", home.instance_dir("acme"))
+    database = database_of(home, "acme")
     set_user_active(database, "bob", False)
     database.dispose()
     poll_until(

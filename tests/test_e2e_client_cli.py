@@ -26,7 +26,7 @@ def server(home, acme):
     create_user(app.extensions["tenantry.db"], guard_of(app).hash_password, "admin", PASSWORD,
                 ["admin"])  # fmt: skip
     app.extensions["tenantry.db"].dispose()
-    with GunicornServer(home.root, workers=2) as server:
+    with GunicornServer(home, workers=2) as server:
         yield server
 
 

@@ -30,7 +30,7 @@ def all_answer(url: str, status: int, json_key: str | None = None, value=None):
 
 @pytest.fixture
 def server(home, acme, globex):
-    with GunicornServer(home.root, workers=2) as server:
+    with GunicornServer(home, workers=2) as server:
         yield server
 
 
@@ -134,7 +134,7 @@ def test_standalone_wsgi_module_answers_like_the_dispatcher(home, acme, registry
 
 def test_standalone_gunicorn_answers_like_the_dispatched_one(home, server):
     with GunicornServer(
-        home.root,
+        home,
         app="wsgi:application",
         workers=1,
         chdir=home.instance_dir("acme"),

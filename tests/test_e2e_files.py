@@ -40,7 +40,7 @@ def server(home, acme, globex):
         app.extensions["tenantry.db"], guard_of(app).hash_password, "alice", PASSWORD, ["user"]
     )
     app.extensions["tenantry.db"].dispose()
-    with GunicornServer(home.root, workers=2) as server:
+    with GunicornServer(home, workers=2) as server:
         yield server
 
 

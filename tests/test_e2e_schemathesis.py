@@ -40,7 +40,7 @@ def server(tmp_path_factory):
         database = app.extensions["tenantry.db"]
         create_user(database, guard_of(app).hash_password, "admin", PASSWORD, ["admin"])
         database.dispose()
-    with GunicornServer(root, workers=2) as server:
+    with GunicornServer(home, workers=2) as server:
         # Logged in before any fuzzing, which may lock "admin" out by guessing.
         server.tokens = {
             slug: httpx.post(

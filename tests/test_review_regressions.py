@@ -7,11 +7,12 @@ import subprocess
 import sys
 
 import pytest
-from sqlalchemy import delete
+from sqlalchemy import column, delete, table, update
 
+from tenantry.db import SCHEMA_REVISION
 from tenantry.endpoints.auth.models import User
 from tenantry.tenants import rotate_secret, set_enabled
-from tests.conftest import bearer
+from tests.conftest import bearer, database_of, drop_database, revision_of
 
 
 def test_a_deleted_users_token_never_names_a_new_user(registry, client, acme, add_user, login):
@@ -153,17 +154,20 @@ def test_migrate_goes_on_past_a_broken_tenant(home, make_tenant):
     make_tenant("aa")
     make_tenant("bb")
     make_tenant("cc")
-    (home.instance_dir("aa") / "tenant.db").unlink()
+    drop_database(home, "aa")
     os.rename(home.instance_dir("cc"), home.root / "cc-moved")  # instance folder missing
-    (home.instance_dir("bb") / "tenant.db").unlink()
-    (home.instance_dir("bb") / "tenant.db").mkdir()  # cannot be opened as a database
+    database = database_of(home, "bb")
+    with database.engine.begin() as connection:  # at a revision no migration knows
+        version = table("alembic_version", column("version_num"), schema=database.schema)
+        connection.execute(update(version).values(version_num="9999"))
+    database.dispose()
     result = tenantry_cli(home, "migrate")
     assert result.returncode == 1
     assert b"Traceback" not in result.stderr
     assert b"bb: failed" in result.stderr
     assert b"aa: at revision" in result.stdout
     assert b"cc: at revision" in result.stdout
-    assert home.database_file("aa").is_file()
+    assert revision_of(home, "aa") == SCHEMA_REVISION
 
 
 # -- files, links and datasets (second review) ----------------------------------------

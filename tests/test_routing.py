@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 from flask import url_for
 
-from tenantry.tenants import set_enabled
+from tenantry.home import TenantHome
+from tenantry.hosts import HostIndex
+from tenantry.tenants import set_enabled, write_atomically
 
 
 def test_path_routing_serves_each_tenant_at_its_prefix(client, acme, globex):
@@ -161,3 +163,30 @@ def test_request_id_is_echoed_or_generated(client, acme):
     )
     generated = client.get("/nope/", headers={"X-Request-ID": "bad id with spaces"})
     assert generated.headers["X-Request-ID"] not in ("", "bad id with spaces")
+
+
+def test_host_index_is_shared_on_disk_and_reruns_only_changed_modules(home, make_tenant):
+    class CountingHome(TenantHome):
+        def load_config_class(self, slug):
+            self.loads.append(slug)
+            return super().load_config_class(slug)
+
+    for slug in ("aa", "bb", "cc"):
+        make_tenant(slug, hosts=(f"{slug}.example",))
+    counting = CountingHome(home.root, home.database_url)
+    counting.loads = []
+    HostIndex(counting).refresh()  # brings the saved index up to date
+
+    counting.loads = []
+    fresh = HostIndex(counting)  # as a new worker would start
+    fresh.refresh()
+    assert counting.loads == []
+    assert fresh.by_host == {"aa.example": "aa", "bb.example": "bb", "cc.example": "cc"}
+
+    config = home.config_file("bb")
+    write_atomically(config, config.read_text().replace("bb.example", "new.example"))
+    another = HostIndex(counting)
+    another.refresh()
+    assert counting.loads == ["bb"]
+    assert another.by_host["new.example"] == "bb"
+    assert "bb.example" not in another.by_host

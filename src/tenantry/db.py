@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
+import os
+import sqlite3
 import threading
 import zlib
 from collections.abc import Iterator
@@ -17,7 +20,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, MetaData, create_engine, event, text
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Session
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # The newest migration's revision; tests check it matches the migrations folder.
@@ -56,10 +59,31 @@ def _configure_sqlite(dbapi_connection, _record) -> None:
     dbapi_connection.create_function("lower", 1, _lower, deterministic=True)
 
 
+def _sqlite_revision(path: Path) -> str | None:
+    """The revision in a SQLite file, read without an engine (builds stay cheap)."""
+    try:
+        connection = sqlite3.connect(f"{path.as_uri()}?mode=rw", uri=True, timeout=10)
+    except sqlite3.Error:
+        return None
+    try:
+        row = connection.execute("SELECT version_num FROM alembic_version").fetchone()
+    except sqlite3.Error:
+        return None
+    finally:
+        connection.close()
+    return row[0] if row else None
+
+
 def _lower(value):
     return value.lower() if isinstance(value, str) else value
 
 
+def _name_connection(_dialect, _record, _args, params) -> None:
+    # Operators (and the tests) can tell each process's connections apart in pg_stat_activity.
+    params["application_name"] = f"tenantry[{os.getpid()}]"
+
+
+_alembic_lock = threading.Lock()
 _shared_engines: dict[str, Engine] = {}
 _shared_engines_lock = threading.Lock()
 
@@ -75,12 +99,17 @@ def shared_engine(database_url: str) -> Engine:
                 max_overflow=PG_MAX_OVERFLOW,
                 pool_pre_ping=True,
             )
+            event.listen(engine, "do_connect", _name_connection)
             _shared_engines[database_url] = engine
         return engine
 
 
 class TenantDatabase:
-    """The database of one tenant: its engine (bound to its schema) and sessions."""
+    """The database of one tenant: its engine (bound to its schema) and sessions.
+
+    A SQLite tenant's engine is made on first use, so a loaded tenant whose requests never
+    touch its database (a landing page, say) holds no engine and no open file.
+    """
 
     def __init__(self, slug: str, instance_path: Path, database_url: str | None = None):
         self.slug = slug
@@ -89,16 +118,18 @@ class TenantDatabase:
             self.engine = shared_engine(database_url).execution_options(
                 schema_translate_map={None: self.schema}
             )
-            self._owns_engine = False
         else:
             self.schema = None
             instance_path.mkdir(parents=True, exist_ok=True)
             self.path = instance_path / "tenant.db"
-            self.engine = create_engine(f"sqlite:///{self.path}")
-            event.listen(self.engine, "connect", _configure_sqlite)
-            self._owns_engine = True
         self._lock_path = instance_path / ".migrate.lock"
-        self.sessions = sessionmaker(bind=self.engine, expire_on_commit=False)
+
+    @functools.cached_property
+    def engine(self) -> Engine:
+        """The SQLite tenant's own engine (PostgreSQL tenants get theirs in __init__)."""
+        engine = create_engine(f"sqlite:///{self.path}")
+        event.listen(engine, "connect", _configure_sqlite)
+        return engine
 
     @property
     def is_postgres(self) -> bool:
@@ -116,7 +147,7 @@ class TenantDatabase:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Session]:
         """A session in a transaction: committed on success, rolled back on error."""
-        with self.sessions.begin() as session:
+        with Session(self.engine, expire_on_commit=False) as session, session.begin():
             yield session
 
     def check(self) -> None:
@@ -126,11 +157,28 @@ class TenantDatabase:
 
     def current_revision(self) -> str | None:
         """The schema revision the database is at, or None if it was never migrated."""
+        if not self.is_postgres:
+            return _sqlite_revision(self.path)
+        # A text() query is not rewritten by schema_translate_map: name the schema here.
+        query = text(f'SELECT version_num FROM "{self.schema}".alembic_version')  # noqa: S608
         try:
             with self.engine.connect() as connection:
-                return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+                return connection.execute(query).scalar()
         except SQLAlchemyError:
             return None
+
+    def exists(self) -> bool:
+        """Whether the tenant's schema (PostgreSQL) or database file (SQLite) is there."""
+        if not self.is_postgres:
+            return self.path.exists()
+        query = text("SELECT 1 FROM information_schema.schemata WHERE schema_name = :schema")
+        with self.engine.connect() as connection:
+            return connection.execute(query, {"schema": self.schema}).first() is not None
+
+    def by_bytes(self, column):
+        """``column`` for ORDER BY in byte order on both backends (PostgreSQL would sort
+        by its locale's rules)."""
+        return column.collate("C") if self.is_postgres else column
 
     @contextlib.contextmanager
     def migration_lock(self) -> Iterator[None]:
@@ -168,7 +216,9 @@ class TenantDatabase:
                     connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
             config = Config()
             config.set_main_option("script_location", str(MIGRATIONS_DIR))
-            with self.engine.begin() as connection:
+            # Alembic's migration context is a module global: one migration per process
+            # at a time (parallel `migrate` uses processes).
+            with _alembic_lock, self.engine.begin() as connection:
                 config.attributes["connection"] = connection
                 config.attributes["schema"] = self.schema
                 command.upgrade(config, "head")
@@ -181,5 +231,5 @@ class TenantDatabase:
 
     def dispose(self) -> None:
         """Release the connections this tenant holds (not the shared pool's)."""
-        if self._owns_engine:
+        if not self.is_postgres and "engine" in self.__dict__:
             self.engine.dispose()

@@ -16,13 +16,14 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from flask import Flask
 
 from tenantry.config import TenantConfigError, is_valid_slug
 from tenantry.factory import create_app
-from tenantry.home import StatSignature, TenantHome, stat_signature
+from tenantry.home import TenantHome
+from tenantry.hosts import HostIndex, normalised_hosts
 
 log = logging.getLogger(__name__)
 
@@ -51,15 +52,6 @@ class LoadedTenant:
             self.app.extensions["tenantry.db"].dispose()
 
 
-@dataclass
-class _HostIndex:
-    """Host name → slug, from every tenant's HOSTS; refreshed from changed modules only."""
-
-    by_host: dict[str, str] = field(default_factory=dict)
-    modules: dict[str, tuple[StatSignature, tuple[str, ...]]] = field(default_factory=dict)
-    scanned_at: float = float("-inf")
-
-
 class TenantRegistry:
     """Discovers tenants in a :class:`TenantHome` and hands out their apps."""
 
@@ -79,7 +71,8 @@ class TenantRegistry:
         self._lock = threading.Lock()
         self._slug_locks: dict[str, threading.Lock] = {}
         self._key_holders: dict[str, set[str]] = {}
-        self._hosts = _HostIndex()
+        self._hosts = HostIndex(home)
+        self._hosts_checked_at = float("-inf")
 
     def lookup(self, slug: str) -> LoadedTenant | None:
         """The tenant of that slug, built if needed; None if unknown or disabled.
@@ -103,8 +96,9 @@ class TenantRegistry:
             entry = self.lookup(slug)
             if entry is not None and (host in entry.hosts or entry.app is None):
                 return slug
-        if time.monotonic() - self._hosts.scanned_at >= self.check_interval:
-            self._scan_hosts()
+        if time.monotonic() - self._hosts_checked_at >= self.check_interval:
+            self._hosts.refresh()
+            self._hosts_checked_at = time.monotonic()
             return self._hosts.by_host.get(host)
         # Not due for a rescan: a disabled tenant's host still answers its 404 meanwhile.
         return slug
@@ -197,7 +191,7 @@ class TenantRegistry:
         entry = LoadedTenant(slug, fingerprint, now, enabled=True)
         try:
             config_class = self.home.load_config_class(slug)
-            entry.hosts = _normalised_hosts(config_class.HOSTS)
+            entry.hosts = normalised_hosts(config_class.HOSTS)
             entry.app = create_app(config_class, self.home)
         except TenantConfigError as exc:
             log.error("tenant %s cannot start: %s", slug, "; ".join(exc.problems))
@@ -206,35 +200,3 @@ class TenantRegistry:
             log.exception("tenant %s failed to start", slug)
             entry.error = f"failed to start: {type(exc).__name__}"
         return entry
-
-    def _scan_hosts(self) -> None:
-        """Rebuild the host index, loading only config modules that changed."""
-        index = self._hosts
-        modules = {}
-        for slug in self.home.slugs():
-            signature = stat_signature(self.home.config_file(slug))
-            known = index.modules.get(slug)
-            if known is not None and known[0] == signature:
-                modules[slug] = known
-                continue
-            try:
-                hosts = _normalised_hosts(self.home.load_config_class(slug).HOSTS)
-            except (TenantConfigError, TypeError):
-                # A broken module keeps its last known hosts: they get its 503, not a 404.
-                hosts = known[1] if known is not None else ()
-            modules[slug] = (signature, hosts)
-        claims: dict[str, list[str]] = {}
-        for slug, (_, hosts) in modules.items():
-            for host in hosts:
-                claims.setdefault(host, []).append(slug)
-        by_host = {}
-        for host, slugs in claims.items():
-            if len(slugs) == 1:
-                by_host[host] = slugs[0]
-            else:
-                log.error("host %s is claimed by %s: routing it to none", host, ", ".join(slugs))
-        self._hosts = _HostIndex(by_host, modules, time.monotonic())
-
-
-def _normalised_hosts(hosts) -> tuple[str, ...]:
-    return tuple(str(host).lower() for host in hosts)

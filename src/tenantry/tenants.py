@@ -7,12 +7,15 @@ file renamed into place), so a running server never sees half a tenant.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+import multiprocessing
 import os
 import re
 import secrets
 import shutil
 import stat
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from tenantry.config import (
@@ -22,10 +25,15 @@ from tenantry.config import (
     is_valid_slug,
     tenant_settings,
 )
-from tenantry.db import TenantDatabase
+from tenantry.db import TenantDatabase, schema_name
 from tenantry.home import TenantHome
+from tenantry.hosts import HostIndex
 
 SECRET_KEY_BYTES = 48
+# `migrate` of many tenants runs in this many processes, a chunk of tenants at a time.
+MIGRATE_WORKERS = 4
+PARALLEL_MIGRATION_THRESHOLD = 8
+CHUNK_SIZE = 16
 HOST_PATTERN = re.compile(
     r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*"
 )
@@ -140,6 +148,12 @@ def create_tenant(
     taken = _hosts_in_use(home).keys() & set(hosts)
     if taken:
         raise TenantError(f"host already used by another tenant: {', '.join(sorted(taken))}")
+    if home.database_url and _database_of(home, slug).exists():
+        # A schema left behind by a removed tenant must not hand its users to a new one.
+        raise TenantError(
+            f"the database already holds schema {schema_name(slug)!r}, left by an earlier "
+            f"tenant {slug!r}: drop it first, or choose another slug"
+        )
 
     home.config_dir.mkdir(parents=True, exist_ok=True)
     home.tenants_dir.mkdir(parents=True, exist_ok=True)
@@ -266,15 +280,9 @@ def _tenant_problems(home: TenantHome, slug: str) -> list[str]:
 
 def _hosts_in_use(home: TenantHome) -> dict[str, list[str]]:
     """Every host some tenant claims, with the tenants claiming it."""
-    claims: dict[str, list[str]] = {}
-    for slug in home.slugs():
-        try:
-            hosts = home.load_config_class(slug).HOSTS
-        except TenantConfigError:
-            continue
-        for host in hosts:
-            claims.setdefault(str(host).lower(), []).append(slug)
-    return claims
+    index = HostIndex(home)
+    index.refresh()
+    return index.claims
 
 
 def migrate_tenants(home: TenantHome, slugs: list[str] | None = None) -> dict[str, str]:
@@ -286,19 +294,36 @@ def migrate_tenants(home: TenantHome, slugs: list[str] | None = None) -> dict[st
     """
     for slug in slugs or ():
         require_tenant(home, slug)
-    results = {}
-    for slug in slugs or home.slugs():
-        try:
-            results[slug] = upgrade_database(home, slug)
-        except Exception as exc:
-            results[slug] = f"failed: {type(exc).__name__}: {exc}"
-    return results
+
+    targets = slugs or home.slugs()
+    if len(targets) < PARALLEL_MIGRATION_THRESHOLD:
+        return {slug: _upgrade_or_reason(home, slug) for slug in targets}
+    # Alembic keeps its migration context in module globals, so migrations run in parallel
+    # in processes, not threads. Each holds two connections (its lock and its work).
+    workers = min(MIGRATE_WORKERS, len(targets))
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=spawn) as pool:
+        revisions = pool.map(
+            _upgrade_or_reason, itertools.repeat(home), targets, chunksize=CHUNK_SIZE
+        )
+        return dict(zip(targets, revisions, strict=True))
+
+
+def _upgrade_or_reason(home: TenantHome, slug: str) -> str:
+    try:
+        return upgrade_database(home, slug)
+    except Exception as exc:
+        return f"failed: {type(exc).__name__}: {exc}"
 
 
 def upgrade_database(home: TenantHome, slug: str) -> str:
     """Migrate one tenant's database to the current schema; returns its revision."""
-    database = TenantDatabase(slug, home.instance_dir(slug), home.database_url)
+    database = _database_of(home, slug)
     try:
         return database.upgrade()
     finally:
         database.dispose()
+
+
+def _database_of(home: TenantHome, slug: str) -> TenantDatabase:
+    return TenantDatabase(slug, home.instance_dir(slug), home.database_url)

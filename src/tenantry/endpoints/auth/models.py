@@ -166,7 +166,7 @@ def find_user(database: TenantDatabase, username: str) -> User | None:
 
 def list_users(database: TenantDatabase) -> list[User]:
     with database.transaction() as session:
-        return list(session.scalars(select(User).order_by(User.username)))
+        return list(session.scalars(select(User).order_by(database.by_bytes(User.username))))
 
 
 def set_user_active(database: TenantDatabase, username: str, active: bool) -> None:

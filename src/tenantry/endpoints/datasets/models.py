@@ -122,7 +122,7 @@ def create_dataset(database: TenantDatabase, storage: TenantStorage, body: dict)
     return get_dataset(database, dataset["name"])
 
 
-def _describe(session, names: Sequence[str]) -> list[dict]:
+def _describe(database: TenantDatabase, session, names: Sequence[str]) -> list[dict]:
     """Full descriptions of the named datasets, in the order given (one query per part)."""
     if not names:
         return []
@@ -135,7 +135,7 @@ def _describe(session, names: Sequence[str]) -> list[dict]:
     for dataset, use in session.execute(
         select(DatasetUse.dataset, DatasetUse.use)
         .where(DatasetUse.dataset.in_(names))
-        .order_by(DatasetUse.use)
+        .order_by(database.by_bytes(DatasetUse.use))
     ):
         uses[dataset].append(use)
     files: dict[str, list[str]] = {name: [] for name in names}
@@ -164,7 +164,7 @@ def _describe(session, names: Sequence[str]) -> list[dict]:
 def get_dataset(database: TenantDatabase, name: str) -> dict:
     """:raises UnknownDataset:"""
     with database.transaction() as session:
-        found = _describe(session, [name])
+        found = _describe(database, session, [name])
     if not found:
         raise UnknownDataset(name)
     return found[0]
@@ -192,8 +192,12 @@ def search_datasets(
         )
     with database.transaction() as session:
         total = session.scalar(select(func.count()).select_from(query.subquery()))
-        names = list(session.scalars(query.order_by(Dataset.name).limit(limit).offset(offset)))
-        return _describe(session, names), total
+        names = list(
+            session.scalars(
+                query.order_by(database.by_bytes(Dataset.name)).limit(limit).offset(offset)
+            )
+        )
+        return _describe(database, session, names), total
 
 
 def delete_dataset(database: TenantDatabase, name: str) -> None:
@@ -212,7 +216,7 @@ def datasets_listing(database: TenantDatabase, file_name: str) -> list[str]:
             session.scalars(
                 select(DatasetFile.dataset)
                 .where(DatasetFile.file == file_name)
-                .order_by(DatasetFile.dataset)
+                .order_by(database.by_bytes(DatasetFile.dataset))
             )
         )
 
@@ -227,7 +231,7 @@ def build_zip(
     :raises UnknownDataset: naming the first unknown dataset.
     """
     with database.transaction() as session:
-        described = {dataset["name"]: dataset for dataset in _describe(session, names)}
+        described = {dataset["name"]: dataset for dataset in _describe(database, session, names)}
     for name in names:
         if name not in described:
             raise UnknownDataset(name)

@@ -38,7 +38,9 @@ class FileRecord(Base):
 
 def list_files(database: TenantDatabase) -> list[FileRecord]:
     with database.transaction() as session:
-        return list(session.scalars(select(FileRecord).order_by(FileRecord.name)))
+        return list(
+            session.scalars(select(FileRecord).order_by(database.by_bytes(FileRecord.name)))
+        )
 
 
 def find_file(database: TenantDatabase, name: str) -> FileRecord | None:
