@@ -12,6 +12,7 @@ from alembic.script import ScriptDirectory
 from tenantry.config import TenantConfig, TenantConfigError, tenant_settings
 from tenantry.db import MIGRATIONS_DIR, SCHEMA_REVISION
 from tenantry.factory import create_app
+from tests.conftest import drop_database, revision_of
 
 
 def test_two_tenants_get_their_own_secret_and_leave_os_environ_untouched(home, acme, globex):
@@ -101,6 +102,39 @@ def test_schema_revision_is_the_newest_migration():
 
 
 def test_a_copied_tenant_without_database_gets_one_on_first_build(home, acme, registry):
-    home.database_file(acme).unlink()
+    drop_database(home, acme)
     assert registry.lookup(acme).app is not None
-    assert home.database_file(acme).exists()
+    assert revision_of(home, acme) == SCHEMA_REVISION
+
+
+def test_apps_with_the_same_blueprints_share_routes_and_views_but_serve_their_own_tenant(
+    home, make_tenant
+):
+    first = create_app(home.load_config_class(make_tenant("one")), home)
+    second = create_app(home.load_config_class(make_tenant("two")), home)
+    other = create_app(home.load_config_class(make_tenant("few", blueprints=("landing",))), home)
+    assert second.url_map is first.url_map
+    assert second.view_functions is first.view_functions
+    assert other.url_map is not first.url_map
+    assert "files.filelist" not in other.view_functions
+    # The shared views find their tenant through the app that serves the request.
+    assert first.test_client().get("/").json["tenant"] == "one"
+    assert second.test_client().get("/").json["tenant"] == "two"
+    assert second.test_client().get("/status").json["tenant"] == "two"
+    assert other.test_client().get("/").json["blueprints"] == ["landing", "status", "auth"]
+    for app in (first, second, other):
+        app.extensions["tenantry.db"].dispose()
+
+
+def test_a_route_added_after_the_build_stays_with_its_own_app(home, make_tenant, client):
+    first = create_app(home.load_config_class(make_tenant("one")), home)
+    second = create_app(home.load_config_class(make_tenant("two")), home)
+    shared = first.url_map
+    second.add_url_rule("/extra", "extra", lambda: {"extra": True})
+    assert first.url_map is shared
+    assert "extra" not in {rule.endpoint for rule in shared.iter_rules()}
+    assert second.test_client().get("/extra").json == {"extra": True}
+    assert second.test_client().get("/files").status_code == 401  # the copy kept the rest
+    assert first.test_client().get("/extra").status_code == 404
+    for app in (first, second):
+        app.extensions["tenantry.db"].dispose()

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 
-from flask import Flask, Response, request
+from flask import Flask, Response, current_app, request
 from flask_restful import Api, Resource
 from werkzeug.exceptions import BadRequest
+
+from tenantry.db import TenantDatabase
+from tenantry.storage import TenantStorage
 
 
 class TenantApi(Api):
@@ -19,6 +22,21 @@ class TenantApi(Api):
 
     def error_router(self, original_handler, e):
         return original_handler(e)
+
+    def make_response(self, data, code=200, headers=None, **_options) -> Response:
+        """Every resource answers JSON: no content negotiation, one serialisation."""
+        response = current_app.response_class(
+            current_app.json.dumps(data) + "\n", status=code, mimetype="application/json"
+        )
+        if headers:
+            response.headers.extend(headers)
+        return response
+
+    def _init_app(self, app: Flask) -> None:
+        # Register the views only: flask-restful would also wrap the app's exception
+        # handlers in error_router, which here just hands errors back.
+        for resource, urls, kwargs in self.resources:
+            self._register_view(app, resource, *urls, **kwargs)
 
 
 def json_object() -> dict:
@@ -44,17 +62,27 @@ def no_content() -> Response:
     return response
 
 
-class StorageResource(Resource):
-    """A resource over the tenant's database and storage root (see :func:`storage_kwargs`)."""
+class TenantResource(Resource):
+    """A resource of whichever tenant app serves the request.
 
-    def __init__(self, database, storage):
-        self.database = database
-        self.storage = storage
+    The tenant's services are set up once on its app by the factory and read from there
+    per request (``current_app`` is always the serving tenant's app), so a resource holds
+    no tenant of its own and one set of view functions can serve every app with the same
+    endpoint modules (see :mod:`tenantry.factory`).
+    """
 
+    @property
+    def app(self) -> Flask:
+        return current_app._get_current_object()
 
-def storage_kwargs(app: Flask) -> dict:
-    """``resource_class_kwargs`` for a :class:`StorageResource` of ``app``."""
-    return {
-        "database": app.extensions["tenantry.db"],
-        "storage": app.extensions["tenantry.storage"],
-    }
+    @property
+    def config(self):
+        return current_app.config
+
+    @property
+    def database(self) -> TenantDatabase:
+        return current_app.extensions["tenantry.db"]
+
+    @property
+    def storage(self) -> TenantStorage:
+        return current_app.extensions["tenantry.storage"]

@@ -1,8 +1,7 @@
 from flask import current_app
-from flask_restful import Resource
 from werkzeug.exceptions import BadRequest, Conflict, TooManyRequests, Unauthorized
 
-from tenantry.api import json_object, no_content
+from tenantry.api import TenantResource, json_object, no_content
 from tenantry.auth import (
     auth_required,
     authenticate,
@@ -35,7 +34,7 @@ USER = schema_object(
 WRONG_CREDENTIALS = "The username or password is incorrect."
 
 
-class Login(Resource):
+class Login(TenantResource):
     openapi = {
         "post": operation(
             "Exchange a username and password for an access token",
@@ -45,9 +44,6 @@ class Login(Resource):
             public=True,
         )
     }
-
-    def __init__(self, database):
-        self.database = database
 
     def post(self):
         body = json_object()
@@ -78,7 +74,7 @@ class Login(Resource):
         return {"access_token": issue_token(user)}
 
 
-class Refresh(Resource):
+class Refresh(TenantResource):
     openapi = {
         "post": operation(
             "A new access token for a current token, or an expired one within its refresh lifespan",
@@ -91,7 +87,7 @@ class Refresh(Resource):
         return {"access_token": refreshed_token(identity.claims, identity.user)}
 
 
-class Me(Resource):
+class Me(TenantResource):
     openapi = {
         "get": operation(
             "The token's user",
@@ -115,12 +111,9 @@ class Me(Resource):
         }
 
 
-class Logout(Resource):
+class Logout(TenantResource):
     openapi = {"post": operation("Revoke this token", {204: None})}
     method_decorators = [auth_required()]
-
-    def __init__(self, database):
-        self.database = database
 
     def post(self):
         claims = current_identity().claims
@@ -128,7 +121,7 @@ class Logout(Resource):
         return no_content()
 
 
-class Users(Resource):
+class Users(TenantResource):
     openapi = {
         "get": operation(
             "All users (admin)",
@@ -146,9 +139,6 @@ class Users(Resource):
         ),
     }
     method_decorators = [auth_required("admin")]
-
-    def __init__(self, database):
-        self.database = database
 
     def get(self):
         return {"users": [user.as_dict() for user in list_users(self.database)]}

@@ -2,7 +2,7 @@ from flask import Response, request
 from werkzeug.exceptions import BadRequest, Gone, NotFound
 from werkzeug.wsgi import wrap_file
 
-from tenantry.api import StorageResource
+from tenantry.api import TenantResource
 from tenantry.endpoints.cached_file.models import LinkError, find_live_link, redeem_link
 from tenantry.openapi import operation
 
@@ -11,7 +11,7 @@ def link_error(exc: LinkError):
     return (NotFound if exc.status == 404 else Gone)(str(exc))
 
 
-class CachedFile(StorageResource):
+class CachedFile(TenantResource):
     """Public: the uid is the capability. GET uses the link up; HEAD only looks."""
 
     openapi = {

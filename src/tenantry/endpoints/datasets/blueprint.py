@@ -1,7 +1,7 @@
 from flask import Blueprint, Flask
 from werkzeug.routing import BaseConverter
 
-from tenantry.api import TenantApi, storage_kwargs
+from tenantry.api import TenantApi
 from tenantry.endpoints.datasets.resources import DatasetDownload, DatasetItem, DatasetList
 
 
@@ -15,8 +15,7 @@ def create_blueprint(app: Flask) -> Blueprint:
     app.url_map.converters["dataset"] = DatasetNameConverter
     blueprint = Blueprint("datasets", __name__)
     api = TenantApi(blueprint)
-    kwargs = storage_kwargs(app)
-    api.add_resource(DatasetList, "/api/datasets", resource_class_kwargs=kwargs)
-    api.add_resource(DatasetDownload, "/api/datasets/download", resource_class_kwargs=kwargs)
-    api.add_resource(DatasetItem, "/api/datasets/<dataset:name>", resource_class_kwargs=kwargs)
+    api.add_resource(DatasetList, "/api/datasets")
+    api.add_resource(DatasetDownload, "/api/datasets/download")
+    api.add_resource(DatasetItem, "/api/datasets/<dataset:name>")
     return blueprint

@@ -3,7 +3,7 @@ import re
 from flask import request
 from werkzeug.exceptions import BadRequest, Conflict, NotFound
 
-from tenantry.api import StorageResource, json_object, no_content
+from tenantry.api import TenantResource, json_object, no_content
 from tenantry.auth import auth_required
 from tenantry.endpoints.cached_file.models import DEFAULT_TTL, link_built_file
 from tenantry.endpoints.datasets.models import (
@@ -52,7 +52,7 @@ def whole_number(name: str, default: int, low: int, high: int) -> int:
     return int(raw)
 
 
-class DatasetList(StorageResource):
+class DatasetList(TenantResource):
     openapi = {
         "get": operation(
             "Datasets having all `uses`, matching `q`, by name; `total` counts all matches",
@@ -115,7 +115,7 @@ class DatasetList(StorageResource):
             raise Conflict(str(exc)) from None
 
 
-class DatasetItem(StorageResource):
+class DatasetItem(TenantResource):
     openapi = {
         "get": operation("One dataset", {200: DATASET}, errors=(404, 405), parameters=(NAME,)),
         "delete": operation(
@@ -139,7 +139,7 @@ class DatasetItem(StorageResource):
         return no_content()
 
 
-class DatasetDownload(StorageResource):
+class DatasetDownload(TenantResource):
     openapi = {
         "post": operation(
             "A one-time link to a zip of the datasets' files",

@@ -10,7 +10,7 @@ from werkzeug.exceptions import (
 )
 from werkzeug.wsgi import LimitedStream
 
-from tenantry.api import StorageResource, json_object, no_content
+from tenantry.api import TenantResource, json_object, no_content
 from tenantry.auth import auth_required
 from tenantry.endpoints.cached_file.models import link_file, validate_link_options
 from tenantry.endpoints.files.models import (
@@ -81,7 +81,7 @@ def no_such_file(name: str) -> NotFound:
     return NotFound(f"No such file: {name}")
 
 
-class FileResource(StorageResource):
+class FileResource(TenantResource):
     method_decorators = [auth_required()]
 
 

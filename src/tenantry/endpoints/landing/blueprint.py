@@ -7,5 +7,5 @@ from tenantry.endpoints.landing.resources import Landing
 def create_blueprint(app: Flask) -> Blueprint:
     blueprint = Blueprint("landing", __name__)
     api = TenantApi(blueprint)
-    api.add_resource(Landing, "/", resource_class_kwargs={"config": app.config})
+    api.add_resource(Landing, "/")
     return blueprint

@@ -1,10 +1,9 @@
-from flask_restful import Resource
-
+from tenantry.api import TenantResource
 from tenantry.endpoints.landing.models import tenant_summary
 from tenantry.openapi import STRING, STRINGS, operation, schema_object
 
 
-class Landing(Resource):
+class Landing(TenantResource):
     openapi = {
         "get": operation(
             "The tenant's name and enabled blueprints",
@@ -18,8 +17,5 @@ class Landing(Resource):
         )
     }
 
-    def __init__(self, config):
-        self.summary = tenant_summary(config)
-
     def get(self):
-        return self.summary
+        return tenant_summary(self.config)

@@ -6,7 +6,5 @@ from tenantry.endpoints.openapi.resources import OpenApiDocument
 
 def create_blueprint(app: Flask) -> Blueprint:
     blueprint = Blueprint("openapi", __name__)
-    TenantApi(blueprint).add_resource(
-        OpenApiDocument, "/openapi.json", resource_class_kwargs={"app": app}
-    )
+    TenantApi(blueprint).add_resource(OpenApiDocument, "/openapi.json")
     return blueprint

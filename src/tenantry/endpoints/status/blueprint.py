@@ -7,13 +7,5 @@ from tenantry.endpoints.status.resources import Status
 def create_blueprint(app: Flask) -> Blueprint:
     blueprint = Blueprint("status", __name__)
     api = TenantApi(blueprint)
-    api.add_resource(
-        Status,
-        "/status",
-        resource_class_kwargs={
-            "slug": app.config["SLUG"],
-            "database": app.extensions["tenantry.db"],
-            "storage": app.extensions["tenantry.storage"],
-        },
-    )
+    api.add_resource(Status, "/status")
     return blueprint

@@ -1,11 +1,10 @@
-from flask_restful import Resource
-
+from tenantry.api import TenantResource
 from tenantry.endpoints.status.models import run_checks
 from tenantry.errors import error_response
 from tenantry.openapi import STRING, operation, schema_object
 
 
-class Status(Resource):
+class Status(TenantResource):
     openapi = {
         "get": operation(
             "Health of the tenant's database and storage (503 names a failing check)",
@@ -19,14 +18,9 @@ class Status(Resource):
         )
     }
 
-    def __init__(self, slug, database, storage):
-        self.slug = slug
-        self.database = database
-        self.storage = storage
-
     def get(self):
         checks = run_checks(self.database, self.storage)
         failing = [name for name, result in checks.items() if result != "ok"]
         if failing:
             return error_response(503, f"Failing checks: {', '.join(failing)}", checks=checks)
-        return {"success": "OK", "tenant": self.slug, "checks": checks}
+        return {"success": "OK", "tenant": self.config["SLUG"], "checks": checks}
