@@ -1,0 +1,1 @@
+"""Benchmarks and the soak run (``make bench``, ``make soak``), and their shared helpers."""

@@ -1,0 +1,327 @@
+"""``make bench``: tenantry's speed as ratios to a bare Flask app measured in the same run.
+
+Every server is gunicorn with the same settings (2 sync workers, loopback) and is loaded by
+wrk (installed with apt-get if missing). Bare and tenantry runs alternate, and each ratio
+is the median over rounds of (tenantry req/s) / (the bare run just before it), so a noisy
+moment of the machine hits both sides. The other figures (start, cold request, memory,
+throughput, migration) are absolute. Timings are printed, never asserted.
+
+    python -m bench.run [--seconds 4] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from bench.generate import generate_tenants, small_database_template
+from tenantry.auth import guard_of
+from tenantry.endpoints.auth.models import create_user
+from tenantry.factory import create_app
+from tenantry.home import TenantHome
+from tests.server import GunicornServer
+
+REPO = Path(__file__).resolve().parent.parent
+PASSWORD = "bench-password-1"  # noqa: S105 - a throwaway tenant in a temp folder
+SPREAD_TENANTS = 200
+START_TENANTS = 1000
+MEMORY_TENANTS = 400
+TRANSFER_BYTES = 512 * 1024**2
+PG_URL = os.environ.get(
+    "TENANTRY_BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+TARGETS = {
+    "landing via dispatcher": 0.95,
+    "/status": 0.85,
+    "protected /auth/me": 0.75,
+    "standalone per-tenant WSGI": 0.95,
+    f"landing over {SPREAD_TENANTS} tenants": 0.92,
+}
+
+
+def ensure_wrk() -> str:
+    """The wrk binary, installed from the distribution's packages if missing."""
+    found = shutil.which("wrk")
+    if found:
+        return found
+    print("wrk is missing: installing it with apt-get", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=False, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True, env=env)
+    return shutil.which("wrk") or sys.exit("wrk could not be installed")
+
+
+def wrk(binary: str, url: str, seconds: float, headers=(), script: Path | None = None) -> float:
+    """Requests per second wrk reaches on ``url``; non-2xx answers fail the benchmark."""
+    argv = [binary, "-t2", "-c16", f"-d{seconds}s", url]
+    for header in headers:
+        argv += ["-H", header]
+    if script is not None:
+        argv += ["-s", str(script)]
+    output = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    if "Non-2xx" in output:
+        raise RuntimeError(f"wrk saw errors on {url}:\n{output}")
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+
+
+def add_admin(home: TenantHome, slug: str) -> None:
+    app = create_app(home.load_config_class(slug), home)
+    database = app.extensions["tenantry.db"]
+    create_user(database, guard_of(app).hash_password, "admin", PASSWORD, ["admin"])
+    database.dispose()
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def ratios(args, binary, bare, scenarios) -> dict[str, tuple[float, float]]:
+    """Median ratio and median req/s of each scenario, alternating with bare runs."""
+    for url, headers, script in scenarios.values():  # warm every tenant and worker
+        for _ in range(4):
+            httpx.get(url, headers=dict(h.split(": ", 1) for h in headers))
+        if script is not None:
+            wrk(binary, url, 1, headers, script)
+    results = {}
+    for name, (url, headers, script) in scenarios.items():
+        rounds, rates = [], []
+        for _ in range(args.rounds):
+            base = wrk(binary, bare.url + "/", args.seconds)
+            rate = wrk(binary, url, args.seconds, headers, script)
+            rounds.append(rate / base)
+            rates.append(rate)
+        results[name] = (statistics.median(rounds), statistics.median(rates))
+        print(f"  {name:32} {results[name][0]:.3f}x  ({results[name][1]:,.0f} req/s)", flush=True)
+    return results
+
+
+def spread_script(folder: Path, slugs: list[str]) -> Path:
+    script = folder / "spread.lua"
+    paths = ", ".join(f'"/{slug}/"' for slug in slugs)
+    script.write_text(
+        f"local paths = {{{paths}}}\nlocal i = 0\n"
+        "request = function()\n  i = i % #paths + 1\n"
+        '  return wrk.format("GET", paths[i])\nend\n'
+    )
+    return script
+
+
+def start_time(folder: Path, app_spec: str, path: str, home: Path | None) -> float:
+    """Seconds from importing the WSGI app to its first answer, in a fresh interpreter
+    (interpreter start-up itself excluded)."""
+    code = (
+        "import time; t = time.perf_counter()\n"
+        f"module, _, name = {app_spec!r}.partition(':')\n"
+        "import importlib; app = getattr(importlib.import_module(module), name)\n"
+        "from werkzeug.test import Client\n"
+        f"response = Client(app).get({path!r})\n"
+        "assert response.status_code == 200, response.status_code\n"
+        "print(time.perf_counter() - t)\n"
+    )
+    env = {**os.environ, "TENANTRY_LOG_LEVEL": "WARNING"}
+    if home is not None:
+        env["TENANTRY_HOME"] = str(home)
+    samples = []
+    for _ in range(5):
+        run = subprocess.run(
+            [sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True
+        )
+        if run.returncode != 0:
+            raise RuntimeError(run.stderr)
+        samples.append(float(run.stdout))
+    return statistics.median(samples)
+
+
+def throughput(server, token: str, folder: Path) -> dict[str, float]:
+    """Upload and download of one 512 MiB file with curl, and the worker RSS around it."""
+    source = folder / "big.bin"
+    with open(source, "wb") as handle:
+        block = os.urandom(1024**2)
+        for _ in range(TRANSFER_BYTES // len(block)):
+            handle.write(block)
+    pid = server.worker_pids()[0]
+    before = rss_kib(pid)
+    auth = f"Authorization: Bearer {token}"
+    url = f"{server.url}/acme/files/big.bin"
+    started = time.perf_counter()
+    subprocess.run(
+        ["curl", "-sf", "-T", str(source), "-H", auth, url, "-o", "/dev/null"], check=True
+    )
+    upload = TRANSFER_BYTES / (time.perf_counter() - started)
+    after_upload = rss_kib(pid)
+    started = time.perf_counter()
+    subprocess.run(["curl", "-sf", "-H", auth, url, "-o", "/dev/null"], check=True)
+    download = TRANSFER_BYTES / (time.perf_counter() - started)
+    source.unlink()
+    return {
+        "upload MB/s": upload / 1e6,
+        "download MB/s": download / 1e6,
+        "worker RSS growth on upload KiB": after_upload - before,
+    }
+
+
+def memory_per_tenant(folder: Path, template: Path) -> float:
+    """KiB of worker RSS per loaded tenant app (all five blueprints), one worker."""
+    home = TenantHome(folder / "memory-home")
+    slugs = generate_tenants(home, MEMORY_TENANTS + 50, database_template=template)
+    with GunicornServer(home, workers=1, env={"TENANTRY_LOG_LEVEL": "WARNING"}) as server:
+        pid = server.worker_pids()[0]
+        with httpx.Client(base_url=server.url) as client:
+            for slug in slugs[:50]:  # first builds fill caches shared by every later app
+                client.get(f"/{slug}/status").raise_for_status()
+            before = rss_kib(pid)
+            for slug in slugs[50:]:
+                client.get(f"/{slug}/status").raise_for_status()
+            after = rss_kib(pid)
+    return (after - before) / MEMORY_TENANTS
+
+
+def cold_requests(server, slugs: list[str]) -> float:
+    """Median milliseconds of the first request to a tenant no worker has loaded."""
+    samples = []
+    with httpx.Client(base_url=server.url) as client:
+        for slug in slugs:
+            started = time.perf_counter()
+            client.get(f"/{slug}/").raise_for_status()
+            samples.append((time.perf_counter() - started) * 1000)
+    return statistics.median(samples)
+
+
+def migrate_thousand_on_postgres(folder: Path) -> float | str:
+    """Seconds `tenantry migrate` takes for 1000 fresh tenant schemas on PostgreSQL."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(PG_URL)
+    database = f"tenantry_bench_{os.getpid()}"
+    try:
+        admin = psycopg.connect(
+            host=url.host, port=url.port or 5432, user=url.username, dbname=url.database,
+            password=url.password, autocommit=True, connect_timeout=3,
+        )  # fmt: skip
+    except psycopg.Error as exc:
+        return f"skipped: PostgreSQL unreachable ({exc.__class__.__name__})"
+    with admin:
+        admin.execute(f'CREATE DATABASE "{database}"')
+    try:
+        bench_url = url.set(database=database).render_as_string(hide_password=False)
+        home = TenantHome(folder / "pg-home", bench_url)
+        generate_tenants(home, START_TENANTS)
+        started = time.perf_counter()
+        run = subprocess.run(
+            [sys.executable, "-m", "tenantry.cli", "--home", str(home.root), "migrate"],
+            env={**os.environ, "TENANTRY_DATABASE_URL": bench_url},
+            capture_output=True,
+            text=True,
+        )
+        elapsed = time.perf_counter() - started
+        if run.returncode != 0 or run.stdout.count("at revision") != START_TENANTS:
+            raise RuntimeError(f"migrate failed:\n{run.stderr[-2000:]}")
+        return elapsed
+    finally:
+        with psycopg.connect(
+            host=url.host, port=url.port or 5432, user=url.username, dbname=url.database,
+            password=url.password, autocommit=True,
+        ) as admin:  # fmt: skip
+            admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=4)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    binary = ensure_wrk()
+    os.environ["TENANTRY_LOG_LEVEL"] = os.environ.get("TENANTRY_LOG_LEVEL", "INFO")
+    os.environ.pop("TENANTRY_DATABASE_URL", None)
+    report: dict[str, object] = {}
+    with tempfile.TemporaryDirectory(prefix="tenantry-bench-") as temp:
+        folder = Path(temp)
+        home = TenantHome(folder / "home")
+        from tenantry.tenants import create_tenant
+
+        create_tenant(home, "acme", name="Acme Corp")
+        add_admin(home, "acme")
+        template = small_database_template(home, "acme", folder / "template.db")
+        spread = generate_tenants(home, SPREAD_TENANTS, prefix="s", database_template=template)
+        cold = generate_tenants(home, 60, prefix="c", database_template=template)
+
+        print(f"wrk -t2 -c16, {args.seconds:g} s runs, {args.rounds} rounds, 2 sync workers")
+        bare_home = TenantHome(folder / "bare")
+        bare_home.root.mkdir()
+        bare_server = GunicornServer(
+            bare_home, app="bench.bare:application", chdir=REPO, ready_path="/"
+        )
+        standalone = GunicornServer(
+            home, app="wsgi:application", chdir=home.instance_dir("acme"), ready_path="/"
+        )
+        with bare_server as bare, GunicornServer(home) as server, standalone as alone:
+            token = httpx.post(
+                f"{server.url}/acme/auth/login", json={"username": "admin", "password": PASSWORD}
+            ).json()["access_token"]
+            bearer = (f"Authorization: Bearer {token}",)
+            scenarios = {
+                "landing via dispatcher": (f"{server.url}/acme/", (), None),
+                "/status": (f"{server.url}/acme/status", (), None),
+                "protected /auth/me": (f"{server.url}/acme/auth/me", bearer, None),
+                "standalone per-tenant WSGI": (f"{alone.url}/", (), None),
+                f"landing over {SPREAD_TENANTS} tenants": (
+                    server.url + "/",
+                    (),
+                    spread_script(folder, spread),
+                ),
+            }
+            print("ratios to bare Flask (higher is better; target in brackets):")
+            report["ratios"] = ratios(args, binary, bare, scenarios)
+            report["cold first request ms"] = cold_requests(server, cold)
+            report.update(throughput(server, token, folder))
+
+        start_home = TenantHome(folder / "start-home")
+        generate_tenants(start_home, START_TENANTS, database_template=template)
+        report[f"start with {START_TENANTS} tenants s"] = start_time(
+            folder, "tenantry.wsgi:application", "/t00000/", start_home.root
+        )
+        report["start of bare Flask s"] = start_time(folder, "bench.bare:application", "/", None)
+        report["memory per loaded tenant KiB"] = memory_per_tenant(folder, template)
+        report[f"migrate {START_TENANTS} PostgreSQL schemas s"] = migrate_thousand_on_postgres(
+            folder
+        )
+
+    print("\nsummary (figure, target):")
+    for name, (ratio, rate) in report["ratios"].items():
+        print(f"  {name:40} {ratio:6.3f}x   >= {TARGETS[name]}x   ({rate:,.0f} req/s)")
+    absolute_targets = {
+        "cold first request ms": "< 5 ms",
+        "upload MB/s": ">= 300 MB/s",
+        "download MB/s": ">= 1000 MB/s",
+        "worker RSS growth on upload KiB": "flat",
+        f"start with {START_TENANTS} tenants s": "< 0.3 s",
+        "start of bare Flask s": "(reference)",
+        "memory per loaded tenant KiB": "<= 60 KiB",
+        f"migrate {START_TENANTS} PostgreSQL schemas s": "< 60 s",
+    }
+    for name, value in report.items():
+        if name == "ratios":
+            continue
+        shown = f"{value:10.3f}" if isinstance(value, float) else f"{value!s:>10}"
+        print(f"  {name:40} {shown}   {absolute_targets[name]}")
+    print(json.dumps({"bench": report}, default=str))
+
+
+if __name__ == "__main__":
+    main()
