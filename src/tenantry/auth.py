@@ -10,6 +10,7 @@ missing role) in tenantry's JSON error shape.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 import secrets
@@ -23,7 +24,12 @@ from flask_praetorian.constants import REFRESH_EXPIRATION_CLAIM, AccessType
 from flask_praetorian.exceptions import ExpiredAccessError
 from werkzeug.exceptions import Forbidden, Unauthorized
 
-from tenantry.endpoints.auth.models import User, is_usable_password, token_holder
+from tenantry.endpoints.auth.models import (
+    TokenHolder,
+    User,
+    is_usable_password,
+    token_holder,
+)
 
 ALGORITHM = "HS512"
 HASH_SCHEME = "pbkdf2_sha512"
@@ -47,7 +53,7 @@ def issuer(slug: str) -> str:
 class Identity:
     """Who a request's token speaks for, as the tenant database says now."""
 
-    user: User
+    user: TokenHolder
     claims: dict
 
     @property
@@ -68,6 +74,7 @@ def init_guard(app: Flask) -> Praetorian:
     guard = Praetorian()
     # Revocation is checked with the user in one query (token_holder), not by the guard.
     guard.init_app(app, user_class=User)
+    app.extensions["tenantry.tokens"] = VerifiedTokens()
     return guard
 
 
@@ -81,7 +88,7 @@ def issue_token(user: User) -> str:
     return guard_of(current_app).encode_jwt_token(user, iss=issuer(slug), tenant=slug)
 
 
-def refreshed_token(claims: dict, user: User) -> str:
+def refreshed_token(claims: dict, user: TokenHolder) -> str:
     """A new access token of the same family (jti) and the same refresh deadline.
 
     flask-praetorian refuses to refresh a token whose access has not expired yet; the
@@ -116,6 +123,10 @@ def decode(token: str, for_refresh: bool = False) -> dict:
     With ``for_refresh`` an expired access token still passes while its refresh lifespan
     lasts. :raises Unauthorized:
     """
+    verified = current_app.extensions["tenantry.tokens"]
+    claims = verified.get(token)
+    if claims is not None and claims["exp"] > time.time():
+        return claims
     guard = guard_of(current_app)
     try:
         try:
@@ -137,7 +148,31 @@ def decode(token: str, for_refresh: bool = False) -> dict:
         or not _is_int_in(claims.get(REFRESH_EXPIRATION_CLAIM), 0, MAX_DB_INT)
     ):
         raise Unauthorized(INVALID_TOKEN)
+    if claims["exp"] > time.time():
+        verified.remember(token, claims)
     return claims
+
+
+class VerifiedTokens:
+    """Claims of tokens this app has already decoded and verified, by token: a client
+    sends the same token for minutes, and checking its signature and claims again each
+    time was a third of an authenticated request. A hit still needs an unexpired ``exp``,
+    and the user and revocation are checked in the database on every request. Per app,
+    so a rotated secret starts with none; bounded, oldest dropped first.
+    """
+
+    def __init__(self, size: int = 256):
+        self.size = size
+        self._claims: dict[str, dict] = {}
+
+    def get(self, token: str) -> dict | None:
+        return self._claims.get(token)
+
+    def remember(self, token: str, claims: dict) -> None:
+        if len(self._claims) >= self.size:
+            with contextlib.suppress(StopIteration, KeyError, RuntimeError):
+                del self._claims[next(iter(self._claims))]
+        self._claims[token] = claims
 
 
 def authenticate(for_refresh: bool = False) -> Identity:
