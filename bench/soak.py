@@ -156,10 +156,12 @@ def main() -> None:
             for thread in threads:
                 thread.start()
             added = 0
+            rss_series = []  # every worker's RSS, summed, after each hot add
             while time.monotonic() < stop - HOT_ADD_EVERY:
                 time.sleep(HOT_ADD_EVERY)
                 soak.hot_add(home, added)
                 added += 1
+                rss_series.append(sum(rss_kib(pid) for pid in workers) / 1024)
             for thread in threads:
                 thread.join()
             rss_end = {pid: rss_kib(pid) for pid in workers}
@@ -178,6 +180,10 @@ def main() -> None:
         print(
             f"  worker {pid}: RSS {rss_start[pid] / 1024:.1f} MiB -> {rss_end[pid] / 1024:.1f} MiB"
         )
+    print(
+        "  RSS of the workers together every ~10 s (MiB): "
+        + " ".join(f"{v:.0f}" for v in rss_series)
+    )
     if sorted(alive) != sorted(workers):
         print("  workers were replaced during the soak (a crash or timeout)")
         errors += 1

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
 from werkzeug.test import Client
 
 from tenantry.db import TenantDatabase
@@ -180,8 +179,7 @@ def drop_database(home: TenantHome, slug: str) -> None:
     database = database_of(home, slug)
     try:
         if database.is_postgres:
-            with database.engine.begin() as connection:
-                connection.execute(text(f'DROP SCHEMA "{database.schema}" CASCADE'))
+            database.drop_schema()
         else:
             database.dispose()
             for suffix in ("", "-wal", "-shm"):

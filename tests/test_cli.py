@@ -12,8 +12,9 @@ import pytest
 from click.testing import CliRunner
 
 from tenantry.cli import main
-from tenantry.db import SCHEMA_REVISION
-from tenantry.tenants import PARALLEL_MIGRATION_THRESHOLD
+from tenantry.db import SCHEMA_REVISION, schema_name
+from tenantry.endpoints.auth.models import find_user
+from tenantry.tenants import PARALLEL_MIGRATION_THRESHOLD, create_tenant
 from tests import postgres
 from tests.conftest import drop_database, revision_of
 
@@ -288,3 +289,29 @@ def test_create_refuses_a_slug_whose_schema_outlived_its_tenant(home, make_tenan
     assert "tenant_acme" in result.output
     assert not home.config_file("acme").exists()
     assert not home.instance_dir("acme").exists()
+
+
+@pytest.mark.parametrize("database_url", [postgres.PARAM_ID], indirect=True)
+def test_a_failed_create_leaves_no_schema_behind_and_can_be_retried(home, monkeypatch):
+    # The config module is written last, after the schema was made: fail right there.
+    monkeypatch.setattr("tenantry.tenants.CONFIG_MODULE", "{no_such_field}")
+    with pytest.raises(KeyError):
+        create_tenant(home, "acme")
+    assert not home.instance_dir("acme").exists()
+    assert postgres.tenant_schemas() == []
+    monkeypatch.undo()
+    create_tenant(home, "acme")
+    assert revision_of(home, "acme") == SCHEMA_REVISION
+
+
+@pytest.mark.parametrize("database_url", [postgres.PARAM_ID], indirect=True)
+def test_long_slugs_get_schemas_of_their_own(home, make_tenant, add_user, registry):
+    first, second = "a" * 62 + "x", "a" * 62 + "y"  # the same first 56 characters and more
+    assert schema_name(first) != schema_name(second)
+    assert len(schema_name(first)) <= 63
+    make_tenant(first)
+    make_tenant(second)
+    add_user(first, "alice")
+    app = registry.lookup(second).app
+    assert find_user(app.extensions["tenantry.db"], "alice") is None
+    assert sorted(postgres.tenant_schemas()) == sorted([schema_name(first), schema_name(second)])

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
+import weakref
 
 import pytest
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
+from tenantry import factory
 from tenantry.config import TenantConfig, TenantConfigError, tenant_settings
 from tenantry.db import MIGRATIONS_DIR, SCHEMA_REVISION
 from tenantry.factory import create_app
@@ -138,3 +141,23 @@ def test_a_route_added_after_the_build_stays_with_its_own_app(home, make_tenant,
     assert first.test_client().get("/extra").status_code == 404
     for app in (first, second):
         app.extensions["tenantry.db"].dispose()
+
+
+def test_a_route_kit_does_not_keep_the_app_that_built_it_alive(home, make_tenant):
+    factory._route_kits.clear()  # so that this test's first app builds the kit
+    builder = create_app(home.load_config_class(make_tenant("one")), home)
+    user = create_app(home.load_config_class(make_tenant("two")), home)
+    builder.extensions["tenantry.db"].dispose()
+    gone = weakref.ref(builder)
+    del builder
+    gc.collect()
+    assert gone() is None  # nor its config and SECRET_KEY
+    assert user.test_client().get("/").json["tenant"] == "two"
+    user.extensions["tenantry.db"].dispose()
+
+
+def test_shared_views_cannot_be_changed_in_place(home, make_tenant):
+    app = create_app(home.load_config_class(make_tenant("one")), home)
+    with pytest.raises(TypeError):
+        app.endpoint("landing.landing")(lambda: {})
+    app.extensions["tenantry.db"].dispose()

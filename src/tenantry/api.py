@@ -37,6 +37,9 @@ class TenantApi(Api):
         # handlers in error_router, which here just hands errors back.
         for resource, urls, kwargs in self.resources:
             self._register_view(app, resource, *urls, **kwargs)
+        # flask-restful keeps the setup state, and through it the app: the views outlive
+        # that app in a shared RouteKit, and must not keep it (or its secret) alive.
+        self.blueprint_setup = None
 
 
 def json_object() -> dict:

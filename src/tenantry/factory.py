@@ -12,7 +12,9 @@ route table was three quarters of an app's build time and most of its memory.
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from flask import Blueprint, Flask, Response, request
 from flask.sessions import SecureCookieSessionInterface
@@ -50,8 +52,8 @@ class RouteKit:
     """The routes of every app with one set of endpoint modules: never changed once built."""
 
     url_map: Map
-    view_functions: dict
-    blueprints: dict[str, Blueprint]
+    view_functions: Mapping
+    blueprints: Mapping[str, Blueprint]
 
 
 _route_kits: dict[tuple[str, ...], RouteKit] = {}
@@ -159,7 +161,11 @@ def register_blueprints(app: TenantFlask, modules: tuple[str, ...]) -> None:
     if _hooks(app) != hooks:
         raise RuntimeError(f"endpoint modules {modules} register per-app hooks: cannot share")
     app.url_map.update()  # compile now, not under the first request
-    kit = RouteKit(app.url_map, app.view_functions, app.blueprints)
+    # Read-only views of both: code that writes to them directly (say, ``app.endpoint``)
+    # fails loudly instead of changing every tenant. The Map itself must be left alone.
+    kit = RouteKit(
+        app.url_map, MappingProxyType(app.view_functions), MappingProxyType(app.blueprints)
+    )
     with _route_kits_lock:
         app.use_kit(_route_kits.setdefault(modules, kit))
 

@@ -88,7 +88,7 @@ class HostIndex:
                 slug: (tuple(signature) if signature else None, tuple(hosts))
                 for slug, (signature, hosts) in saved["modules"].items()
             }
-        except (OSError, ValueError, TypeError, AttributeError, KeyError):
+        except (OSError, ValueError, TypeError, AttributeError, KeyError, RecursionError):
             return {}
 
     def _save(self, modules) -> None:

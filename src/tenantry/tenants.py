@@ -6,6 +6,7 @@ file renamed into place), so a running server never sees half a tenant.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
@@ -16,6 +17,7 @@ import secrets
 import shutil
 import stat
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from tenantry.config import (
@@ -33,7 +35,7 @@ SECRET_KEY_BYTES = 48
 # `migrate` of many tenants runs in this many processes, a chunk of tenants at a time.
 MIGRATE_WORKERS = 4
 PARALLEL_MIGRATION_THRESHOLD = 8
-CHUNK_SIZE = 16
+MAX_CHUNK = 16
 HOST_PATTERN = re.compile(
     r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*"
 )
@@ -178,6 +180,9 @@ def create_tenant(
     except BaseException:
         home.config_file(slug).unlink(missing_ok=True)
         shutil.rmtree(instance, ignore_errors=True)
+        if home.database_url:  # the schema did not exist before: it is this attempt's
+            with contextlib.suppress(Exception):
+                _database_of(home, slug).drop_schema()
         raise
 
 
@@ -301,12 +306,19 @@ def migrate_tenants(home: TenantHome, slugs: list[str] | None = None) -> dict[st
     # Alembic keeps its migration context in module globals, so migrations run in parallel
     # in processes, not threads. Each holds two connections (its lock and its work).
     workers = min(MIGRATE_WORKERS, len(targets))
+    chunks = max(1, min(MAX_CHUNK, len(targets) // (workers * 4)))
     spawn = multiprocessing.get_context("spawn")
+    results = {}
     with ProcessPoolExecutor(max_workers=workers, mp_context=spawn) as pool:
-        revisions = pool.map(
-            _upgrade_or_reason, itertools.repeat(home), targets, chunksize=CHUNK_SIZE
-        )
-        return dict(zip(targets, revisions, strict=True))
+        revisions = pool.map(_upgrade_or_reason, itertools.repeat(home), targets, chunksize=chunks)
+        try:
+            for slug, revision in zip(targets, revisions, strict=False):
+                results[slug] = revision
+        except BrokenProcessPool:
+            pass  # a migration process died (killed?): the tenants not reported failed
+    for slug in targets:
+        results.setdefault(slug, "failed: its migration process died; run migrate again")
+    return results
 
 
 def _upgrade_or_reason(home: TenantHome, slug: str) -> str:
