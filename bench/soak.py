@@ -124,6 +124,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=float(os.environ.get("SOAK_SECONDS", 300)))
     parser.add_argument("--tenants", type=int, default=50)
     parser.add_argument("--threads", type=int, default=6)
+    parser.add_argument(
+        "--add-every", type=float, default=HOT_ADD_EVERY, help="seconds; 0: add no tenants"
+    )
     args = parser.parse_args()
     os.environ.pop("TENANTRY_DATABASE_URL", None)
     with tempfile.TemporaryDirectory(prefix="tenantry-soak-") as temp:
@@ -156,11 +159,13 @@ def main() -> None:
             for thread in threads:
                 thread.start()
             added = 0
-            rss_series = []  # every worker's RSS, summed, after each hot add
-            while time.monotonic() < stop - HOT_ADD_EVERY:
-                time.sleep(HOT_ADD_EVERY)
-                soak.hot_add(home, added)
-                added += 1
+            rss_series = []  # the workers' RSS together, every interval
+            interval = args.add_every or HOT_ADD_EVERY
+            while time.monotonic() < stop - interval:
+                time.sleep(interval)
+                if args.add_every:
+                    soak.hot_add(home, added)
+                    added += 1
                 rss_series.append(sum(rss_kib(pid) for pid in workers) / 1024)
             for thread in threads:
                 thread.join()
@@ -181,7 +186,7 @@ def main() -> None:
             f"  worker {pid}: RSS {rss_start[pid] / 1024:.1f} MiB -> {rss_end[pid] / 1024:.1f} MiB"
         )
     print(
-        "  RSS of the workers together every ~10 s (MiB): "
+        f"  RSS of the workers together every {interval:g} s (MiB): "
         + " ".join(f"{v:.0f}" for v in rss_series)
     )
     if sorted(alive) != sorted(workers):

@@ -17,7 +17,7 @@ from tests import postgres
 
 # Which backend each collected test runs on, and what became of those runs.
 _backend_of: dict[str, str] = {}
-_outcomes: dict = {"sqlite": 0, postgres.PARAM_ID: 0, "skipped": []}
+_outcomes: dict = {"sqlite": 0, postgres.PARAM_ID: 0, "skipped": [], "deselected": 0}
 
 
 def pytest_sessionstart(session):
@@ -31,6 +31,15 @@ def pytest_collection_modifyitems(config, items):
         for item in items
         if hasattr(item, "callspec") and "database_url" in item.callspec.params
     )
+
+
+def pytest_deselected(items):
+    """PostgreSQL runs left out on purpose (``-k``, ``-m``) are not missing ones."""
+    for item in items:
+        _backend_of.pop(item.nodeid, None)
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if params.get("database_url") == postgres.PARAM_ID:
+            _outcomes["deselected"] += 1
 
 
 def pytest_runtest_logreport(report):
@@ -54,12 +63,13 @@ def pytest_sessionfinish(session, exitstatus):
             f"{len(outcomes['skipped'])} of its test runs were skipped "
             f"(first: {outcomes['skipped'][0]})"
         )
-    elif outcomes["sqlite"] and not outcomes[postgres.PARAM_ID]:
+    elif outcomes["sqlite"] and not outcomes[postgres.PARAM_ID] and not outcomes["deselected"]:
         problem = "no test ran on it, though tests ran on SQLite"
     else:
         return
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
+        reporter.write("\n")
         reporter.write_line(
             f"FAILED: PostgreSQL is reachable but {problem}",
             red=True,
