@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 from werkzeug.test import Client
 
-from tenantry.db import TenantDatabase
 from tenantry.dispatch import TenantDispatcher
 from tenantry.home import DATABASE_URL_ENV_VAR, TenantHome
 from tenantry.log import RequestLog
@@ -171,13 +170,8 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def database_of(home: TenantHome, slug: str) -> TenantDatabase:
-    """The tenant's database as the platform sees it (dispose it after use)."""
-    return TenantDatabase(slug, home.instance_dir(slug), home.database_url)
-
-
 def revision_of(home: TenantHome, slug: str) -> str | None:
-    database = database_of(home, slug)
+    database = home.database(slug)
     try:
         return database.current_revision()
     finally:
@@ -186,7 +180,7 @@ def revision_of(home: TenantHome, slug: str) -> str | None:
 
 def drop_database(home: TenantHome, slug: str) -> None:
     """Remove a tenant's data: its SQLite file, or its PostgreSQL schema."""
-    database = database_of(home, slug)
+    database = home.database(slug)
     try:
         if database.is_postgres:
             database.drop_schema()

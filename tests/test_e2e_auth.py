@@ -11,7 +11,6 @@ from tenantry.auth import guard_of
 from tenantry.endpoints.auth.models import create_user, set_user_active
 from tenantry.factory import create_app
 from tenantry.tenants import rotate_secret
-from tests.conftest import database_of
 from tests.server import GunicornServer, poll_until, raw_request
 from tests.test_auth import forged_headers
 
@@ -93,7 +92,7 @@ def test_logout_is_seen_by_both_workers(server):
 
 def test_disabled_user_is_refused_by_both_workers_within_2s(home, server):
     token = login(server, "acme", "bob")
-    database = database_of(home, "acme")
+    database = home.database("acme")
     set_user_active(database, "bob", False)
     database.dispose()
     poll_until(

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from flask import url_for
 
-from tenantry.home import TenantHome
+from tenantry.home import TenantHome, write_atomically
 from tenantry.hosts import HostIndex
-from tenantry.tenants import set_enabled, write_atomically
+from tenantry.tenants import set_enabled
 
 
 def test_path_routing_serves_each_tenant_at_its_prefix(client, acme, globex):

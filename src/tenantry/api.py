@@ -15,13 +15,11 @@ from tenantry.storage import TenantStorage
 class TenantApi(Api):
     """An Api whose errors go through :mod:`tenantry.errors` like every other error.
 
-    flask-restful routes exceptions raised in its resources to ``handle_error``, which
-    answers ``{"message": ...}`` and turns anything that is not an HTTPException into a 500
-    in production. Handing every error straight back to Flask keeps one error shape.
+    flask-restful wraps the app's exception handlers so that errors raised in its
+    resources reach its own ``handle_error``, which answers ``{"message": ...}`` and turns
+    anything that is not an HTTPException into a 500 in production. This Api never
+    installs that wrapper (see ``_init_app``), so Flask's handlers keep one error shape.
     """
-
-    def error_router(self, original_handler, e):
-        return original_handler(e)
 
     def make_response(self, data, code=200, headers=None, **_options) -> Response:
         """Every resource answers JSON: no content negotiation, one serialisation."""
@@ -33,8 +31,7 @@ class TenantApi(Api):
         return response
 
     def _init_app(self, app: Flask) -> None:
-        # Register the views only: flask-restful would also wrap the app's exception
-        # handlers in error_router, which here just hands errors back.
+        # Register the views only: no error_router around the app's exception handlers.
         for resource, urls, kwargs in self.resources:
             self._register_view(app, resource, *urls, **kwargs)
         # flask-restful keeps the setup state, and through it the app: the views outlive

@@ -23,7 +23,6 @@ from werkzeug.routing import Map
 from tenantry.api import no_content
 from tenantry.auth import init_guard
 from tenantry.config import TenantConfig, tenant_settings
-from tenantry.db import TenantDatabase
 from tenantry.endpoints import create_blueprint, endpoint_modules
 from tenantry.errors import register_error_handlers
 from tenantry.home import TenantHome
@@ -137,7 +136,7 @@ def register_extensions(app: Flask, home: TenantHome) -> None:
     storage = TenantStorage(app.config["STORAGE_ROOT"])
     storage.ensure()
     storage.sweep_incoming()
-    database = TenantDatabase(slug, home.instance_dir(slug), home.database_url)
+    database = home.database(slug)
     database.ensure_current()
     app.extensions["tenantry.storage"] = storage
     app.extensions["tenantry.db"] = database

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import secrets
 from pathlib import Path
 
 from dotenv import dotenv_values
 
 from tenantry.config import TenantConfig, TenantConfigError, is_valid_slug
+from tenantry.db import TenantDatabase
 
 HOME_ENV_VAR = "TENANTRY_HOME"
 DATABASE_URL_ENV_VAR = "TENANTRY_DATABASE_URL"
@@ -69,6 +71,11 @@ class TenantHome:
 
     def database_file(self, slug: str) -> Path:
         return self.instance_dir(slug) / "tenant.db"
+
+    def database(self, slug: str) -> TenantDatabase:
+        """The tenant's database: its SQLite file, or its schema of ``database_url``.
+        Nothing is opened until it is used; call ``dispose()`` when done."""
+        return TenantDatabase(slug, self.instance_dir(slug), self.database_url)
 
     def exists(self, slug: str) -> bool:
         """Whether a tenant of that slug is configured (its config module exists)."""
@@ -137,3 +144,19 @@ class TenantHome:
         if not path.is_file():
             return {}
         return dict(dotenv_values(path))
+
+
+def write_atomically(path: Path, text: str, mode: int = 0o644) -> None:
+    """Replace ``path`` with ``text`` in one rename, the file created with ``mode``."""
+    temp = path.with_name(f".{secrets.token_hex(8)}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temp, mode)
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise

@@ -13,11 +13,9 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
-import secrets
 
 from tenantry.config import TenantConfigError
-from tenantry.home import StatSignature, TenantHome, stat_signature
+from tenantry.home import StatSignature, TenantHome, stat_signature, write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -97,10 +95,5 @@ class HostIndex:
             "version": INDEX_VERSION,
             "modules": {slug: [signature, hosts] for slug, (signature, hosts) in modules.items()},
         }
-        temp = self._path.with_name(f".hosts.{secrets.token_hex(8)}.tmp")
-        try:
-            temp.write_text(json.dumps(data, separators=(",", ":")))
-            os.replace(temp, self._path)
-        except OSError:
-            with contextlib.suppress(OSError):
-                temp.unlink()
+        with contextlib.suppress(OSError):
+            write_atomically(self._path, json.dumps(data, separators=(",", ":")))

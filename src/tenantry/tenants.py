@@ -11,14 +11,12 @@ import hashlib
 import itertools
 import json
 import multiprocessing
-import os
 import re
 import secrets
 import shutil
 import stat
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from pathlib import Path
 
 from tenantry.config import (
     ALL_BLUEPRINTS,
@@ -27,8 +25,8 @@ from tenantry.config import (
     is_valid_slug,
     tenant_settings,
 )
-from tenantry.db import TenantDatabase, schema_name
-from tenantry.home import TenantHome
+from tenantry.db import schema_name
+from tenantry.home import TenantHome, write_atomically
 from tenantry.hosts import HostIndex
 
 SECRET_KEY_BYTES = 48
@@ -72,22 +70,6 @@ class UnknownTenant(TenantError):
 def new_secret_key() -> str:
     """A fresh random SECRET_KEY (48 random bytes, 64 URL-safe characters)."""
     return secrets.token_urlsafe(SECRET_KEY_BYTES)
-
-
-def write_atomically(path: Path, text: str, mode: int = 0o644) -> None:
-    """Replace ``path`` with ``text`` in one rename, the file created with ``mode``."""
-    temp = path.with_name(f".{secrets.token_hex(8)}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temp, mode)
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
 
 
 def _is_text(value: str) -> bool:
@@ -150,7 +132,7 @@ def create_tenant(
     taken = _hosts_in_use(home).keys() & set(hosts)
     if taken:
         raise TenantError(f"host already used by another tenant: {', '.join(sorted(taken))}")
-    if home.database_url and _database_of(home, slug).exists():
+    if home.database_url and home.database(slug).exists():
         # A schema left behind by a removed tenant must not hand its users to a new one.
         raise TenantError(
             f"the database already holds schema {schema_name(slug)!r}, left by an earlier "
@@ -182,7 +164,7 @@ def create_tenant(
         shutil.rmtree(instance, ignore_errors=True)
         if home.database_url:  # the schema did not exist before: it is this attempt's
             with contextlib.suppress(Exception):
-                _database_of(home, slug).drop_schema()
+                home.database(slug).drop_schema()
         raise
 
 
@@ -330,12 +312,8 @@ def _upgrade_or_reason(home: TenantHome, slug: str) -> str:
 
 def upgrade_database(home: TenantHome, slug: str) -> str:
     """Migrate one tenant's database to the current schema; returns its revision."""
-    database = _database_of(home, slug)
+    database = home.database(slug)
     try:
         return database.upgrade()
     finally:
         database.dispose()
-
-
-def _database_of(home: TenantHome, slug: str) -> TenantDatabase:
-    return TenantDatabase(slug, home.instance_dir(slug), home.database_url)
