@@ -15,7 +15,8 @@ from pathlib import Path
 
 from tenantry.config import ALL_BLUEPRINTS
 from tenantry.home import TenantHome
-from tenantry.tenants import CONFIG_MODULE, WSGI_MODULE, _class_name, _literal, new_secret_key
+from tenantry.tenant_secrets import new_secret_key
+from tenantry.tenants import CONFIG_MODULE, WSGI_MODULE, _class_name, _literal
 
 
 def generate_tenants(

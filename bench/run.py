@@ -27,9 +27,10 @@ import httpx
 
 from bench.generate import generate_tenants, small_database_template
 from tenantry.auth import guard_of
-from tenantry.endpoints.auth.models import create_user
+from tenantry.config_loader import load_config_class
 from tenantry.factory import create_app
 from tenantry.home import TenantHome
+from tenantry.users import create_user
 from tests.server import GunicornServer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -77,7 +78,7 @@ def wrk(binary: str, url: str, seconds: float, headers=(), script: Path | None =
 
 
 def add_admin(home: TenantHome, slug: str) -> None:
-    app = create_app(home.load_config_class(slug), home)
+    app = create_app(load_config_class(home, slug), home)
     database = app.extensions["tenantry.db"]
     create_user(database, guard_of(app).hash_password, "admin", PASSWORD, ["admin"])
     database.dispose()

@@ -6,10 +6,11 @@ import secrets
 import sys
 
 from tenantry.auth import guard_of
-from tenantry.endpoints.auth.models import create_user, find_user
+from tenantry.config_loader import load_config_class
 from tenantry.factory import create_app
 from tenantry.home import TenantHome
 from tenantry.tenants import create_tenant
+from tenantry.users import create_user, find_user
 
 DEMO_TENANTS = {
     "acme": ("Acme Corp", "acme.localhost"),
@@ -20,7 +21,7 @@ DEMO_ADMIN = "admin"
 
 def ensure_demo_admin(home: TenantHome, slug: str) -> str | None:
     """Create the demo admin if the tenant has none; returns its password, shown once."""
-    app = create_app(home.load_config_class(slug), home)
+    app = create_app(load_config_class(home, slug), home)
     database = app.extensions["tenantry.db"]
     try:
         if find_user(database, DEMO_ADMIN) is not None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from werkzeug.test import Client
 
+from tenantry.db import tenant_database
 from tenantry.dispatch import TenantDispatcher
 from tenantry.home import DATABASE_URL_ENV_VAR, TenantHome
 from tenantry.log import RequestLog
@@ -142,7 +143,7 @@ def client(registry) -> Client:
 def add_user(registry):
     """Add a user to a tenant through the tenant's own app (as POST /users does)."""
     from tenantry.auth import guard_of
-    from tenantry.endpoints.auth.models import create_user
+    from tenantry.users import create_user
 
     def add(slug: str, username: str, password: str = "correct-horse-1", roles=("user",)):
         app = registry.lookup(slug).app
@@ -171,7 +172,7 @@ def bearer(token: str) -> dict[str, str]:
 
 
 def revision_of(home: TenantHome, slug: str) -> str | None:
-    database = home.database(slug)
+    database = tenant_database(home, slug)
     try:
         return database.current_revision()
     finally:
@@ -180,7 +181,7 @@ def revision_of(home: TenantHome, slug: str) -> str | None:
 
 def drop_database(home: TenantHome, slug: str) -> None:
     """Remove a tenant's data: its SQLite file, or its PostgreSQL schema."""
-    database = home.database(slug)
+    database = tenant_database(home, slug)
     try:
         if database.is_postgres:
             database.drop_schema()

@@ -12,9 +12,10 @@ import jwt
 import pytest
 from sqlalchemy import delete
 
-from tenantry.endpoints.auth.models import User, set_user_active
 from tenantry.log import RequestContextFilter
+from tenantry.tenant_secrets import read_secrets
 from tenantry.tenants import rotate_secret
+from tenantry.users import User, set_user_active
 from tests.conftest import bearer
 
 PASSWORD = "correct-horse-1"
@@ -27,7 +28,7 @@ def alice(acme, add_user):
 
 
 def acme_key(home) -> str:
-    return home.read_secrets("acme")["SECRET_KEY"]
+    return read_secrets(home, "acme")["SECRET_KEY"]
 
 
 def claims_for(slug: str, user_id: int = 1, **overrides) -> dict:

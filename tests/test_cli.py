@@ -12,9 +12,11 @@ import pytest
 from click.testing import CliRunner
 
 from tenantry.cli import main
+from tenantry.config_loader import load_config_class
 from tenantry.db import SCHEMA_REVISION, schema_name
-from tenantry.endpoints.auth.models import find_user
+from tenantry.tenant_secrets import read_secrets
 from tenantry.tenants import PARALLEL_MIGRATION_THRESHOLD, create_tenant
+from tenantry.users import find_user
 from tests import postgres
 from tests.conftest import drop_database, revision_of
 
@@ -38,12 +40,12 @@ def test_create_writes_config_secret_wsgi_and_database(home, tenantry):
 
     env_file = home.env_file("acme")
     assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
-    secret = home.read_secrets("acme")["SECRET_KEY"]
+    secret = read_secrets(home, "acme")["SECRET_KEY"]
     assert len(secret.encode()) >= 32
     assert (home.instance_dir("acme") / "wsgi.py").is_file()
     assert (home.instance_dir("acme") / "storage").is_dir()
     assert revision_of(home, "acme") == SCHEMA_REVISION
-    config_class = home.load_config_class("acme")
+    config_class = load_config_class(home, "acme")
     assert config_class.NAME == "Acme Corp"
     assert config_class.HOSTS == ("acme.localhost",)
 
@@ -51,7 +53,7 @@ def test_create_writes_config_secret_wsgi_and_database(home, tenantry):
 def test_each_tenant_gets_a_fresh_secret(home, tenantry):
     for slug in ("acme", "globex", "initech"):
         assert tenantry("tenants", "create", slug).exit_code == 0
-    secrets = {home.read_secrets(slug)["SECRET_KEY"] for slug in ("acme", "globex", "initech")}
+    secrets = {read_secrets(home, slug)["SECRET_KEY"] for slug in ("acme", "globex", "initech")}
     assert len(secrets) == 3
 
 
@@ -154,7 +156,7 @@ def test_check_reports_unknown_blueprints_and_loose_modes(home, tenantry):
     home.env_file("acme").chmod(0o644)
     result = tenantry("tenants", "check")
     assert result.exit_code == 1
-    assert "unknown blueprints wiki" in result.output
+    assert "endpoint module 'wiki': unknown" in result.output
     assert "readable by others" in result.output
 
 
@@ -176,14 +178,14 @@ def test_rotate_secret_changes_only_that_tenant_and_keeps_other_lines(home, tena
     tenantry("tenants", "create", "globex")
     with home.env_file("acme").open("a") as env:
         env.write("EXTRA=kept\n")
-    acme_before = home.read_secrets("acme")["SECRET_KEY"]
-    globex_before = home.read_secrets("globex")["SECRET_KEY"]
+    acme_before = read_secrets(home, "acme")["SECRET_KEY"]
+    globex_before = read_secrets(home, "globex")["SECRET_KEY"]
 
     assert tenantry("tenants", "rotate-secret", "acme").exit_code == 0
 
-    assert home.read_secrets("acme")["SECRET_KEY"] != acme_before
-    assert home.read_secrets("acme")["EXTRA"] == "kept"
-    assert home.read_secrets("globex")["SECRET_KEY"] == globex_before
+    assert read_secrets(home, "acme")["SECRET_KEY"] != acme_before
+    assert read_secrets(home, "acme")["EXTRA"] == "kept"
+    assert read_secrets(home, "globex")["SECRET_KEY"] == globex_before
     assert stat.S_IMODE(home.env_file("acme").stat().st_mode) == 0o600
 
 

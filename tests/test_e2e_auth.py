@@ -8,9 +8,11 @@ import httpx
 import pytest
 
 from tenantry.auth import guard_of
-from tenantry.endpoints.auth.models import create_user, set_user_active
+from tenantry.config_loader import load_config_class
+from tenantry.db import tenant_database
 from tenantry.factory import create_app
 from tenantry.tenants import rotate_secret
+from tenantry.users import create_user, set_user_active
 from tests.server import GunicornServer, poll_until, raw_request
 from tests.test_auth import forged_headers
 
@@ -21,7 +23,7 @@ IN_A_ROW = 20
 
 
 def add_user(home, slug, username, roles=("user",)):
-    app = create_app(home.load_config_class(slug), home)
+    app = create_app(load_config_class(home, slug), home)
     database = app.extensions["tenantry.db"]
     try:
         create_user(database, guard_of(app).hash_password, username, PASSWORD, list(roles))
@@ -92,7 +94,7 @@ def test_logout_is_seen_by_both_workers(server):
 
 def test_disabled_user_is_refused_by_both_workers_within_2s(home, server):
     token = login(server, "acme", "bob")
-    database = home.database("acme")
+    database = tenant_database(home, "acme")
     set_user_active(database, "bob", False)
     database.dispose()
     poll_until(

@@ -13,8 +13,9 @@ import pytest
 
 from tenantry.auth import guard_of
 from tenantry.client import TenantClient, TenantryError
-from tenantry.endpoints.auth.models import create_user
+from tenantry.config_loader import load_config_class
 from tenantry.factory import create_app
+from tenantry.users import create_user
 from tests.server import GunicornServer, poll_until
 
 pytestmark = pytest.mark.e2e
@@ -32,7 +33,7 @@ def server(home, acme, globex):
         + "    JWT_ACCESS_LIFESPAN = timedelta(seconds=1)\n"
     )
     for slug in (acme, globex):
-        app = create_app(home.load_config_class(slug), home)
+        app = create_app(load_config_class(home, slug), home)
         create_user(app.extensions["tenantry.db"], guard_of(app).hash_password, "admin",
                     PASSWORD, ["admin"])  # fmt: skip
         app.extensions["tenantry.db"].dispose()

@@ -11,8 +11,9 @@ import zipfile
 import pytest
 
 from tenantry.auth import guard_of
-from tenantry.endpoints.auth.models import create_user
+from tenantry.config_loader import load_config_class
 from tenantry.factory import create_app
+from tenantry.users import create_user
 from tests.server import GunicornServer
 
 pytestmark = pytest.mark.e2e
@@ -22,7 +23,7 @@ PASSWORD = "correct-horse-1"
 
 @pytest.fixture
 def server(home, acme):
-    app = create_app(home.load_config_class(acme), home)
+    app = create_app(load_config_class(home, acme), home)
     create_user(app.extensions["tenantry.db"], guard_of(app).hash_password, "admin", PASSWORD,
                 ["admin"])  # fmt: skip
     app.extensions["tenantry.db"].dispose()

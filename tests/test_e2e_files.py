@@ -14,8 +14,9 @@ import httpx
 import pytest
 
 from tenantry.auth import guard_of
-from tenantry.endpoints.auth.models import create_user
+from tenantry.config_loader import load_config_class
 from tenantry.factory import create_app
+from tenantry.users import create_user
 from tests.server import GunicornServer, poll_until, raw_request
 from tests.test_files import HOSTILE_NAMES
 
@@ -35,7 +36,7 @@ def rss_kib(pid: int) -> int:
 
 @pytest.fixture
 def server(home, acme, globex):
-    app = create_app(home.load_config_class(acme), home)
+    app = create_app(load_config_class(home, acme), home)
     create_user(
         app.extensions["tenantry.db"], guard_of(app).hash_password, "alice", PASSWORD, ["user"]
     )
@@ -277,7 +278,7 @@ def test_concurrent_uploads_cannot_pass_the_quota_together(home, server, auth):
 
 
 def test_a_file_being_listed_by_a_new_dataset_cannot_be_deleted_at_once(home, server):
-    app = create_app(home.load_config_class("acme"), home)
+    app = create_app(load_config_class(home, "acme"), home)
     create_user(app.extensions["tenantry.db"], guard_of(app).hash_password, "root", PASSWORD,
                 ["admin"])  # fmt: skip
     app.extensions["tenantry.db"].dispose()

@@ -15,8 +15,9 @@ import httpx
 import pytest
 
 from tenantry.auth import guard_of
-from tenantry.endpoints.auth.models import create_user
+from tenantry.config_loader import load_config_class
 from tenantry.factory import create_app
+from tenantry.users import create_user
 from tests.server import GunicornServer
 
 pytestmark = pytest.mark.e2e
@@ -36,7 +37,7 @@ def server(tmp_path_factory):
     create_tenant(home, "globex", name="Globex")
     create_tenant(home, "plain", name="Plain", blueprints=("landing",))
     for slug in ("acme", "globex", "plain"):
-        app = create_app(home.load_config_class(slug), home)
+        app = create_app(load_config_class(home, slug), home)
         database = app.extensions["tenantry.db"]
         create_user(database, guard_of(app).hash_password, "admin", PASSWORD, ["admin"])
         database.dispose()

@@ -10,7 +10,7 @@ from flask import Blueprint, request
 from flask_restful import Resource
 from werkzeug.exceptions import Conflict
 
-from tenantry.api import TenantApi
+from tenantry.endpoint import TenantApi
 from tenantry.log import RequestContextFilter
 
 

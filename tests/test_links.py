@@ -7,7 +7,7 @@ import time
 import pytest
 from sqlalchemy import update
 
-from tenantry.endpoints.cached_file.models import OneTimeLink
+from tenantry.endpoints.links.models import OneTimeLink
 from tests.conftest import bearer
 
 

@@ -9,9 +9,9 @@ import sys
 import pytest
 from sqlalchemy import column, delete, table, update
 
-from tenantry.db import SCHEMA_REVISION
-from tenantry.endpoints.auth.models import User
+from tenantry.db import SCHEMA_REVISION, tenant_database
 from tenantry.tenants import rotate_secret, set_enabled
+from tenantry.users import User
 from tests.conftest import bearer, drop_database, revision_of
 
 
@@ -156,7 +156,7 @@ def test_migrate_goes_on_past_a_broken_tenant(home, make_tenant):
     make_tenant("cc")
     drop_database(home, "aa")
     os.rename(home.instance_dir("cc"), home.root / "cc-moved")  # instance folder missing
-    database = home.database("bb")
+    database = tenant_database(home, "bb")
     with database.engine.begin() as connection:  # at a revision no migration knows
         version = table("alembic_version", column("version_num"), schema=database.schema)
         connection.execute(update(version).values(version_num="9999"))

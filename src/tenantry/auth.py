@@ -24,7 +24,7 @@ from flask_praetorian.constants import REFRESH_EXPIRATION_CLAIM, AccessType
 from flask_praetorian.exceptions import ExpiredAccessError
 from werkzeug.exceptions import Forbidden, Unauthorized
 
-from tenantry.endpoints.auth.models import (
+from tenantry.users import (
     TokenHolder,
     User,
     is_usable_password,
@@ -188,6 +188,27 @@ def authenticate(for_refresh: bool = False) -> Identity:
 
 def current_identity() -> Identity:
     return g.tenantry_identity
+
+
+@dataclass(frozen=True)
+class AuthenticatedUser:
+    """Who the request's token speaks for: ``id``, ``username`` and ``roles``."""
+
+    id: int
+    username: str
+    roles: tuple[str, ...]
+
+
+def current_user() -> AuthenticatedUser:
+    """The user whose token authenticated this request (under :func:`auth_required`).
+
+    :raises Unauthorized: the request has not been authenticated.
+    """
+    identity = g.get("tenantry_identity")
+    if identity is None:
+        raise Unauthorized("Authorization: Bearer <token> is required.")
+    user = identity.user
+    return AuthenticatedUser(user.id, user.username, tuple(user.rolenames))
 
 
 def auth_required(*roles: str):

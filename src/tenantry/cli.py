@@ -17,13 +17,7 @@ from flask import Flask
 from tenantry.auth import guard_of
 from tenantry.client.cli import client as client_cli
 from tenantry.config import ALL_BLUEPRINTS, TenantConfigError
-from tenantry.endpoints.auth.models import (
-    ROLES,
-    UserError,
-    create_user,
-    list_users,
-    set_user_active,
-)
+from tenantry.config_loader import load_config_class
 from tenantry.factory import create_app
 from tenantry.home import HOME_ENV_VAR, TenantHome
 from tenantry.log import configure_logging
@@ -36,6 +30,13 @@ from tenantry.tenants import (
     require_tenant,
     rotate_secret,
     set_enabled,
+)
+from tenantry.users import (
+    ROLES,
+    UserError,
+    create_user,
+    list_users,
+    set_user_active,
 )
 
 
@@ -166,7 +167,7 @@ def _tenant_app(ctx: click.Context, slug: str) -> Iterator[Flask]:
     home = _home(ctx)
     _refusing(require_tenant, home, slug)
     try:
-        app = create_app(home.load_config_class(slug), home)
+        app = create_app(load_config_class(home, slug), home)
     except TenantConfigError as exc:
         raise click.ClickException(
             f"tenant {slug} cannot start: {'; '.join(exc.problems)}"

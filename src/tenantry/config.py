@@ -12,11 +12,19 @@ import re
 from datetime import timedelta
 from pathlib import Path
 
+from tenantry.modules import (
+    BUILTIN_NAMES,
+    EndpointModule,
+    EndpointModuleError,
+    canonical_blueprints,
+    module_problems,
+    resolve_modules,
+)
+
 SLUG_PATTERN = re.compile(r"[a-z][a-z0-9-]{1,62}")
 RESERVED_SLUGS = frozenset({"healthz"})
 
-ALL_BLUEPRINTS = ("landing", "status", "auth", "files", "datasets")
-ALWAYS_ON_BLUEPRINTS = ("auth", "status")
+ALL_BLUEPRINTS = BUILTIN_NAMES
 
 MIN_SECRET_BYTES = 32
 MIN_SECRET_DISTINCT_CHARS = 10
@@ -110,12 +118,7 @@ def config_class_problems(config_class: type[TenantConfig], slug: str) -> list[s
     if not isinstance(blueprints, tuple | list):
         problems.append("BLUEPRINTS must be a tuple of blueprint names")
     else:
-        unknown = [name for name in blueprints if name not in ALL_BLUEPRINTS]
-        if unknown:
-            problems.append(
-                f"unknown blueprints {', '.join(map(str, unknown))} "
-                f"(known: {', '.join(ALL_BLUEPRINTS)})"
-            )
+        problems += module_problems(blueprints)
     for limit in ("MAX_CONTENT_LENGTH", "STORAGE_QUOTA", "LOGIN_MAX_FAILURES"):
         value = getattr(config_class, limit)
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
@@ -128,9 +131,65 @@ def config_class_problems(config_class: type[TenantConfig], slug: str) -> list[s
 
 
 def enabled_blueprints(config_class: type[TenantConfig]) -> tuple[str, ...]:
-    """The tenant's blueprints in canonical order, with the always-on ones included."""
-    wanted = set(config_class.BLUEPRINTS) | set(ALWAYS_ON_BLUEPRINTS)
-    return tuple(name for name in ALL_BLUEPRINTS if name in wanted)
+    """The tenant's blueprints as it names them, with the always-on ones included: the
+    built-ins in their usual order, then its own modules as listed."""
+    return canonical_blueprints(config_class.BLUEPRINTS)
+
+
+def tenant_modules(config_class: type[TenantConfig]) -> tuple[EndpointModule, ...]:
+    """The endpoint modules of the tenant, required and always-present ones included.
+
+    :raises TenantConfigError: a module cannot be found, imported or used.
+    """
+    try:
+        return resolve_modules(enabled_blueprints(config_class))
+    except EndpointModuleError as exc:
+        raise TenantConfigError(config_class.SLUG, [str(exc)]) from exc
+
+
+def module_settings(
+    config_class: type[TenantConfig], modules: tuple[EndpointModule, ...]
+) -> tuple[dict, list[str]]:
+    """The settings the tenant's modules declare, with the tenant's own values where its
+    config class sets them; and the problems (a value of another type than the default's,
+    two modules disagreeing on a default)."""
+    values: dict = {}
+    problems = []
+    owners: dict[str, str] = {}
+    for module in modules:
+        for key, default in module.settings.items():
+            if key in owners and values[key] != default:
+                problems.append(
+                    f"setting {key} has different defaults in {owners[key]} and {module.name}"
+                )
+                continue
+            owners[key] = module.name
+            values[key] = default
+    for key, default in list(values.items()):
+        if not hasattr(config_class, key):
+            continue
+        value = getattr(config_class, key)
+        if not _same_kind(value, default):
+            problems.append(
+                f"{key} must be {type(default).__name__} like its default "
+                f"({default!r}, from {owners[key]}), not {type(value).__name__}"
+            )
+        values[key] = value
+    return values, problems
+
+
+def _same_kind(value: object, default: object) -> bool:
+    """Whether ``value`` may stand for ``default``: the same type (an int is no bool, a
+    bool no int), a positive number where the default is positive."""
+    if isinstance(default, bool) or isinstance(value, bool):
+        return type(value) is type(default)
+    if isinstance(default, int | float) and not isinstance(default, bool):
+        if not isinstance(value, type(default)):
+            return False
+        return value > 0 if default > 0 else True
+    if default is None:
+        return True
+    return isinstance(value, type(default))
 
 
 def tenant_settings(
@@ -147,10 +206,15 @@ def tenant_settings(
     misplaced = sorted(key for key in secrets if key in base_keys)
     if misplaced:
         problems.append(f"{', '.join(misplaced)} belong in config/{slug}.py, not in .env")
+    defaults: dict = {}
+    if not problems:
+        defaults, setting_problems = module_settings(config_class, tenant_modules(config_class))
+        problems += setting_problems
     if problems:
         raise TenantConfigError(slug, problems)
 
-    settings = {key: getattr(config_class, key) for key in dir(config_class) if key.isupper()}
+    settings = dict(defaults)
+    settings.update({key: getattr(config_class, key) for key in dir(config_class) if key.isupper()})
     settings.update({key: value for key, value in secrets.items() if key.isupper()})
     settings.update(
         NAME=config_class.NAME or slug,

@@ -16,12 +16,16 @@ import os
 import sqlite3
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, MetaData, create_engine, event, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Session
+
+if TYPE_CHECKING:
+    from tenantry.modules import EndpointModule
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # The newest migration's revision; tests check it matches the migrations folder.
@@ -74,19 +78,53 @@ def _configure_sqlite(dbapi_connection, _record) -> None:
     dbapi_connection.create_function("lower", 1, _lower, deterministic=True)
 
 
-def _sqlite_revision(path: Path) -> str | None:
-    """The revision in a SQLite file, read without an engine (builds stay cheap)."""
+def _sqlite_query(path: Path, query: str) -> list[tuple] | None:
+    """Rows of one query on a SQLite file, without an engine (builds stay cheap); None if
+    the file or the table is not there."""
     try:
         connection = sqlite3.connect(f"{path.as_uri()}?mode=rw", uri=True, timeout=10)
     except sqlite3.Error:
         return None
     try:
-        row = connection.execute("SELECT version_num FROM alembic_version").fetchone()
+        return connection.execute(query).fetchall()
     except sqlite3.Error:
         return None
     finally:
         connection.close()
-    return row[0] if row else None
+
+
+def _first(rows: list[tuple] | None) -> str | None:
+    return rows[0][0] if rows else None
+
+
+def _alembic_config(versions: Path):
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("path_separator", "os")
+    config.set_main_option("version_locations", str(versions))
+    return config
+
+
+@functools.cache
+def module_head(versions: Path) -> str:
+    """The newest revision of an endpoint module's own migrations folder.
+
+    :raises ValueError: the folder has no revision, or more than one head.
+    """
+    from alembic.script import ScriptDirectory
+
+    heads = ScriptDirectory.from_config(_alembic_config(versions)).get_heads()
+    if len(heads) != 1:
+        raise ValueError(f"{versions} must hold one line of revisions (heads: {heads})")
+    return heads[0]
+
+
+def _with_tables(modules: Sequence[EndpointModule]) -> list[EndpointModule]:
+    """The modules whose tables tenantry manages per tenant (the built-ins' are in the
+    platform's own migrations)."""
+    return [m for m in modules if not m.is_builtin and (m.migrations is not None or m.tables())]
 
 
 def _lower(value):
@@ -117,6 +155,13 @@ def shared_engine(database_url: str) -> Engine:
             event.listen(engine, "do_connect", _name_connection)
             _shared_engines[database_url] = engine
         return engine
+
+
+def tenant_database(home, slug: str) -> TenantDatabase:
+    """The tenant's database in ``home`` (a :class:`tenantry.home.TenantHome`): its SQLite
+    file, or its schema of the home's PostgreSQL database. Nothing is opened until it is
+    used; call ``dispose()`` when done."""
+    return TenantDatabase(slug, home.instance_dir(slug), home.database_url)
 
 
 class TenantDatabase:
@@ -170,17 +215,27 @@ class TenantDatabase:
         with self.engine.connect() as connection:
             connection.exec_driver_sql("SELECT 1")  # no statement to compile per probe
 
-    def current_revision(self) -> str | None:
-        """The schema revision the database is at, or None if it was never migrated."""
+    def current_revision(self, version_table: str = "alembic_version") -> str | None:
+        """The revision the database (or, with ``version_table``, one endpoint module's
+        tables) is at; None if never migrated. ``version_table`` is a name tenantry made."""
         if not self.is_postgres:
-            return _sqlite_revision(self.path)
+            return _first(_sqlite_query(self.path, f"SELECT version_num FROM {version_table}"))  # noqa: S608
         # A text() query is not rewritten by schema_translate_map: name the schema here.
-        query = text(f'SELECT version_num FROM "{self.schema}".alembic_version')  # noqa: S608
+        query = text(f'SELECT version_num FROM "{self.schema}".{version_table}')  # noqa: S608
         try:
             with self.engine.connect() as connection:
                 return connection.execute(query).scalar()
         except SQLAlchemyError:
             return None
+
+    def table_names(self) -> set[str]:
+        """The names of the tables the tenant's database or schema holds."""
+        if not self.is_postgres:
+            rows = _sqlite_query(self.path, "SELECT name FROM sqlite_master WHERE type = 'table'")
+            return {row[0] for row in rows or ()}
+        query = text("SELECT table_name FROM information_schema.tables WHERE table_schema = :s")
+        with self.engine.connect() as connection:
+            return set(connection.execute(query, {"s": self.schema}).scalars())
 
     def exists(self) -> bool:
         """Whether the tenant's schema (PostgreSQL) or database file (SQLite) is there."""
@@ -221,34 +276,65 @@ class TenantDatabase:
                 finally:
                     fcntl.flock(lock_file, fcntl.LOCK_UN)
 
-    def upgrade(self) -> str:
-        """Bring the schema to :data:`SCHEMA_REVISION` with alembic; returns the revision.
+    def upgrade(self, modules: Sequence[EndpointModule] = ()) -> str:
+        """Bring the platform's schema to :data:`SCHEMA_REVISION` with alembic, then the
+        tables of each endpoint module in ``modules`` that brings its own.
 
+        :returns: the platform's revision, followed by each module's in parentheses.
         :raises SQLAlchemyError: the database refused a migration step.
         """
-        from alembic import command
-        from alembic.config import Config
-
         with self.migration_lock():
-            if self.current_revision() == SCHEMA_REVISION:
-                return SCHEMA_REVISION
-            if self.is_postgres:
-                with self.engine.begin() as connection:
-                    connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
-            config = Config()
-            config.set_main_option("script_location", str(MIGRATIONS_DIR))
-            # Alembic's migration context is a module global: one migration per process
-            # at a time (parallel `migrate` uses processes).
-            with _alembic_lock, self.engine.begin() as connection:
-                config.attributes["connection"] = connection
-                config.attributes["schema"] = self.schema
-                command.upgrade(config, "head")
-        return SCHEMA_REVISION
+            if self.current_revision() != SCHEMA_REVISION:
+                if self.is_postgres:
+                    with self.engine.begin() as connection:
+                        connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
+                self._run_alembic(MIGRATIONS_DIR / "versions", "alembic_version")
+            done = [self._upgrade_module(module) for module in _with_tables(modules)]
+        revisions = [f"{module.name}: {revision}" for module, revision in done if revision]
+        return SCHEMA_REVISION + (f" ({', '.join(revisions)})" if revisions else "")
 
-    def ensure_current(self) -> None:
-        """Migrate the database if it is not at the current revision (cheap when it is)."""
-        if self.current_revision() != SCHEMA_REVISION:
-            self.upgrade()
+    def ensure_current(self, modules: Sequence[EndpointModule] = ()) -> None:
+        """Migrate the database if it is behind (cheap when it is not): its platform
+        schema and the tables of its endpoint modules."""
+        if self.current_revision() != SCHEMA_REVISION or not self._modules_current(modules):
+            self.upgrade(modules)
+
+    def _modules_current(self, modules: Sequence[EndpointModule]) -> bool:
+        own = _with_tables(modules)
+        if not own:
+            return True
+        tables = None
+        for module in own:
+            if module.migrations is not None:
+                if self.current_revision(module.version_table) != module_head(module.migrations):
+                    return False
+            else:
+                tables = self.table_names() if tables is None else tables
+                if any(table.name not in tables for table in module.tables()):
+                    return False
+        return True
+
+    def _upgrade_module(self, module: EndpointModule) -> tuple[EndpointModule, str | None]:
+        """Migrate one module's tables (its own alembic line, or create what is missing)."""
+        if module.migrations is not None:
+            if self.current_revision(module.version_table) != module_head(module.migrations):
+                self._run_alembic(module.migrations, module.version_table)
+            return module, module_head(module.migrations)
+        with self.engine.begin() as connection:
+            Base.metadata.create_all(connection, tables=module.tables(), checkfirst=True)
+        return module, None
+
+    def _run_alembic(self, versions: Path, version_table: str) -> None:
+        from alembic import command
+
+        config = _alembic_config(versions)
+        # Alembic's migration context is a module global: one migration per process
+        # at a time (parallel `migrate` uses processes).
+        with _alembic_lock, self.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            config.attributes["schema"] = self.schema
+            config.attributes["version_table"] = version_table
+            command.upgrade(config, "heads")
 
     def dispose(self) -> None:
         """Release the connections this tenant holds (not the shared pool's)."""

@@ -4,7 +4,7 @@ Every tenant gets its own app: its config, secret key, database, storage and tok
 What is the same for every tenant with the same endpoint modules is built once per process,
 by the first such app, and shared by the others as a :class:`RouteKit`: the compiled route
 table, the view functions (resources find their tenant through the serving app, see
-:class:`tenantry.api.TenantResource`) and the blueprints they came from. None of it holds
+:class:`tenantry.endpoint.TenantResource`) and the blueprints they came from. None of it holds
 tenant state, and an app that adds a route later gets private copies first. Building the
 route table was three quarters of an app's build time and most of its memory.
 """
@@ -20,13 +20,15 @@ from flask import Blueprint, Flask, Response, request
 from flask.sessions import SecureCookieSessionInterface
 from werkzeug.routing import Map
 
-from tenantry.api import no_content
 from tenantry.auth import init_guard
-from tenantry.config import TenantConfig, tenant_settings
-from tenantry.endpoints import create_blueprint, endpoint_modules
+from tenantry.config import TenantConfig, tenant_modules, tenant_settings
+from tenantry.db import tenant_database
+from tenantry.endpoint import Tenant, no_content
 from tenantry.errors import register_error_handlers
 from tenantry.home import TenantHome
+from tenantry.modules import EndpointModule
 from tenantry.storage import TenantStorage
+from tenantry.tenant_secrets import read_secrets
 
 
 def create_app(config_class: type[TenantConfig], home: TenantHome) -> Flask:
@@ -36,13 +38,14 @@ def create_app(config_class: type[TenantConfig], home: TenantHome) -> Flask:
     :raises SQLAlchemyError: the tenant's database cannot be opened or migrated.
     """
     slug = config_class.SLUG
-    settings = tenant_settings(config_class, home.read_secrets(slug), home.instance_dir(slug))
+    settings = tenant_settings(config_class, read_secrets(home, slug), home.instance_dir(slug))
+    modules = tenant_modules(config_class)
     app = TenantFlask("tenantry", instance_path=settings["INSTANCE_PATH"], static_folder=None)
     app.config.from_mapping(settings)
     configure_routing(app)
-    register_extensions(app, home)
+    register_extensions(app, home, modules)
     register_error_handlers(app)
-    register_blueprints(app, tuple(endpoint_modules(settings["BLUEPRINTS"])))
+    register_blueprints(app, modules)
     return app
 
 
@@ -55,6 +58,7 @@ class RouteKit:
     blueprints: Mapping[str, Blueprint]
 
 
+# By the endpoint modules' names (as imported), in the order the app registers them.
 _route_kits: dict[tuple[str, ...], RouteKit] = {}
 _route_kits_lock = threading.Lock()
 
@@ -129,36 +133,49 @@ def configure_routing(app: Flask) -> None:
     app.session_interface = TenantSessionInterface()
 
 
-def register_extensions(app: Flask, home: TenantHome) -> None:
-    """Attach the tenant's database, storage and token guard; migrate the database if it
-    is behind."""
+def register_extensions(app: Flask, home: TenantHome, modules: tuple[EndpointModule, ...]) -> None:
+    """Attach the tenant's database (migrated, with the tables of its modules), storage,
+    token guard, and the :class:`~tenantry.endpoint.Tenant` that endpoint modules see."""
     slug = app.config["SLUG"]
     storage = TenantStorage(app.config["STORAGE_ROOT"])
     storage.ensure()
     storage.sweep_incoming()
-    database = home.database(slug)
-    database.ensure_current()
+    database = tenant_database(home, slug)
+    database.ensure_current(modules)
     app.extensions["tenantry.storage"] = storage
     app.extensions["tenantry.db"] = database
+    app.extensions["tenantry.tenant"] = Tenant(
+        slug=slug,
+        name=app.config["NAME"],
+        config=app.config,
+        database=database,
+        storage=storage,
+        modules=tuple(module.key for module in modules),
+        reference_checks=tuple(m.file_references for m in modules if m.file_references),
+    )
     init_guard(app)
 
 
-def register_blueprints(app: TenantFlask, modules: tuple[str, ...]) -> None:
+def register_blueprints(app: TenantFlask, modules: tuple[EndpointModule, ...]) -> None:
     """Give the app the routes of its endpoint modules (the others have no routes at all):
     the shared kit of these modules, or, for the first such app of the process, its own
     registration, which then becomes the kit.
 
     :raises RuntimeError: an endpoint module registers hooks a shared kit would not carry.
     """
-    kit = _route_kits.get(modules)
+    key = tuple(module.key for module in modules)
+    kit = _route_kits.get(key)
     if kit is not None:
         app.use_kit(kit)
         return
     hooks = _hooks(app)
-    for name in modules:
-        app.register_blueprint(create_blueprint(name, app))
+    for module in modules:
+        app.url_map.converters.update(module.converters)
+    for module in modules:
+        app.register_blueprint(module.blueprint)
     if _hooks(app) != hooks:
-        raise RuntimeError(f"endpoint modules {modules} register per-app hooks: cannot share")
+        names = ", ".join(module.name for module in modules)
+        raise RuntimeError(f"endpoint modules {names} register per-app hooks: cannot share")
     app.url_map.update()  # compile now, not under the first request
     # Read-only views of both: code that writes to them directly (say, ``app.endpoint``)
     # fails loudly instead of changing every tenant. The Map itself must be left alone.
@@ -166,7 +183,7 @@ def register_blueprints(app: TenantFlask, modules: tuple[str, ...]) -> None:
         app.url_map, MappingProxyType(app.view_functions), MappingProxyType(app.blueprints)
     )
     with _route_kits_lock:
-        app.use_kit(_route_kits.setdefault(modules, kit))
+        app.use_kit(_route_kits.setdefault(key, kit))
 
 
 def _hooks(app: Flask) -> dict:

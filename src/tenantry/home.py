@@ -2,20 +2,17 @@
 
 A tenant is exactly ``config/<slug>.py`` plus ``tenants/<slug>/``; there is no central
 registry file. Everything here works per slug, so nothing has to scan the whole folder to
-answer a question about one tenant.
+answer a question about one tenant. What the files hold is read elsewhere: the config
+module by :mod:`tenantry.config_loader`, the secrets by :mod:`tenantry.tenant_secrets`, the
+database by :func:`tenantry.db.tenant_database`.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import secrets
 from pathlib import Path
 
-from dotenv import dotenv_values
-
-from tenantry.config import TenantConfig, TenantConfigError, is_valid_slug
-from tenantry.db import TenantDatabase
+from tenantry.config import is_valid_slug
 
 HOME_ENV_VAR = "TENANTRY_HOME"
 DATABASE_URL_ENV_VAR = "TENANTRY_DATABASE_URL"
@@ -72,11 +69,6 @@ class TenantHome:
     def database_file(self, slug: str) -> Path:
         return self.instance_dir(slug) / "tenant.db"
 
-    def database(self, slug: str) -> TenantDatabase:
-        """The tenant's database: its SQLite file, or its schema of ``database_url``.
-        Nothing is opened until it is used; call ``dispose()`` when done."""
-        return TenantDatabase(slug, self.instance_dir(slug), self.database_url)
-
     def exists(self, slug: str) -> bool:
         """Whether a tenant of that slug is configured (its config module exists)."""
         return is_valid_slug(slug) and self.config_file(slug).is_file()
@@ -100,63 +92,3 @@ class TenantHome:
             stat_signature(self.env_file(slug)),
             self.disabled_marker(slug).exists(),
         )
-
-    def load_config_class(self, slug: str) -> type[TenantConfig]:
-        """Execute ``config/<slug>.py`` afresh and return its TenantConfig subclass.
-
-        :raises TenantConfigError: the module is missing, fails to run, or does not hold
-            exactly one TenantConfig subclass whose SLUG is ``slug``.
-        """
-        path = self.config_file(slug)
-        module_name = "tenantry_tenant_config_" + slug.replace("-", "_")
-        spec = importlib.util.spec_from_file_location(module_name, path)
-        if spec is None or spec.loader is None or not path.is_file():
-            raise TenantConfigError(slug, [f"config/{slug}.py does not exist"])
-        module = importlib.util.module_from_spec(spec)
-        try:
-            spec.loader.exec_module(module)
-        except Exception as exc:
-            raise TenantConfigError(
-                slug, [f"config/{slug}.py failed to load: {type(exc).__name__}: {exc}"]
-            ) from exc
-        classes = [
-            value
-            for value in vars(module).values()
-            if isinstance(value, type)
-            and issubclass(value, TenantConfig)
-            and value.__module__ == module_name
-            and getattr(value, "SLUG", None) == slug
-        ]
-        if len(classes) != 1:
-            found = "none" if not classes else f"{len(classes)}"
-            raise TenantConfigError(
-                slug,
-                [
-                    f"config/{slug}.py must define one TenantConfig subclass with "
-                    f"SLUG = {slug!r} (found {found})"
-                ],
-            )
-        return classes[0]
-
-    def read_secrets(self, slug: str) -> dict[str, str | None]:
-        """The tenant's ``.env`` as a dict, without touching ``os.environ``; {} if absent."""
-        path = self.env_file(slug)
-        if not path.is_file():
-            return {}
-        return dict(dotenv_values(path))
-
-
-def write_atomically(path: Path, text: str, mode: int = 0o644) -> None:
-    """Replace ``path`` with ``text`` in one rename, the file created with ``mode``."""
-    temp = path.with_name(f".{secrets.token_hex(8)}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temp, mode)
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise

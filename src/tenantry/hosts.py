@@ -14,8 +14,10 @@ import contextlib
 import json
 import logging
 
+from tenantry.atomic import write_atomically
 from tenantry.config import TenantConfigError
-from tenantry.home import StatSignature, TenantHome, stat_signature, write_atomically
+from tenantry.config_loader import load_config_class
+from tenantry.home import StatSignature, TenantHome, stat_signature
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +71,7 @@ class HostIndex:
 
     def _hosts_of(self, slug: str, last_known) -> tuple[str, ...]:
         try:
-            return normalised_hosts(self.home.load_config_class(slug).HOSTS)
+            return normalised_hosts(load_config_class(self.home, slug).HOSTS)
         except (TenantConfigError, TypeError):
             return last_known[1] if last_known is not None else ()
 

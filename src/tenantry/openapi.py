@@ -13,8 +13,6 @@ from typing import Any
 
 from flask import Flask
 
-from tenantry.storage import NAME_PATTERN
-
 OPENAPI_VERSION = "3.1.0"
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
 BEARER = [{"bearer": []}]
@@ -38,13 +36,6 @@ ERROR_DESCRIPTIONS = {
     507: "Over the tenant's storage quota",
 }
 
-NAME_PARAMETER = {
-    "name": "name",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string", "pattern": f"^{NAME_PATTERN.pattern}$", "maxLength": 255},
-}
-
 
 def schema_object(properties: dict[str, Any], required: tuple[str, ...] = ()) -> dict:
     return {"type": "object", "properties": properties, "required": list(required)}
@@ -53,7 +44,6 @@ def schema_object(properties: dict[str, Any], required: tuple[str, ...] = ()) ->
 STRING = {"type": "string"}
 INTEGER = {"type": "integer"}
 STRINGS = {"type": "array", "items": STRING}
-LINK = schema_object({"addr": STRING, "expires": STRING}, ("addr", "expires"))
 
 
 def json_content(schema: dict) -> dict:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from flask import Flask
 
 from tenantry.config import TenantConfigError, is_valid_slug
+from tenantry.config_loader import load_config_class
 from tenantry.factory import create_app
 from tenantry.home import TenantHome
 from tenantry.hosts import HostIndex, normalised_hosts
@@ -190,7 +191,7 @@ class TenantRegistry:
         self.builds += 1
         entry = LoadedTenant(slug, fingerprint, now, enabled=True)
         try:
-            config_class = self.home.load_config_class(slug)
+            config_class = load_config_class(self.home, slug)
             entry.hosts = normalised_hosts(config_class.HOSTS)
             entry.app = create_app(config_class, self.home)
         except TenantConfigError as exc:

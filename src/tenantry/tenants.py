@@ -12,24 +12,32 @@ import itertools
 import json
 import multiprocessing
 import re
-import secrets
 import shutil
 import stat
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
+from tenantry.atomic import write_atomically
 from tenantry.config import (
     ALL_BLUEPRINTS,
     TenantConfigError,
     enabled_blueprints,
     is_valid_slug,
+    tenant_modules,
     tenant_settings,
 )
-from tenantry.db import schema_name
-from tenantry.home import TenantHome, write_atomically
+from tenantry.config_loader import load_config_class
+from tenantry.db import schema_name, tenant_database
+from tenantry.home import TenantHome
 from tenantry.hosts import HostIndex
+from tenantry.modules import (
+    EndpointModule,
+    canonical_blueprints,
+    module_problems,
+    resolve_modules,
+)
+from tenantry.tenant_secrets import new_secret_key, read_secrets, write_new_secret_key
 
-SECRET_KEY_BYTES = 48
 # `migrate` of many tenants runs in this many processes, a chunk of tenants at a time.
 MIGRATE_WORKERS = 4
 PARALLEL_MIGRATION_THRESHOLD = 8
@@ -65,11 +73,6 @@ class TenantError(Exception):
 class UnknownTenant(TenantError):
     def __init__(self, slug: str):
         super().__init__(f"no tenant named {slug!r}")
-
-
-def new_secret_key() -> str:
-    """A fresh random SECRET_KEY (48 random bytes, 64 URL-safe characters)."""
-    return secrets.token_urlsafe(SECRET_KEY_BYTES)
 
 
 def _is_text(value: str) -> bool:
@@ -124,15 +127,15 @@ def create_tenant(
     for host in hosts:
         if not HOST_PATTERN.fullmatch(host):
             raise TenantError(f"invalid host {host!r}")
-    unknown = [name for name in blueprints if name not in ALL_BLUEPRINTS]
-    if unknown:
-        raise TenantError(
-            f"unknown blueprints: {', '.join(unknown)} (known: {', '.join(ALL_BLUEPRINTS)})"
-        )
+    problems = module_problems(blueprints)
+    if problems:
+        raise TenantError("; ".join(problems))
+    builtins = [name for name in ALL_BLUEPRINTS if name in blueprints]
+    blueprints = (*builtins, *dict.fromkeys(bp for bp in blueprints if bp not in ALL_BLUEPRINTS))
     taken = _hosts_in_use(home).keys() & set(hosts)
     if taken:
         raise TenantError(f"host already used by another tenant: {', '.join(sorted(taken))}")
-    if home.database_url and home.database(slug).exists():
+    if home.database_url and tenant_database(home, slug).exists():
         # A schema left behind by a removed tenant must not hand its users to a new one.
         raise TenantError(
             f"the database already holds schema {schema_name(slug)!r}, left by an earlier "
@@ -150,13 +153,13 @@ def create_tenant(
         write_atomically(home.env_file(slug), f"SECRET_KEY={new_secret_key()}\n", 0o600)
         write_atomically(instance / "wsgi.py", WSGI_MODULE.format(slug=slug))
         (instance / "storage").mkdir()
-        upgrade_database(home, slug)
+        upgrade_database(home, slug, resolve_modules(canonical_blueprints(blueprints)))
         config = CONFIG_MODULE.format(
             class_name=_class_name(slug),
             slug=_literal(slug),
             name=_literal(name or slug),
             hosts=_literal(hosts),
-            blueprints=_literal(tuple(bp for bp in ALL_BLUEPRINTS if bp in blueprints)),
+            blueprints=_literal(blueprints),
         )
         write_atomically(home.config_file(slug), config)
     except BaseException:
@@ -164,7 +167,7 @@ def create_tenant(
         shutil.rmtree(instance, ignore_errors=True)
         if home.database_url:  # the schema did not exist before: it is this attempt's
             with contextlib.suppress(Exception):
-                home.database(slug).drop_schema()
+                tenant_database(home, slug).drop_schema()
         raise
 
 
@@ -188,18 +191,13 @@ def rotate_secret(home: TenantHome, slug: str) -> None:
     :raises UnknownTenant:
     """
     require_tenant(home, slug)
-    path = home.env_file(slug)
-    lines = path.read_text().splitlines() if path.exists() else []
-    kept = [line for line in lines if not re.match(r"\s*(export\s+)?SECRET_KEY\s*=", line)]
-    kept.append(f"SECRET_KEY={new_secret_key()}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(path, "\n".join(kept) + "\n", 0o600)
+    write_new_secret_key(home, slug)
 
 
 def describe_tenant(home: TenantHome, slug: str) -> dict:
     """slug, name, hosts, blueprints and enabled of one tenant (plus ``error`` if broken)."""
     try:
-        config_class = home.load_config_class(slug)
+        config_class = load_config_class(home, slug)
     except TenantConfigError as exc:
         return {
             "slug": slug,
@@ -232,7 +230,7 @@ def check_tenants(home: TenantHome, slugs: list[str] | None = None) -> dict[str,
 
     holders: dict[str, list[str]] = {}
     for slug in every_slug:
-        key = home.read_secrets(slug).get("SECRET_KEY")
+        key = read_secrets(home, slug).get("SECRET_KEY")
         if key:
             holders.setdefault(hashlib.sha256(key.encode()).hexdigest(), []).append(slug)
     for sharing in holders.values():
@@ -258,8 +256,8 @@ def _tenant_problems(home: TenantHome, slug: str) -> list[str]:
             f"(mode {stat.S_IMODE(env_file.stat().st_mode):o}, expected 600)"
         )
     try:
-        config_class = home.load_config_class(slug)
-        tenant_settings(config_class, home.read_secrets(slug), home.instance_dir(slug))
+        config_class = load_config_class(home, slug)
+        tenant_settings(config_class, read_secrets(home, slug), home.instance_dir(slug))
     except TenantConfigError as exc:
         problems += exc.problems
     return problems
@@ -310,10 +308,24 @@ def _upgrade_or_reason(home: TenantHome, slug: str) -> str:
         return f"failed: {type(exc).__name__}: {exc}"
 
 
-def upgrade_database(home: TenantHome, slug: str) -> str:
-    """Migrate one tenant's database to the current schema; returns its revision."""
-    database = home.database(slug)
+def upgrade_database(
+    home: TenantHome, slug: str, modules: tuple[EndpointModule, ...] | None = None
+) -> str:
+    """Migrate one tenant's database to the current schema, with the tables of its
+    endpoint modules (default: those its config names); returns its revision.
+
+    :raises TenantConfigError: its config cannot name its modules (the platform's schema
+        is migrated all the same).
+    """
+    database = tenant_database(home, slug)
     try:
-        return database.upgrade()
+        if modules is not None:
+            return database.upgrade(modules)
+        try:
+            modules = tenant_modules(load_config_class(home, slug))
+        except TenantConfigError:
+            database.upgrade()
+            raise
+        return database.upgrade(modules)
     finally:
         database.dispose()

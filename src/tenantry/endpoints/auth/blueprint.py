@@ -1,15 +1,12 @@
-from flask import Blueprint, Flask
+from flask import Blueprint
 
-from tenantry.api import TenantApi
+from tenantry.endpoint import TenantApi
 from tenantry.endpoints.auth.resources import Login, Logout, Me, Refresh, Users
 
-
-def create_blueprint(app: Flask) -> Blueprint:
-    blueprint = Blueprint("auth", __name__)
-    api = TenantApi(blueprint)
-    api.add_resource(Login, "/auth/login")
-    api.add_resource(Refresh, "/auth/refresh")
-    api.add_resource(Me, "/auth/me")
-    api.add_resource(Logout, "/auth/logout")
-    api.add_resource(Users, "/users")
-    return blueprint
+blueprint = Blueprint("auth", __name__)
+api = TenantApi(blueprint)
+api.add_resource(Login, "/auth/login")
+api.add_resource(Refresh, "/auth/refresh")
+api.add_resource(Me, "/auth/me")
+api.add_resource(Logout, "/auth/logout")
+api.add_resource(Users, "/users")

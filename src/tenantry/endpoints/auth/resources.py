@@ -1,7 +1,6 @@
 from flask import current_app
 from werkzeug.exceptions import BadRequest, Conflict, TooManyRequests, Unauthorized
 
-from tenantry.api import TenantResource, json_object, no_content
 from tenantry.auth import (
     auth_required,
     authenticate,
@@ -11,7 +10,9 @@ from tenantry.auth import (
     password_matches,
     refreshed_token,
 )
-from tenantry.endpoints.auth.models import (
+from tenantry.endpoint import TenantResource, json_object, no_content
+from tenantry.openapi import INTEGER, STRING, STRINGS, operation, schema_object
+from tenantry.users import (
     UserError,
     UserExists,
     clear_login_failures,
@@ -23,7 +24,6 @@ from tenantry.endpoints.auth.models import (
     revoke_token,
     seconds_locked_out,
 )
-from tenantry.openapi import INTEGER, STRING, STRINGS, operation, schema_object
 
 TOKEN = schema_object({"access_token": STRING}, ("access_token",))
 USER = schema_object(

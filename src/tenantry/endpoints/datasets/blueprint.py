@@ -1,7 +1,7 @@
-from flask import Blueprint, Flask
+from flask import Blueprint
 from werkzeug.routing import BaseConverter
 
-from tenantry.api import TenantApi
+from tenantry.endpoint import TenantApi
 from tenantry.endpoints.datasets.resources import DatasetDownload, DatasetItem, DatasetList
 
 
@@ -11,11 +11,9 @@ class DatasetNameConverter(BaseConverter):
     regex = r"(?!download\Z)[A-Za-z0-9][A-Za-z0-9._-]{0,254}"
 
 
-def create_blueprint(app: Flask) -> Blueprint:
-    app.url_map.converters["dataset"] = DatasetNameConverter
-    blueprint = Blueprint("datasets", __name__)
-    api = TenantApi(blueprint)
-    api.add_resource(DatasetList, "/api/datasets")
-    api.add_resource(DatasetDownload, "/api/datasets/download")
-    api.add_resource(DatasetItem, "/api/datasets/<dataset:name>")
-    return blueprint
+converters = {"dataset": DatasetNameConverter}
+blueprint = Blueprint("datasets", __name__)
+api = TenantApi(blueprint)
+api.add_resource(DatasetList, "/api/datasets")
+api.add_resource(DatasetDownload, "/api/datasets/download")
+api.add_resource(DatasetItem, "/api/datasets/<dataset:name>")

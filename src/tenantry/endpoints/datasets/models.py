@@ -9,9 +9,15 @@ from sqlalchemy import ForeignKey, Integer, String, Text, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
-from tenantry.db import Base, TenantDatabase
+from tenantry.endpoint import (
+    Base,
+    InvalidName,
+    Tenant,
+    TenantDatabase,
+    TenantStorage,
+    validate_name,
+)
 from tenantry.endpoints.files.models import FileRecord
-from tenantry.storage import NAME_PATTERN, TenantStorage
 
 RESERVED_NAMES = frozenset({"download"})
 MAX_LIMIT = 1000
@@ -73,10 +79,18 @@ def _string_list(body: dict, key: str) -> list[str]:
     return list(dict.fromkeys(value))
 
 
+def _is_file_name(value: object) -> bool:
+    try:
+        validate_name(value)
+    except InvalidName:
+        return False
+    return True
+
+
 def validate_dataset(body: dict) -> dict:
     """The dataset a POST body describes. :raises DatasetError: naming the bad field."""
     name = body.get("name")
-    if not isinstance(name, str) or NAME_PATTERN.fullmatch(name) is None:
+    if not _is_file_name(name):
         raise DatasetError(
             "name must be 1-255 characters of A-Z a-z 0-9 . _ - starting with a letter or digit."
         )
@@ -89,7 +103,7 @@ def validate_dataset(body: dict) -> dict:
     if any(len(use) > 255 for use in uses):
         raise DatasetError("each use must be at most 255 characters.")
     files = _string_list(body, "files")
-    if not all(NAME_PATTERN.fullmatch(file) for file in files):
+    if not all(_is_file_name(file) for file in files):
         raise DatasetError("files must be names of stored files.")
     return {"name": name, "description": description, "uses": uses, "files": files}
 
@@ -207,6 +221,11 @@ def delete_dataset(database: TenantDatabase, name: str) -> None:
         session.execute(delete(DatasetFile).where(DatasetFile.dataset == name))
         if not session.execute(delete(Dataset).where(Dataset.name == name)).rowcount:
             raise UnknownDataset(name)
+
+
+def file_references(tenant: Tenant, file_name: str) -> list[str]:
+    """The datasets that list the stored file (the files module asks before a delete)."""
+    return [f"dataset {name}" for name in datasets_listing(tenant.database, file_name)]
 
 
 def datasets_listing(database: TenantDatabase, file_name: str) -> list[str]:

@@ -3,9 +3,17 @@ import re
 from flask import request
 from werkzeug.exceptions import BadRequest, Conflict, NotFound
 
-from tenantry.api import TenantResource, json_object, no_content
-from tenantry.auth import auth_required
-from tenantry.endpoints.cached_file.models import DEFAULT_TTL, link_built_file
+from tenantry.endpoint import (
+    INTEGER,
+    STRING,
+    STRINGS,
+    TenantResource,
+    auth_required,
+    json_object,
+    no_content,
+    operation,
+    schema_object,
+)
 from tenantry.endpoints.datasets.models import (
     MAX_ITEMS,
     MAX_LIMIT,
@@ -18,16 +26,9 @@ from tenantry.endpoints.datasets.models import (
     get_dataset,
     search_datasets,
 )
-from tenantry.endpoints.files.resources import link_address
-from tenantry.openapi import (
-    INTEGER,
-    LINK,
-    NAME_PARAMETER,
-    STRING,
-    STRINGS,
-    operation,
-    schema_object,
-)
+from tenantry.endpoints.files.resources import NAME_PARAMETER
+from tenantry.endpoints.links.models import DEFAULT_TTL, link_built_file
+from tenantry.endpoints.links.resources import LINK, link_address
 
 DATASET = schema_object(
     {"name": STRING, "description": STRING, "uses": STRINGS, "files": STRINGS, "size": INTEGER},

@@ -1,0 +1,7 @@
+"""The files endpoint module: a tenant's stored files, and one-time links to them."""
+
+from tenantry.endpoints.files.blueprint import blueprint
+
+requires = ("links",)
+
+__all__ = ["blueprint", "requires"]

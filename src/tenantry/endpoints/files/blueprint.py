@@ -1,14 +1,11 @@
-from flask import Blueprint, Flask
+from flask import Blueprint
 
-from tenantry.api import TenantApi
+from tenantry.endpoint import TenantApi
 from tenantry.endpoints.files.resources import FileInfo, FileItem, FileLink, FileList
 
-
-def create_blueprint(app: Flask) -> Blueprint:
-    blueprint = Blueprint("files", __name__)
-    api = TenantApi(blueprint)
-    api.add_resource(FileList, "/files")
-    api.add_resource(FileItem, "/files/<name>")
-    api.add_resource(FileInfo, "/files/<name>/info")
-    api.add_resource(FileLink, "/files/<name>/link")
-    return blueprint
+blueprint = Blueprint("files", __name__)
+api = TenantApi(blueprint)
+api.add_resource(FileList, "/files")
+api.add_resource(FileItem, "/files/<name>")
+api.add_resource(FileInfo, "/files/<name>/info")
+api.add_resource(FileLink, "/files/<name>/link")

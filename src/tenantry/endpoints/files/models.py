@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
 from sqlalchemy import BigInteger, DateTime, String, delete, func, select
 from sqlalchemy.orm import Mapped, mapped_column
 
-from tenantry.db import Base, TenantDatabase
-from tenantry.storage import OverQuota, TenantStorage
+from tenantry.endpoint import Base, OverQuota, TenantDatabase, TenantStorage
 
 
 class FileRecord(Base):
@@ -99,23 +98,29 @@ def _room(database: TenantDatabase, existing: FileRecord | None, quota: int) -> 
 
 
 class FileInUse(Exception):
-    """The file is listed by datasets; ``datasets`` names them."""
+    """Something refers to the file; ``references`` says what (e.g. ``dataset q3``)."""
 
-    def __init__(self, name: str, datasets: list[str]):
-        super().__init__(f"File {name} is listed by datasets: {', '.join(datasets)}")
-        self.datasets = datasets
+    def __init__(self, name: str, references: list[str]):
+        super().__init__(f"File {name} is in use by {', '.join(references)}")
+        self.references = references
 
 
-def delete_file(database: TenantDatabase, storage: TenantStorage, name: str) -> bool:
-    """Forget and remove a stored file; whether it existed.
+def delete_file(
+    database: TenantDatabase,
+    storage: TenantStorage,
+    name: str,
+    references: Callable[[str], list[str]],
+) -> bool:
+    """Forget and remove a stored file; whether it existed. ``references(name)`` says what
+    refers to the file (the tenant's modules answer it; see ``Tenant.file_references``).
 
-    :raises InvalidName: :raises FileInUse: a dataset lists it.
+    :raises InvalidName: :raises FileInUse: something refers to it.
     """
-    from tenantry.endpoints.datasets.models import datasets_listing  # it imports this module
-
     storage.path_of(name)
-    with storage.lock():  # a dataset created meanwhile cannot list a file going away
-        listing = datasets_listing(database, name)
+    # Under the storage lock: what refers to files takes it too (a dataset created
+    # meanwhile cannot list a file going away).
+    with storage.lock():
+        listing = references(name)
         if listing:
             raise FileInUse(name, listing)
         with database.transaction() as session:

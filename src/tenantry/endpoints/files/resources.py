@@ -10,9 +10,22 @@ from werkzeug.exceptions import (
 )
 from werkzeug.wsgi import LimitedStream
 
-from tenantry.api import TenantResource, json_object, no_content
-from tenantry.auth import auth_required
-from tenantry.endpoints.cached_file.models import link_file, validate_link_options
+from tenantry.endpoint import (
+    INTEGER,
+    STRING,
+    InsufficientStorage,
+    InvalidName,
+    OverQuota,
+    TenantResource,
+    TooLarge,
+    auth_required,
+    current_tenant,
+    json_object,
+    no_content,
+    operation,
+    schema_object,
+    validate_name,
+)
 from tenantry.endpoints.files.models import (
     FileInUse,
     delete_file,
@@ -20,9 +33,20 @@ from tenantry.endpoints.files.models import (
     list_files,
     store_file,
 )
-from tenantry.errors import InsufficientStorage
-from tenantry.openapi import INTEGER, LINK, NAME_PARAMETER, STRING, operation, schema_object
-from tenantry.storage import CHUNK_SIZE, InvalidName, OverQuota, TooLarge, validate_name
+from tenantry.endpoints.links.models import link_file, validate_link_options
+from tenantry.endpoints.links.resources import LINK, link_address
+
+CHUNK_SIZE = 1024 * 1024
+NAME_PARAMETER = {
+    "name": "name",
+    "in": "path",
+    "required": True,
+    "schema": {
+        "type": "string",
+        "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$",
+        "maxLength": 255,
+    },
+}
 
 FILE = schema_object(
     {"name": STRING, "size": INTEGER, "modified": STRING}, ("name", "size", "modified")
@@ -169,7 +193,9 @@ class FileItem(FileResource):
 
     def delete(self, name):
         try:
-            deleted = delete_file(self.database, self.storage, checked_name(name))
+            deleted = delete_file(
+                self.database, self.storage, checked_name(name), current_tenant.file_references
+            )
         except FileInUse as exc:
             raise Conflict(str(exc)) from None
         if not deleted:
@@ -208,11 +234,6 @@ class FileLink(FileResource):
         except FileNotFoundError:
             raise no_such_file(name) from None
         return link_address(link), 201
-
-
-def link_address(link) -> dict:
-    """``addr`` relative to the host the client used: no tenant prefix under host routing."""
-    return {"addr": f"{request.script_root}/cached-file?uid={link.uid}", "expires": link.expires}
 
 
 class FileInfo(FileResource):

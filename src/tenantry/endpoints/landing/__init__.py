@@ -1,0 +1,5 @@
+"""The landing endpoint module."""
+
+from tenantry.endpoints.landing.blueprint import blueprint
+
+__all__ = ["blueprint"]

@@ -1,11 +1,8 @@
-from flask import Blueprint, Flask
+from flask import Blueprint
 
-from tenantry.api import TenantApi
+from tenantry.endpoint import TenantApi
 from tenantry.endpoints.landing.resources import Landing
 
-
-def create_blueprint(app: Flask) -> Blueprint:
-    blueprint = Blueprint("landing", __name__)
-    api = TenantApi(blueprint)
-    api.add_resource(Landing, "/")
-    return blueprint
+blueprint = Blueprint("landing", __name__)
+api = TenantApi(blueprint)
+api.add_resource(Landing, "/")

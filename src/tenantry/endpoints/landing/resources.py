@@ -1,6 +1,5 @@
-from tenantry.api import TenantResource
+from tenantry.endpoint import STRING, STRINGS, TenantResource, operation, schema_object
 from tenantry.endpoints.landing.models import tenant_summary
-from tenantry.openapi import STRING, STRINGS, operation, schema_object
 
 
 class Landing(TenantResource):

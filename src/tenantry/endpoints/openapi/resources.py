@@ -1,6 +1,6 @@
-from flask import request
+from flask import current_app, request
 
-from tenantry.api import TenantResource
+from tenantry.endpoint import TenantResource
 from tenantry.openapi import build_spec, operation
 
 
@@ -10,4 +10,4 @@ class OpenApiDocument(TenantResource):
     }
 
     def get(self):
-        return build_spec(self.app, request.script_root)
+        return build_spec(current_app, request.script_root)

@@ -1,11 +1,8 @@
-from flask import Blueprint, Flask
+from flask import Blueprint
 
-from tenantry.api import TenantApi
+from tenantry.endpoint import TenantApi
 from tenantry.endpoints.status.resources import Status
 
-
-def create_blueprint(app: Flask) -> Blueprint:
-    blueprint = Blueprint("status", __name__)
-    api = TenantApi(blueprint)
-    api.add_resource(Status, "/status")
-    return blueprint
+blueprint = Blueprint("status", __name__)
+api = TenantApi(blueprint)
+api.add_resource(Status, "/status")

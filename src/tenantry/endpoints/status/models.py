@@ -2,8 +2,7 @@ import logging
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from tenantry.db import TenantDatabase
-from tenantry.storage import TenantStorage
+from tenantry.endpoint import TenantDatabase, TenantStorage
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,5 @@
-from tenantry.api import TenantResource
+from tenantry.endpoint import STRING, TenantResource, error_response, operation, schema_object
 from tenantry.endpoints.status.models import run_checks
-from tenantry.errors import error_response
-from tenantry.openapi import STRING, operation, schema_object
 
 
 class Status(TenantResource):

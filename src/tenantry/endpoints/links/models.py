@@ -16,8 +16,7 @@ from pathlib import Path
 from sqlalchemy import BigInteger, Boolean, Float, String, delete, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
-from tenantry.db import Base, TenantDatabase
-from tenantry.storage import InvalidName, TenantStorage
+from tenantry.endpoint import Base, InvalidName, TenantDatabase, TenantStorage
 
 log = logging.getLogger(__name__)
 

@@ -2,9 +2,15 @@ from flask import Response, request
 from werkzeug.exceptions import BadRequest, Gone, NotFound
 from werkzeug.wsgi import wrap_file
 
-from tenantry.api import TenantResource
-from tenantry.endpoints.cached_file.models import LinkError, find_live_link, redeem_link
-from tenantry.openapi import operation
+from tenantry.endpoint import STRING, TenantResource, operation, schema_object
+from tenantry.endpoints.links.models import LinkError, OneTimeLink, find_live_link, redeem_link
+
+LINK = schema_object({"addr": STRING, "expires": STRING}, ("addr", "expires"))
+
+
+def link_address(link: OneTimeLink) -> dict:
+    """``addr`` relative to the host the client used: no tenant prefix under host routing."""
+    return {"addr": f"{request.script_root}/cached-file?uid={link.uid}", "expires": link.expires}
 
 
 def link_error(exc: LinkError):

@@ -1,0 +1,46 @@
+"""Running a tenant's config module, ``config/<slug>.py``, to get its config class."""
+
+from __future__ import annotations
+
+import importlib.util
+
+from tenantry.config import TenantConfig, TenantConfigError
+from tenantry.home import TenantHome
+
+
+def load_config_class(home: TenantHome, slug: str) -> type[TenantConfig]:
+    """Execute ``config/<slug>.py`` afresh and return its TenantConfig subclass.
+
+    :raises TenantConfigError: the module is missing, fails to run, or does not hold
+        exactly one TenantConfig subclass whose SLUG is ``slug``.
+    """
+    path = home.config_file(slug)
+    module_name = "tenantry_tenant_config_" + slug.replace("-", "_")
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None or not path.is_file():
+        raise TenantConfigError(slug, [f"config/{slug}.py does not exist"])
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        raise TenantConfigError(
+            slug, [f"config/{slug}.py failed to load: {type(exc).__name__}: {exc}"]
+        ) from exc
+    classes = [
+        value
+        for value in vars(module).values()
+        if isinstance(value, type)
+        and issubclass(value, TenantConfig)
+        and value.__module__ == module_name
+        and getattr(value, "SLUG", None) == slug
+    ]
+    if len(classes) != 1:
+        found = "none" if not classes else f"{len(classes)}"
+        raise TenantConfigError(
+            slug,
+            [
+                f"config/{slug}.py must define one TenantConfig subclass with "
+                f"SLUG = {slug!r} (found {found})"
+            ],
+        )
+    return classes[0]

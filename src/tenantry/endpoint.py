@@ -1,0 +1,178 @@
+"""The public API for endpoint modules: everything a module needs, and nothing it must not have.
+
+An endpoint module is a Python module (or package) with a module-level ``blueprint``::
+
+    from flask import Blueprint
+    from tenantry.endpoint import TenantApi, TenantResource, auth_required
+
+    blueprint = Blueprint("notes", __name__)
+    api = TenantApi(blueprint)
+
+    class Notes(TenantResource):
+        method_decorators = [auth_required()]
+        openapi = {"get": operation("My notes", {200: schema_object({...})})}
+
+        def get(self):
+            ...
+
+    api.add_resource(Notes, "/notes")
+
+It is imported once per process and shared by every tenant that enables it, so it keeps no
+tenant state: each request reaches its own tenant through :data:`current_tenant` (or the
+properties of :class:`TenantResource`). Optional module attributes: ``settings`` (config
+defaults a tenant may override), ``migrations`` (the folder of the module's own alembic
+revisions), ``requires`` (other endpoint modules it needs), ``converters`` (URL converters
+its routes use) and ``file_references`` (who refers to a stored file; see README).
+
+The names below are the whole API and stay stable; everything else in ``tenantry`` is
+private to the platform.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from flask import Flask, Response, current_app, request
+from flask_restful import Api, Resource
+from werkzeug.exceptions import BadRequest
+from werkzeug.local import LocalProxy
+
+from tenantry.auth import auth_required, current_user
+from tenantry.db import Base, TenantDatabase
+from tenantry.errors import InsufficientStorage, error_response
+from tenantry.openapi import INTEGER, STRING, STRINGS, operation, schema_object
+from tenantry.storage import InvalidName, OverQuota, TenantStorage, TooLarge, validate_name
+
+__all__ = [
+    "INTEGER",
+    "STRING",
+    "STRINGS",
+    "Base",
+    "InsufficientStorage",
+    "InvalidName",
+    "OverQuota",
+    "Tenant",
+    "TenantApi",
+    "TenantDatabase",
+    "TenantResource",
+    "TenantStorage",
+    "TooLarge",
+    "auth_required",
+    "current_tenant",
+    "current_user",
+    "error_response",
+    "json_object",
+    "no_content",
+    "operation",
+    "schema_object",
+    "validate_name",
+]
+
+
+@dataclass(frozen=True)
+class Tenant:
+    """The tenant a request is for: set up once per tenant app by the factory.
+
+    ``config`` is the tenant's settings (its config class, its modules' settings, its
+    secrets); ``database`` and ``storage`` are its own, never another tenant's;
+    ``modules`` names the endpoint modules it has enabled (module names, as imported).
+    """
+
+    slug: str
+    name: str
+    config: dict
+    database: TenantDatabase
+    storage: TenantStorage
+    modules: tuple[str, ...]
+    reference_checks: tuple[Callable[[Tenant, str], list[str]], ...] = field(default=(), repr=False)
+
+    def file_references(self, name: str) -> list[str]:
+        """What refers to the tenant's stored file ``name``, as its enabled modules say
+        (their ``file_references(tenant, name)``, e.g. ``["dataset q3"]``); empty if nothing.
+        A module that keeps file names in its tables declares it so that the file cannot
+        be deleted from under it."""
+        return [reference for check in self.reference_checks for reference in check(self, name)]
+
+
+def _serving_tenant() -> Tenant:
+    return current_app.extensions["tenantry.tenant"]
+
+
+#: The tenant of the request being served (a proxy, valid inside a request).
+current_tenant: Tenant = LocalProxy(_serving_tenant)  # type: ignore[assignment]
+
+
+class TenantApi(Api):
+    """flask-restful's Api for a module's blueprint, with tenantry's error shape.
+
+    flask-restful wraps the app's exception handlers so that errors raised in its
+    resources reach its own ``handle_error``, which answers ``{"message": ...}`` and turns
+    anything that is not an HTTPException into a 500 in production. This Api never
+    installs that wrapper (see ``_init_app``), so every error answers in the one JSON shape.
+    """
+
+    def make_response(self, data, code=200, headers=None, **_options) -> Response:
+        """Every resource answers JSON: no content negotiation, one serialisation."""
+        response = current_app.response_class(
+            current_app.json.dumps(data) + "\n", status=code, mimetype="application/json"
+        )
+        if headers:
+            response.headers.extend(headers)
+        return response
+
+    def _init_app(self, app: Flask) -> None:
+        # Register the views only: no error_router around the app's exception handlers.
+        for resource, urls, kwargs in self.resources:
+            self._register_view(app, resource, *urls, **kwargs)
+        # flask-restful keeps the setup state, and through it the app: the views outlive
+        # that app in a shared route kit, and must not keep it (or its secret) alive.
+        self.blueprint_setup = None
+
+
+class TenantResource(Resource):
+    """A flask-restful Resource that serves whichever tenant the request is for.
+
+    One set of view functions serves every tenant with the same endpoint modules, so a
+    resource holds no tenant of its own: these properties read the serving tenant's.
+    """
+
+    @property
+    def tenant(self) -> Tenant:
+        return _serving_tenant()
+
+    @property
+    def config(self) -> dict:
+        return _serving_tenant().config
+
+    @property
+    def database(self) -> TenantDatabase:
+        return _serving_tenant().database
+
+    @property
+    def storage(self) -> TenantStorage:
+        return _serving_tenant().storage
+
+
+def json_object() -> dict:
+    """The request body as a JSON object of valid text.
+
+    :raises BadRequest: not JSON, not an object, nested too deep, or holding strings that
+        are not valid Unicode (lone surrogates from ``\\ud800`` escapes).
+    """
+    try:
+        body = request.get_json(force=True, silent=True)
+        valid_text = json.dumps(body, ensure_ascii=False).encode()
+    except (RecursionError, UnicodeEncodeError):
+        body = None
+    if not isinstance(body, dict) or not valid_text:
+        raise BadRequest("The request body must be a JSON object.")
+    return body
+
+
+def no_content() -> Response:
+    """An empty 204, without the Content-Type a default Response would carry."""
+    response = Response(status=204)
+    del response.headers["Content-Type"]
+    return response

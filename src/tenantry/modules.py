@@ -1,0 +1,267 @@
+"""Endpoint modules: what a tenant's ``BLUEPRINTS`` name, found, imported and checked.
+
+A name in ``BLUEPRINTS`` is a built-in short name (``files``), the dotted import path of a
+module (``myapp.notes``), or a name an installed package registers in the entry-point group
+``tenantry.endpoints``. Each module is imported once per process and shared by every tenant
+that enables it; :func:`load_module` checks here, once, that it has nothing that could tie
+it to one tenant (see :func:`_deferred_problems`).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib
+import re
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from types import MappingProxyType, ModuleType
+
+from flask import Blueprint
+from flask_restful import Api
+from werkzeug.routing import BaseConverter
+
+BUILTIN_PACKAGE = "tenantry.endpoints"
+# The built-ins a tenant may name, in the order a tenant's list shows them.
+BUILTIN_NAMES = ("landing", "status", "auth", "files", "datasets")
+ALWAYS_ON = ("auth", "status")
+# Built-ins no tenant names: present because another module requires them, or always.
+INTERNAL_NAMES = ("links", "openapi")
+ALWAYS_LAST = ("openapi",)
+ENTRY_POINT_GROUP = "tenantry.endpoints"
+
+SETTING_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
+VERSION_TABLE_PREFIX = "alembic_version_"
+PG_MAX_NAME = 63
+
+
+class EndpointModuleError(Exception):
+    """An endpoint module cannot be used: not found, failed to import, or malformed."""
+
+    def __init__(self, name: str, reason: str):
+        self.name = name
+        self.reason = reason
+        super().__init__(f"endpoint module {name!r}: {reason}")
+
+
+@dataclass(frozen=True)
+class EndpointModule:
+    """One endpoint module, as every tenant that enables it shares it."""
+
+    name: str
+    key: str  # the Python module's name: the same module under any of its names
+    blueprint: Blueprint
+    settings: Mapping[str, object] = field(default_factory=dict)
+    migrations: Path | None = None
+    requires: tuple[str, ...] = ()
+    converters: Mapping[str, type[BaseConverter]] = field(default_factory=dict)
+    file_references: Callable | None = None
+
+    @property
+    def is_builtin(self) -> bool:
+        """Built-ins keep their tables in the platform's own migrations."""
+        return self.key.startswith(BUILTIN_PACKAGE + ".")
+
+    @property
+    def version_table(self) -> str:
+        """The table holding this module's alembic revision in each tenant's database."""
+        name = VERSION_TABLE_PREFIX + re.sub(r"[^a-z0-9_]", "_", self.key.lower())
+        if len(name) <= PG_MAX_NAME:
+            return name
+        digest = hashlib.sha256(self.key.encode()).hexdigest()[:10]
+        return f"{name[: PG_MAX_NAME - 11]}_{digest}"
+
+    def tables(self) -> list:
+        """The tables of the models this module declares on :class:`tenantry.db.Base`."""
+        from tenantry.db import Base
+
+        prefix = self.key + "."
+        return [
+            mapper.local_table
+            for mapper in Base.registry.mappers
+            if mapper.class_.__module__ == self.key or mapper.class_.__module__.startswith(prefix)
+        ]
+
+
+_loaded: dict[str, EndpointModule] = {}
+_loaded_lock = threading.Lock()
+
+
+def load_module(name: str) -> EndpointModule:
+    """The endpoint module ``name`` names, imported and checked (once per process).
+
+    :raises EndpointModuleError: unknown name, failed import, or a malformed module.
+    """
+    module = _loaded.get(name)
+    if module is not None:
+        return module
+    with _loaded_lock:
+        if name not in _loaded:
+            _loaded[name] = _describe(name, _import(name))
+        return _loaded[name]
+
+
+def resolve_modules(names: Iterable[str]) -> tuple[EndpointModule, ...]:
+    """Every endpoint module a tenant with these ``BLUEPRINTS`` has: its own in order, then
+    those they require, then the ones every tenant has; each once.
+
+    :raises EndpointModuleError: the first module that cannot be used.
+    """
+    modules: dict[str, EndpointModule] = {}
+
+    def add(name: str) -> None:
+        module = load_module(name)
+        if module.key in modules:
+            return
+        modules[module.key] = module
+        for required in module.requires:
+            add(required)
+
+    for name in names:
+        add(name)
+    for name in ALWAYS_LAST:
+        modules.pop(load_module(name).key, None)
+        add(name)
+    return tuple(modules.values())
+
+
+def module_problems(names: Iterable[str]) -> list[str]:
+    """What is wrong with each named module (empty when all can be used)."""
+    problems = []
+    for name in names:
+        if not isinstance(name, str) or not name:
+            problems.append(f"BLUEPRINTS entries must be non-empty strings, not {name!r}")
+            continue
+        try:
+            resolve_modules([name])
+        except EndpointModuleError as exc:
+            problems.append(str(exc))
+    return problems
+
+
+def canonical_blueprints(names: Iterable[str]) -> tuple[str, ...]:
+    """``names`` with the always-on built-ins added: built-ins in their usual order first,
+    then the others as given."""
+    wanted = [*names, *ALWAYS_ON]
+    builtins = tuple(name for name in BUILTIN_NAMES if name in wanted)
+    others = tuple(dict.fromkeys(name for name in wanted if name not in BUILTIN_NAMES))
+    return builtins + others
+
+
+@functools.cache
+def _entry_points() -> Mapping[str, object]:
+    return {point.name: point for point in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def _import(name: str) -> ModuleType:
+    if name in BUILTIN_NAMES or name in INTERNAL_NAMES:
+        path = f"{BUILTIN_PACKAGE}.{name}"
+    elif "." in name:
+        path = name
+    else:
+        point = _entry_points().get(name)
+        if point is None:
+            raise EndpointModuleError(
+                name,
+                f"unknown: not a built-in ({', '.join(BUILTIN_NAMES)}), not a dotted import "
+                f"path, and no installed package registers it in the {ENTRY_POINT_GROUP!r} "
+                "entry-point group",
+            )
+        try:
+            loaded = point.load()
+        except Exception as exc:
+            raise EndpointModuleError(
+                name, f"cannot be imported: {type(exc).__name__}: {exc}"
+            ) from exc
+        if not isinstance(loaded, ModuleType):
+            raise EndpointModuleError(name, "its entry point must name a module")
+        return loaded
+    try:
+        return importlib.import_module(path)
+    except Exception as exc:
+        raise EndpointModuleError(name, f"cannot be imported: {type(exc).__name__}: {exc}") from exc
+
+
+def _describe(name: str, module: ModuleType) -> EndpointModule:
+    blueprint = getattr(module, "blueprint", None)
+    if not isinstance(blueprint, Blueprint):
+        raise EndpointModuleError(name, "has no module-level `blueprint` (a flask.Blueprint)")
+    problems = _deferred_problems(blueprint)
+    settings = getattr(module, "settings", {})
+    problems += _settings_problems(settings)
+    migrations = getattr(module, "migrations", None)
+    if migrations is not None and not Path(migrations).is_dir():
+        problems.append(f"`migrations` is not a folder: {migrations}")
+    requires = getattr(module, "requires", ())
+    if not isinstance(requires, tuple | list) or not all(isinstance(r, str) for r in requires):
+        problems.append("`requires` must be a tuple of endpoint module names")
+    converters = getattr(module, "converters", {})
+    if not isinstance(converters, Mapping) or not all(
+        isinstance(c, type) and issubclass(c, BaseConverter) for c in converters.values()
+    ):
+        problems.append("`converters` must map names to werkzeug BaseConverter classes")
+    references = getattr(module, "file_references", None)
+    if references is not None and not callable(references):
+        problems.append("`file_references` must be callable")
+    if problems:
+        raise EndpointModuleError(name, "; ".join(problems))
+    return EndpointModule(
+        name=name,
+        key=module.__name__,
+        blueprint=blueprint,
+        settings=MappingProxyType(dict(settings)),
+        migrations=Path(migrations) if migrations is not None else None,
+        requires=tuple(requires),
+        converters=MappingProxyType(dict(converters)),
+        file_references=references,
+    )
+
+
+def _settings_problems(settings) -> list[str]:
+    from tenantry.config import TenantConfig
+
+    if not isinstance(settings, Mapping):
+        return ["`settings` must be a dict of config names to defaults"]
+    problems = []
+    for key in settings:
+        if not isinstance(key, str) or not SETTING_NAME.fullmatch(key):
+            problems.append(f"setting {key!r} must be an UPPER_CASE name")
+        elif hasattr(TenantConfig, key) or key == "SECRET_KEY":
+            problems.append(f"setting {key} is the platform's own: choose another name")
+    return problems
+
+
+def _deferred_problems(blueprint: Blueprint) -> list[str]:
+    """Refuse what would hand the module a tenant's app.
+
+    A blueprint's deferred functions run with the app it is registered on. An endpoint
+    module's blueprint is registered by the first tenant of each route kit and then shared:
+    a function that kept anything of that app would serve its config, database or storage
+    to every other tenant. Routes (flask's own deferred ``add_url_rule``) and TenantApi's
+    view registration are the only ones allowed.
+    """
+    from tenantry.endpoint import TenantApi
+
+    problems = []
+    for function in blueprint.deferred_functions:
+        owner = getattr(function, "__self__", None)
+        if isinstance(owner, TenantApi) and function.__name__ == "_deferred_blueprint_init":
+            continue
+        if isinstance(owner, Api):
+            problems.append(
+                f"blueprint {blueprint.name!r} uses flask_restful.Api, which takes over the "
+                "app's error handlers: use tenantry.endpoint.TenantApi"
+            )
+            continue
+        if getattr(function, "__module__", "").startswith("flask."):
+            continue  # flask's own: routes, and app-wide hooks the factory refuses
+        described = getattr(function, "__qualname__", repr(function))
+        problems.append(
+            f"blueprint {blueprint.name!r} runs {described} at registration, which receives "
+            "a tenant's app: endpoint modules hold no tenant state (read current_tenant "
+            "per request instead)"
+        )
+    return problems

@@ -1,0 +1,36 @@
+"""A tenant's secrets: its ``tenants/<slug>/.env``, never read into ``os.environ``."""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+from dotenv import dotenv_values
+
+from tenantry.atomic import write_atomically
+from tenantry.home import TenantHome
+
+SECRET_KEY_BYTES = 48
+
+
+def read_secrets(home: TenantHome, slug: str) -> dict[str, str | None]:
+    """The tenant's ``.env`` as a dict, without touching ``os.environ``; {} if absent."""
+    path = home.env_file(slug)
+    if not path.is_file():
+        return {}
+    return dict(dotenv_values(path))
+
+
+def new_secret_key() -> str:
+    """A fresh random SECRET_KEY (48 random bytes, 64 URL-safe characters)."""
+    return secrets.token_urlsafe(SECRET_KEY_BYTES)
+
+
+def write_new_secret_key(home: TenantHome, slug: str) -> None:
+    """Give the tenant a fresh SECRET_KEY in its .env (mode 0600), keeping the other lines."""
+    path = home.env_file(slug)
+    lines = path.read_text().splitlines() if path.exists() else []
+    kept = [line for line in lines if not re.match(r"\s*(export\s+)?SECRET_KEY\s*=", line)]
+    kept.append(f"SECRET_KEY={new_secret_key()}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(path, "\n".join(kept) + "\n", 0o600)
