@@ -8,11 +8,13 @@ WORKERS ?= 2
 
 .PHONY: run test lint format bench soak clean
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt pyproject.toml examples/notes/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e .
+	# the example endpoint module: its tests are part of the suite
+	$(BIN)/python -m pip install --quiet --no-deps -e examples/notes
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -23,12 +25,12 @@ test: $(STAMP) lint
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff format --check src tests scripts bench
-	$(BIN)/ruff check src tests scripts bench
+	$(BIN)/ruff format --check src tests scripts bench examples
+	$(BIN)/ruff check src tests scripts bench examples
 
 format: $(STAMP)
-	$(BIN)/ruff format src tests scripts bench
-	$(BIN)/ruff check --fix src tests scripts bench
+	$(BIN)/ruff format src tests scripts bench examples
+	$(BIN)/ruff check --fix src tests scripts bench examples
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
@@ -37,4 +39,4 @@ soak: $(STAMP)
 	$(BIN)/python -m bench.soak
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache src/*.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache src/*.egg-info examples/*/*.egg-info

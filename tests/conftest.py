@@ -13,6 +13,7 @@ from tenantry.home import DATABASE_URL_ENV_VAR, TenantHome
 from tenantry.log import RequestLog
 from tenantry.registry import TenantRegistry
 from tenantry.tenants import create_tenant
+from tenantry.testing import BufferedClient
 from tests import postgres
 
 # Which backend each collected test runs on, and what became of those runs.
@@ -136,7 +137,7 @@ def registry(home):
 @pytest.fixture
 def client(registry) -> Client:
     """A test client over the full dispatcher stack, as gunicorn would call it."""
-    return Client(RequestLog(TenantDispatcher(registry)))
+    return BufferedClient(RequestLog(TenantDispatcher(registry)))
 
 
 @pytest.fixture

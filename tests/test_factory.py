@@ -77,7 +77,7 @@ def test_unknown_blueprint_is_a_clear_error(home):
         SLUG = "broken"
         BLUEPRINTS = ("landing", "wiki")
 
-    with pytest.raises(TenantConfigError, match="endpoint module .wiki.: unknown"):
+    with pytest.raises(TenantConfigError, match=r"endpoint module .wiki.: unknown"):
         tenant_settings(Broken, {"SECRET_KEY": "k" + os.urandom(32).hex()}, home.root)
 
 

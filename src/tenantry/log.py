@@ -15,6 +15,8 @@ import time
 from contextvars import ContextVar
 from dataclasses import dataclass
 
+from werkzeug.wsgi import ClosingIterator
+
 access_log = logging.getLogger("tenantry.access")
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -97,7 +99,8 @@ class RequestLog:
         incoming = environ.get("HTTP_X_REQUEST_ID", "")
         request_id = incoming if _SAFE_REQUEST_ID.fullmatch(incoming) else secrets.token_hex(8)
         environ["tenantry.request_id"] = request_id
-        token = _current.set(RequestContext(request_id))
+        context = RequestContext(request_id)
+        token = _current.set(context)
         started = time.perf_counter()
         status_line = ["-"]
 
@@ -106,9 +109,7 @@ class RequestLog:
             headers.append((REQUEST_ID_HEADER, request_id))
             return start_response(status, headers, exc_info)
 
-        try:
-            return self.app(environ, start_response_with_id)
-        finally:
+        def finish() -> None:
             if access_log.isEnabledFor(logging.INFO):
                 access_log.info(
                     "%s %s %s %.1fms",
@@ -120,4 +121,35 @@ class RequestLog:
                     status_line[0],
                     (time.perf_counter() - started) * 1000,
                 )
-            _current.reset(token)
+            try:
+                _current.reset(token)
+            except ValueError:  # closed from another context than the one that called
+                _current.set(None)
+
+        try:
+            body = self.app(environ, start_response_with_id)
+        except BaseException:
+            finish()
+            raise
+        # The body is sent after this returns: log it, and let go of the request's tenant
+        # and id, only when the server closes it (lines logged while streaming keep both).
+        return _closing(body, finish, environ.get("wsgi.file_wrapper"))
+
+
+def _closing(body, callback, file_wrapper):
+    """``body`` with ``callback`` run when the server closes it. A server's own file
+    wrapper keeps its type (the server sends those with sendfile), so its ``close`` is
+    wrapped in place."""
+    if isinstance(file_wrapper, type) and isinstance(body, file_wrapper):
+        original = getattr(body, "close", None)
+
+        def close() -> None:
+            try:
+                if original is not None:
+                    original()
+            finally:
+                callback()
+
+        body.close = close
+        return body
+    return ClosingIterator(body, callback)

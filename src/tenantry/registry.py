@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_LOADED_APPS = 500
 DEFAULT_CHECK_INTERVAL = 1.0
+# With check_interval 0 (tests), hosts are still looked for only this often.
+MIN_WATCH_INTERVAL = 0.05
 
 
 @dataclass
@@ -73,7 +75,8 @@ class TenantRegistry:
         self._slug_locks: dict[str, threading.Lock] = {}
         self._key_holders: dict[str, set[str]] = {}
         self._hosts = HostIndex(home)
-        self._hosts_checked_at = float("-inf")
+        self._host_watcher: threading.Thread | None = None
+        self._stopped = threading.Event()
 
     def lookup(self, slug: str) -> LoadedTenant | None:
         """The tenant of that slug, built if needed; None if unknown or disabled.
@@ -91,25 +94,48 @@ class TenantRegistry:
         return entry if entry is not None and entry.enabled else None
 
     def slug_for_host(self, host: str) -> str | None:
-        """The tenant whose HOSTS include ``host`` (lower case, no port), if any."""
+        """The tenant whose HOSTS include ``host`` (lower case, no port), if any.
+
+        Requests only read the host index: it is kept fresh by a background thread (one
+        per registry, started here on first use), so no request, whatever Host it sends,
+        runs or even lists the config modules.
+        """
+        if self._host_watcher is None:
+            self._start_host_watcher()
         slug = self._hosts.by_host.get(host)
-        if slug is not None:
-            entry = self.lookup(slug)
-            if entry is not None and (host in entry.hosts or entry.app is None):
-                return slug
-        if time.monotonic() - self._hosts_checked_at >= self.check_interval:
+        if slug is None:
+            return None
+        entry = self.lookup(slug)
+        if entry is not None and entry.app is not None and host not in entry.hosts:
+            return None  # its config dropped the host; the index will follow
+        return slug  # a disabled tenant's host answers its 404, a broken one its 503
+
+    def _start_host_watcher(self) -> None:
+        with self._lock:
+            if self._host_watcher is not None:
+                return
             self._hosts.refresh()
-            self._hosts_checked_at = time.monotonic()
-            return self._hosts.by_host.get(host)
-        # Not due for a rescan: a disabled tenant's host still answers its 404 meanwhile.
-        return slug
+            interval = self.check_interval if self.check_interval > 0 else MIN_WATCH_INTERVAL
+            watcher = threading.Thread(
+                target=self._watch_hosts, args=(interval,), name="tenantry-hosts", daemon=True
+            )
+            watcher.start()
+            self._host_watcher = watcher
+
+    def _watch_hosts(self, interval: float) -> None:
+        while not self._stopped.wait(interval):
+            try:
+                self._hosts.refresh()
+            except Exception:
+                log.exception("refreshing the host index failed")
 
     def loaded_slugs(self) -> list[str]:
         """Slugs of the tenants this process holds, least recently used first."""
         return list(self._loaded)
 
     def close(self) -> None:
-        """Release every loaded tenant."""
+        """Release every loaded tenant, and stop watching for host changes."""
+        self._stopped.set()
         with self._lock:
             while self._loaded:
                 self._forget(self._loaded.popitem()[1])

@@ -1,0 +1,86 @@
+"""The notes module's own tests, on tenantry.testing's fixtures (a module author's view)."""
+
+from tenantry.testing import isolation_problems
+
+
+def test_notes_are_per_user(tenantry_tenant):
+    shop = tenantry_tenant("shop", blueprints=("landing", "notes"))
+    alice, bob = shop.headers("user"), shop.headers("user")
+    created = shop.client.post("/notes", json={"text": "buy milk"}, headers=alice)
+    assert created.status_code == 201
+    note = created.json
+    assert shop.client.get("/notes", headers=alice).json["notes"] == [note]
+    assert shop.client.get("/notes", headers=bob).json["notes"] == []
+    assert shop.client.get(f"/notes/{note['id']}", headers=bob).status_code == 404
+    assert shop.client.delete(f"/notes/{note['id']}", headers=bob).status_code == 404
+    assert shop.client.delete(f"/notes/{note['id']}", headers=alice).status_code == 204
+    assert shop.client.get(f"/notes/{note['id']}", headers=alice).status_code == 404
+
+
+def test_notes_need_a_token(tenantry_tenant):
+    shop = tenantry_tenant("shop", blueprints=("notes",))
+    response = shop.client.get("/notes")
+    assert response.status_code == 401
+    assert response.json["error"] == "unauthorized"
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+
+
+def test_the_summary_is_admin_only(tenantry_tenant):
+    shop = tenantry_tenant("shop", blueprints=("notes",))
+    user = shop.headers("user")
+    shop.client.post("/notes", json={"text": "one"}, headers=user)
+    assert shop.client.get("/notes/all", headers=user).status_code == 403
+    summary = shop.client.get("/notes/all", headers=shop.headers("admin"))
+    assert summary.status_code == 200
+    assert list(summary.json["users"].values()) == [1]
+
+
+def test_a_tenant_setting_overrides_the_module_default(tenantry_tenant):
+    shop = tenantry_tenant("shop", blueprints=("notes",), settings={"NOTES_MAX_PER_USER": 2})
+    user = shop.headers("user")
+    statuses = [
+        shop.client.post("/notes", json={"text": f"n{i}"}, headers=user).status_code
+        for i in range(3)
+    ]
+    assert statuses == [201, 201, 409]
+
+
+def test_bad_bodies_are_json_400s(tenantry_tenant):
+    shop = tenantry_tenant("shop", blueprints=("notes",), settings={"NOTES_MAX_LENGTH": 5})
+    user = shop.headers("user")
+    for body in ({"text": ""}, {"text": 5}, {"text": "too long"}, {}):
+        response = shop.client.post("/notes", json=body, headers=user)
+        assert (response.status_code, response.json["error"]) == (400, "bad_request")
+    broken = shop.client.post("/notes", data=b"{nope", headers=user)
+    assert broken.status_code == 400
+
+
+def test_notes_of_one_tenant_are_not_seen_by_another(tenantry_tenant):
+    shop = tenantry_tenant("shop", blueprints=("notes",))
+    other = tenantry_tenant("other", blueprints=("notes",))
+    shop_user = shop.headers("user", username="sam")
+    other_user = other.headers("user", username="sam")  # same name, same user id
+    shop.client.post("/notes", json={"text": "shop secret"}, headers=shop_user)
+    assert other.client.get("/notes", headers=other_user).json["notes"] == []
+    # A token of shop is no token at all at other.
+    assert other.client.get("/notes", headers=shop_user).status_code == 401
+
+
+def test_a_tenant_without_the_module_has_none_of_its_routes(tenantry_tenant):
+    plain = tenantry_tenant("plain", blueprints=("landing",))
+    assert plain.client.get("/notes", headers=plain.headers("admin")).status_code == 404
+    paths = plain.client.get("/openapi.json").json["paths"]
+    assert not any(path.startswith("/notes") for path in paths)
+
+
+def test_the_routes_are_in_the_openapi_document(tenantry_tenant):
+    shop = tenantry_tenant("shop", blueprints=("notes",))
+    paths = shop.client.get("/openapi.json").json["paths"]
+    assert set(paths["/notes"]) == {"get", "post"}
+    assert set(paths["/notes/{note_id}"]) == {"get", "delete"}
+    assert set(paths["/notes/all"]) == {"get"}
+
+
+def test_the_module_keeps_no_tenant_state(tenantry_home):
+    writes = [("POST", "/notes", {"text": "hello"}), ("GET", "/notes/1", None)]
+    assert isolation_problems(tenantry_home, ("landing", "notes"), requests=writes) == []
