@@ -105,6 +105,21 @@ def home(tmp_path, database_url) -> TenantHome:
 
 
 @pytest.fixture
+def tenantry(home):
+    """Run ``tenantry ARGS`` in-process against the test home."""
+    from click.testing import CliRunner
+
+    from tenantry.cli import main
+
+    runner = CliRunner()
+
+    def run(*args: str, input: str | None = None):
+        return runner.invoke(main, ["--home", str(home.root), *args], input=input)
+
+    return run
+
+
+@pytest.fixture
 def make_tenant(home):
     """Create a tenant the way ``tenantry tenants create`` does; returns its slug."""
 

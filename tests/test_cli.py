@@ -9,9 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from click.testing import CliRunner
 
-from tenantry.cli import main
 from tenantry.config_loader import load_config_class
 from tenantry.db import SCHEMA_REVISION, schema_name
 from tenantry.tenant_secrets import read_secrets
@@ -19,17 +17,6 @@ from tenantry.tenants import PARALLEL_MIGRATION_THRESHOLD, create_tenant
 from tenantry.users import find_user
 from tests import postgres
 from tests.conftest import drop_database, revision_of
-
-
-@pytest.fixture
-def tenantry(home):
-    """Run ``tenantry ARGS`` in-process against the test home."""
-    runner = CliRunner()
-
-    def run(*args: str, input: str | None = None):
-        return runner.invoke(main, ["--home", str(home.root), *args], input=input)
-
-    return run
 
 
 def test_create_writes_config_secret_wsgi_and_database(home, tenantry):

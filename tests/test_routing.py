@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+
 import pytest
 from flask import url_for
 
@@ -10,6 +13,7 @@ from tenantry.atomic import write_atomically
 from tenantry.config_loader import load_config_class
 from tenantry.home import TenantHome
 from tenantry.hosts import HostIndex
+from tenantry.log import RequestContextFilter
 from tenantry.tenants import set_enabled
 
 
@@ -196,3 +200,41 @@ def test_host_index_is_shared_on_disk_and_reruns_only_changed_modules(
     assert loads == ["bb"]
     assert another.by_host["new.example"] == "bb"
     assert "bb.example" not in another.by_host
+
+
+def test_no_request_lists_or_runs_config_modules_whatever_its_host(home, client, acme, monkeypatch):
+    """The host index is refreshed by its own thread; requests only read it."""
+    assert client.get("/", headers={"Host": "acme.localhost"}).json["tenant"] == "acme"
+    in_requests = []
+    request_thread = threading.current_thread()
+
+    def watching(original):
+        def wrapper(*args, **kwargs):
+            if threading.current_thread() is request_thread:
+                in_requests.append(original.__name__)
+            return original(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(TenantHome, "slugs", watching(TenantHome.slugs))
+    monkeypatch.setattr(hosts, "load_config_class", watching(load_config_class))
+    for number in range(50):
+        response = client.get("/", headers={"Host": f"unknown-{number}.example"})
+        assert response.status_code == 404
+    assert client.get("/", headers={"Host": "acme.localhost"}).status_code == 200
+    assert in_requests == []
+
+
+def test_the_access_line_is_written_once_the_body_is_sent(client, acme, caplog):
+    caplog.handler.addFilter(RequestContextFilter())
+    with caplog.at_level(logging.INFO, logger="tenantry.access"):
+        response = client.get("/acme/", buffered=False)
+        assert not [r for r in caplog.records if r.name == "tenantry.access"]
+        assert b"".join(response.iter_encoded())
+        response.close()
+    lines = [record for record in caplog.records if record.name == "tenantry.access"]
+    assert len(lines) == 1
+    assert (lines[0].tenant, lines[0].getMessage().split()[:3]) == (
+        "acme",
+        ["GET", "/acme/", "200"],
+    )

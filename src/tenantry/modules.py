@@ -157,32 +157,26 @@ def _entry_points() -> Mapping[str, object]:
 
 
 def _import(name: str) -> ModuleType:
+    """Built-in short name first, then an entry point, then an import path."""
     if name in BUILTIN_NAMES or name in INTERNAL_NAMES:
-        path = f"{BUILTIN_PACKAGE}.{name}"
-    elif "." in name:
-        path = name
-    else:
-        point = _entry_points().get(name)
-        if point is None:
+        return importlib.import_module(f"{BUILTIN_PACKAGE}.{name}")
+    point = _entry_points().get(name) if "." not in name else None
+    try:
+        loaded = point.load() if point is not None else importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if point is None and exc.name is not None and name.startswith(exc.name):
             raise EndpointModuleError(
                 name,
-                f"unknown: not a built-in ({', '.join(BUILTIN_NAMES)}), not a dotted import "
-                f"path, and no installed package registers it in the {ENTRY_POINT_GROUP!r} "
-                "entry-point group",
-            )
-        try:
-            loaded = point.load()
-        except Exception as exc:
-            raise EndpointModuleError(
-                name, f"cannot be imported: {type(exc).__name__}: {exc}"
+                f"unknown: not a built-in ({', '.join(BUILTIN_NAMES)}), no installed package "
+                f"registers it in the {ENTRY_POINT_GROUP!r} entry-point group, and it cannot "
+                f"be imported ({type(exc).__name__}: {exc})",
             ) from exc
-        if not isinstance(loaded, ModuleType):
-            raise EndpointModuleError(name, "its entry point must name a module")
-        return loaded
-    try:
-        return importlib.import_module(path)
+        raise EndpointModuleError(name, f"cannot be imported: {type(exc).__name__}: {exc}") from exc
     except Exception as exc:
         raise EndpointModuleError(name, f"cannot be imported: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(loaded, ModuleType):
+        raise EndpointModuleError(name, "its entry point must name a module")
+    return loaded
 
 
 def _describe(name: str, module: ModuleType) -> EndpointModule:
@@ -234,34 +228,60 @@ def _settings_problems(settings) -> list[str]:
     return problems
 
 
+# A blueprint's per-request hooks: registered on the first app of a route kit only, so the
+# other tenants sharing the kit would silently run without them.
+_BLUEPRINT_HOOKS = (
+    "before_request_funcs",
+    "after_request_funcs",
+    "teardown_request_funcs",
+    "url_value_preprocessors",
+    "url_default_functions",
+    "error_handler_spec",
+)
+_ROUTE_RECORD = "Blueprint.add_url_rule.<locals>.<lambda>"
+
+
 def _deferred_problems(blueprint: Blueprint) -> list[str]:
-    """Refuse what would hand the module a tenant's app.
+    """Refuse what would hand the module a tenant's app, or not be shared.
 
     A blueprint's deferred functions run with the app it is registered on. An endpoint
     module's blueprint is registered by the first tenant of each route kit and then shared:
     a function that kept anything of that app would serve its config, database or storage
-    to every other tenant. Routes (flask's own deferred ``add_url_rule``) and TenantApi's
-    view registration are the only ones allowed.
+    to every other tenant, and hooks it installs on that app would be missing from the
+    others. Routes (flask's own deferred ``add_url_rule``) and TenantApi's view
+    registration are the only ones allowed.
     """
     from tenantry.endpoint import TenantApi
 
     problems = []
     for function in blueprint.deferred_functions:
         owner = getattr(function, "__self__", None)
+        qualname = getattr(function, "__qualname__", repr(function))
         if isinstance(owner, TenantApi) and function.__name__ == "_deferred_blueprint_init":
+            continue
+        if getattr(function, "__module__", "").startswith("flask.") and qualname == _ROUTE_RECORD:
             continue
         if isinstance(owner, Api):
             problems.append(
                 f"blueprint {blueprint.name!r} uses flask_restful.Api, which takes over the "
                 "app's error handlers: use tenantry.endpoint.TenantApi"
             )
-            continue
-        if getattr(function, "__module__", "").startswith("flask."):
-            continue  # flask's own: routes, and app-wide hooks the factory refuses
-        described = getattr(function, "__qualname__", repr(function))
+        elif getattr(function, "__module__", "").startswith("flask."):
+            problems.append(
+                f"blueprint {blueprint.name!r} installs app-wide hooks or template helpers "
+                f"({qualname.split('.')[1]}), which are not shared by the tenants: use "
+                "method_decorators on its resources"
+            )
+        else:
+            problems.append(
+                f"blueprint {blueprint.name!r} runs {qualname} at registration, which receives "
+                "a tenant's app: endpoint modules hold no tenant state (read current_tenant "
+                "per request instead)"
+            )
+    hooks = [name for name in _BLUEPRINT_HOOKS if any(getattr(blueprint, name).values())]
+    if hooks:
         problems.append(
-            f"blueprint {blueprint.name!r} runs {described} at registration, which receives "
-            "a tenant's app: endpoint modules hold no tenant state (read current_tenant "
-            "per request instead)"
+            f"blueprint {blueprint.name!r} has per-request hooks ({', '.join(hooks)}), which "
+            "are not shared by the tenants: use method_decorators on its resources"
         )
     return problems
