@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import re
 import textwrap
 import uuid
 from pathlib import Path
@@ -55,6 +56,24 @@ class Hello(TenantResource):
 
 
 api.add_resource(Hello, "/hello")
+"""
+
+
+ROUTE = """
+from flask import Blueprint
+from tenantry.endpoint import TenantApi, TenantResource, operation
+
+blueprint = Blueprint("{blueprint}", __name__)
+
+
+class Mine(TenantResource):
+    openapi = {{{{"get": operation("Mine", {{{{200: {{{{"type": "object"}}}}}}}}, public=True)}}}}
+
+    def get(self):
+        return {{{{"mine": True}}}}
+
+
+TenantApi(blueprint).add_resource(Mine, "{path}")
 """
 
 
@@ -178,6 +197,40 @@ def test_a_tenant_overrides_a_module_setting_and_a_wrong_type_is_named(
             """,
             "app-wide hooks or template helpers (before_app_request)",
         ),
+        (
+            """
+            from flask import Blueprint
+            from sqlalchemy import Integer
+            from sqlalchemy.orm import Mapped, mapped_column, relationship
+            from tenantry.endpoint import Base
+            blueprint = Blueprint("{name}", __name__)
+            class Broken{name}(Base):
+                __tablename__ = "{name}_broken"
+                id: Mapped[int] = mapped_column(Integer, primary_key=True)
+                other = relationship("NoSuchModel")
+            """,
+            "its models cannot be mapped",
+        ),
+        (
+            ROUTE.format(name="{name}", blueprint="files", path="/mine"),
+            "cannot be registered beside the others",
+        ),
+        (
+            ROUTE.format(name="{name}", blueprint="{name}", path="/files/report"),
+            "collides with /files/<name> of 'files'",
+        ),
+        (
+            ROUTE.format(name="{name}", blueprint="{name}", path="/openapi.json"),
+            "collides with /openapi.json of 'openapi'",
+        ),
+        (
+            """
+            from flask import Blueprint
+            blueprint = Blueprint("{name}", __name__)
+            blueprint.add_url_rule("/plain", "plain", lambda: {{}})
+            """,
+            "GET /plain ({name}.plain) is not declared",
+        ),
     ],
     ids=[
         "missing",
@@ -188,6 +241,11 @@ def test_a_tenant_overrides_a_module_setting_and_a_wrong_type_is_named(
         "platform-setting",
         "blueprint-hook",
         "app-hook",
+        "broken-models",
+        "blueprint-name-taken",
+        "route-under-a-builtin",
+        "own-openapi",
+        "undeclared-route",
     ],
 )
 def test_a_broken_module_makes_only_its_tenants_503_and_check_names_it(
@@ -195,13 +253,115 @@ def test_a_broken_module_makes_only_its_tenants_503_and_check_names_it(
 ):
     module = write_module(source) if source else "no_such_package.endpoints"
     make_tenant("shop", blueprints=("landing",))
-    set_blueprints(home, "shop", ("landing", module))
+    set_blueprints(home, "shop", ("landing", "files", module))
     response = client.get("/shop/")
     assert (response.status_code, response.json["error"]) == (503, "service_unavailable")
     assert client.get("/acme/").status_code == 200
+    # The others' queries still work (a broken mapper would fail every query of any model).
+    wrong = {"username": "nobody", "password": "not-the-password"}
+    assert client.post("/acme/auth/login", json=wrong).status_code == 401
     problems = check_tenants(home)
     assert problems["acme"] == []
+    named = named.replace("{name}", module)
     assert any(module in problem and named in problem for problem in problems["shop"]), problems
+    with pytest.raises(TenantError, match=re.escape(named)):
+        create_tenant(home, "again", blueprints=("landing", "files", module))
+
+
+def test_each_tenant_gets_its_own_copy_of_a_setting_default(client, make_tenant, write_module):
+    module = write_module(
+        """
+        from flask import Blueprint
+        from tenantry.endpoint import TenantApi, TenantResource, current_tenant, operation
+
+        blueprint = Blueprint("{name}", __name__)
+        settings = {{"SEEN_BY": ["nobody"]}}
+
+
+        class Seen(TenantResource):
+            openapi = {{"post": operation("Adds", {{200: {{"type": "object"}}}}, public=True)}}
+
+            def post(self):
+                self.config["SEEN_BY"].append(current_tenant.slug)
+                return {{"seen_by": self.config["SEEN_BY"]}}
+
+
+        TenantApi(blueprint).add_resource(Seen, "/seen")
+        """
+    )
+    make_tenant("one", blueprints=(module,))
+    make_tenant("two", blueprints=(module,))
+    assert client.post("/one/seen").json["seen_by"] == ["nobody", "one"]
+    assert client.post("/two/seen").json["seen_by"] == ["nobody", "two"]
+
+
+def test_a_non_text_module_setting_in_env_is_refused(home, client, make_tenant, write_module):
+    module = write_module(
+        GREETER.replace('{{"GREETING": "hello"}}', '{{"GREETING": "hello", "TIMES": 3}}')
+    )
+    make_tenant("shop", blueprints=(module,))
+    env = home.env_file("shop")
+    env.write_text(env.read_text() + "GREETING=ahoy\n")
+    assert client.get("/shop/hello").json["greeting"] == "ahoy"
+    env.write_text(env.read_text() + "TIMES=5\n")
+    assert client.get("/shop/hello").status_code == 503
+    assert any("TIMES is set in .env" in problem for problem in check_tenants(home)["shop"])
+
+
+def test_a_module_in_a_package_gets_the_tables_of_its_package(
+    home, client, make_tenant, tmp_path, monkeypatch
+):
+    package = tmp_path / "pkgs" / f"pkg_{uuid.uuid4().hex[:8]}"
+    package.mkdir(parents=True)
+    name = package.name
+    (package / "__init__.py").write_text("")
+    (package / "models.py").write_text(
+        textwrap.dedent(
+            f"""
+            from sqlalchemy import Integer
+            from sqlalchemy.orm import Mapped, mapped_column
+            from tenantry.endpoint import Base
+
+            class Thing{name}(Base):
+                __tablename__ = "{name}_things"
+                id: Mapped[int] = mapped_column(Integer, primary_key=True)
+            """
+        )
+    )
+    (package / "api.py").write_text(
+        ROUTE.format(blueprint=name, path="/mine").replace("{{", "{").replace("}}", "}")
+        + f"\nfrom {name} import models  # noqa\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path / "pkgs"))
+    importlib.invalidate_caches()
+    make_tenant("shop", blueprints=(f"{name}.api",))
+    assert client.get("/shop/mine").json == {"mine": True}
+    database = tenant_database(home, "shop")
+    try:
+        assert f"{name}_things" in database.table_names()
+    finally:
+        database.dispose()
+
+
+def test_migrations_with_two_heads_are_refused_at_create(home, tmp_path, write_module, tenantry):
+    versions = tmp_path / "two-heads"
+    versions.mkdir()
+    for revision in ("one", "two"):
+        (versions / f"{revision}.py").write_text(
+            f'revision = "{revision}"\ndown_revision = None\nbranch_labels = None\n'
+            "depends_on = None\n\ndef upgrade():\n    pass\n"
+        )
+    module = write_module(
+        """
+        from flask import Blueprint
+        blueprint = Blueprint("{name}", __name__)
+        migrations = MIGRATIONS
+        """.replace("MIGRATIONS", repr(str(versions)))
+    )
+    result = tenantry("tenants", "create", "shop", "--blueprints", f"landing,{module}")
+    assert result.exit_code == 2
+    assert "must hold one line of revisions" in result.output
+    assert not home.config_file("shop").exists()
 
 
 def test_create_takes_entry_point_and_import_path_names_and_refuses_unknown_ones(

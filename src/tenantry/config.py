@@ -8,6 +8,7 @@ listing every problem at once.
 
 from __future__ import annotations
 
+import copy
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -148,11 +149,16 @@ def tenant_modules(config_class: type[TenantConfig]) -> tuple[EndpointModule, ..
 
 
 def module_settings(
-    config_class: type[TenantConfig], modules: tuple[EndpointModule, ...]
+    config_class: type[TenantConfig],
+    modules: tuple[EndpointModule, ...],
+    secrets: dict[str, str | None] | None = None,
 ) -> tuple[dict, list[str]]:
     """The settings the tenant's modules declare, with the tenant's own values where its
-    config class sets them; and the problems (a value of another type than the default's,
-    two modules disagreeing on a default)."""
+    config class (or, for text settings, its .env) sets them; and the problems (a value of
+    another type than the default's, two modules disagreeing on a default).
+
+    Each tenant gets its own copy of a default: a list one tenant changes stays its own.
+    """
     values: dict = {}
     problems = []
     owners: dict[str, str] = {}
@@ -164,7 +170,7 @@ def module_settings(
                 )
                 continue
             owners[key] = module.name
-            values[key] = default
+            values[key] = copy.deepcopy(default)
     for key, default in list(values.items()):
         if not hasattr(config_class, key):
             continue
@@ -175,6 +181,12 @@ def module_settings(
                 f"({default!r}, from {owners[key]}), not {type(value).__name__}"
             )
         values[key] = value
+    for key in secrets or {}:
+        if key in values and not isinstance(values[key], str):
+            problems.append(
+                f"{key} is set in .env, which holds text only: set it in the config class "
+                f"(a {type(values[key]).__name__}, like its default)"
+            )
     return values, problems
 
 
@@ -208,7 +220,9 @@ def tenant_settings(
         problems.append(f"{', '.join(misplaced)} belong in config/{slug}.py, not in .env")
     defaults: dict = {}
     if not problems:
-        defaults, setting_problems = module_settings(config_class, tenant_modules(config_class))
+        defaults, setting_problems = module_settings(
+            config_class, tenant_modules(config_class), secrets
+        )
         problems += setting_problems
     if problems:
         raise TenantConfigError(slug, problems)

@@ -3,14 +3,16 @@
 An endpoint module is a Python module (or package) with a module-level ``blueprint``::
 
     from flask import Blueprint
-    from tenantry.endpoint import TenantApi, TenantResource, auth_required
+    from tenantry.endpoint import (
+        STRING, TenantApi, TenantResource, auth_required, operation, schema_object,
+    )
 
     blueprint = Blueprint("notes", __name__)
     api = TenantApi(blueprint)
 
     class Notes(TenantResource):
         method_decorators = [auth_required()]
-        openapi = {"get": operation("My notes", {200: schema_object({...})})}
+        openapi = {"get": operation("My notes", {200: schema_object({"text": STRING})})}
 
         def get(self):
             ...

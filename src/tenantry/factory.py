@@ -26,7 +26,7 @@ from tenantry.db import tenant_database
 from tenantry.endpoint import Tenant, no_content
 from tenantry.errors import register_error_handlers
 from tenantry.home import TenantHome
-from tenantry.modules import EndpointModule
+from tenantry.modules import EndpointModule, route_problems
 from tenantry.storage import TenantStorage
 from tenantry.tenant_secrets import read_secrets
 
@@ -176,6 +176,9 @@ def register_blueprints(app: TenantFlask, modules: tuple[EndpointModule, ...]) -
     if _hooks(app) != hooks:
         names = ", ".join(module.name for module in modules)
         raise RuntimeError(f"endpoint modules {names} register per-app hooks: cannot share")
+    problems = route_problems(modules, app)
+    if problems:
+        raise RuntimeError("; ".join(problems))
     app.url_map.update()  # compile now, not under the first request
     # Read-only views of both: code that writes to them directly (say, ``app.endpoint``)
     # fails loudly instead of changing every tenant. The Map itself must be left alone.

@@ -20,9 +20,12 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from types import MappingProxyType, ModuleType
 
-from flask import Blueprint
+from flask import Blueprint, Flask
 from flask_restful import Api
-from werkzeug.routing import BaseConverter
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import BaseConverter, Map
+
+from tenantry.db import module_head
 
 BUILTIN_PACKAGE = "tenantry.endpoints"
 # The built-ins a tenant may name, in the order a tenant's list shows them.
@@ -34,6 +37,8 @@ ALWAYS_LAST = ("openapi",)
 ENTRY_POINT_GROUP = "tenantry.endpoints"
 
 SETTING_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
+# Config names of the libraries the platform configures per tenant.
+PLATFORM_PREFIXES = ("JWT_", "PRAETORIAN_", "SESSION_", "TENANTRY_")
 VERSION_TABLE_PREFIX = "alembic_version_"
 PG_MAX_NAME = 63
 
@@ -54,6 +59,7 @@ class EndpointModule:
     name: str
     key: str  # the Python module's name: the same module under any of its names
     blueprint: Blueprint
+    package: str = ""  # where its models live: its package (its own name if it is one)
     settings: Mapping[str, object] = field(default_factory=dict)
     migrations: Path | None = None
     requires: tuple[str, ...] = ()
@@ -68,26 +74,38 @@ class EndpointModule:
     @property
     def version_table(self) -> str:
         """The table holding this module's alembic revision in each tenant's database."""
-        name = VERSION_TABLE_PREFIX + re.sub(r"[^a-z0-9_]", "_", self.key.lower())
+        name = VERSION_TABLE_PREFIX + re.sub(
+            r"[^a-z0-9_]", "_", self.key.lower().replace(".", "__")
+        )
         if len(name) <= PG_MAX_NAME:
             return name
         digest = hashlib.sha256(self.key.encode()).hexdigest()[:10]
         return f"{name[: PG_MAX_NAME - 11]}_{digest}"
 
     def tables(self) -> list:
-        """The tables of the models this module declares on :class:`tenantry.db.Base`."""
-        from tenantry.db import Base
-
-        prefix = self.key + "."
-        return [
-            mapper.local_table
-            for mapper in Base.registry.mappers
-            if mapper.class_.__module__ == self.key or mapper.class_.__module__.startswith(prefix)
-        ]
+        """The tables of the models declared on :class:`tenantry.db.Base` in this module's
+        package (the module itself, when it is a package or stands alone)."""
+        return _tables_of(self.package or self.key)
 
 
-_loaded: dict[str, EndpointModule] = {}
+def _models_of(package: str) -> list:
+    from tenantry.db import Base
+
+    prefix = package + "."
+    return [
+        mapper
+        for mapper in Base.registry.mappers
+        if mapper.class_.__module__ == package or mapper.class_.__module__.startswith(prefix)
+    ]
+
+
+def _tables_of(package: str) -> list:
+    return [mapper.local_table for mapper in _models_of(package)]
+
+
+_loaded: dict[str, EndpointModule | EndpointModuleError] = {}
 _loaded_lock = threading.Lock()
+_name_locks: dict[str, threading.Lock] = {}
 
 
 def load_module(name: str) -> EndpointModule:
@@ -97,11 +115,21 @@ def load_module(name: str) -> EndpointModule:
     """
     module = _loaded.get(name)
     if module is not None:
+        if isinstance(module, EndpointModuleError):
+            raise module
         return module
     with _loaded_lock:
+        lock = _name_locks.setdefault(name, threading.Lock())
+    # One lock per name: a module that is slow to import holds up only its own tenants.
+    with lock:
         if name not in _loaded:
-            _loaded[name] = _describe(name, _import(name))
-        return _loaded[name]
+            try:
+                _loaded[name] = _describe(name, _import(name))
+            except EndpointModuleError as exc:
+                # Imported once per process, like any module: a second import of a module
+                # that failed halfway would fail for another, misleading reason.
+                _loaded[name] = exc
+        return load_module(name)
 
 
 def resolve_modules(names: Iterable[str]) -> tuple[EndpointModule, ...]:
@@ -112,13 +140,20 @@ def resolve_modules(names: Iterable[str]) -> tuple[EndpointModule, ...]:
     """
     modules: dict[str, EndpointModule] = {}
 
-    def add(name: str) -> None:
-        module = load_module(name)
+    def add(name: str, required_by: EndpointModule | None = None) -> None:
+        try:
+            module = load_module(name)
+        except EndpointModuleError as exc:
+            if required_by is None:
+                raise
+            raise EndpointModuleError(
+                required_by.name, f"requires {name!r}, which cannot be used: {exc.reason}"
+            ) from exc
         if module.key in modules:
             return
         modules[module.key] = module
         for required in module.requires:
-            add(required)
+            add(required, module)
 
     for name in names:
         add(name)
@@ -140,6 +175,105 @@ def module_problems(names: Iterable[str]) -> list[str]:
         except EndpointModuleError as exc:
             problems.append(str(exc))
     return problems
+
+
+_route_checks: dict[tuple[str, ...], list[str]] = {}
+
+
+def route_problems(modules: tuple[EndpointModule, ...], app: Flask | None = None) -> list[str]:
+    """What is wrong with these modules side by side: blueprints that cannot be registered
+    together, routes of one that another's routes would answer, routes without an OpenAPI
+    declaration, migrations that are not one line of revisions.
+
+    Checked on ``app`` when given (the first app of a route kit, already registered), else
+    on a throwaway app (``tenants check`` and ``create``). Built-ins alone are known good.
+    """
+    if all(module.is_builtin for module in modules):
+        return []
+    key = tuple(module.key for module in modules)
+    if app is None and key in _route_checks:
+        return _route_checks[key]
+    problems = []
+    if app is None:
+        app = Flask("tenantry-route-check", static_folder=None)
+        app.url_map.merge_slashes = False
+        app.url_map.strict_slashes = False
+        for module in modules:
+            app.url_map.converters.update(module.converters)
+        for module in modules:
+            try:
+                app.register_blueprint(module.blueprint)
+            except Exception as exc:
+                problems.append(
+                    f"endpoint module {module.name!r} cannot be registered beside "
+                    f"the others: {type(exc).__name__}: {exc}"
+                )
+    if not problems:
+        problems += _collisions(app, modules)
+        problems += _undeclared(app)
+    for module in modules:
+        if module.migrations is not None:
+            try:
+                module_head(module.migrations)
+            except Exception as exc:
+                problems.append(f"endpoint module {module.name!r}: its migrations: {exc}")
+    _route_checks[key] = problems
+    return problems
+
+
+def _collisions(app: Flask, modules: tuple[EndpointModule, ...]) -> list[str]:
+    """Routes of one module that a route of another would answer too (the same path, or a
+    path another's variable part matches, with a method in common)."""
+    owners = {module.blueprint.name: module.name for module in modules}
+    rules = [rule for rule in app.url_map.iter_rules() if "." in rule.endpoint]
+    by_blueprint: dict[str, list] = {}
+    for rule in rules:
+        by_blueprint.setdefault(rule.endpoint.partition(".")[0], []).append(rule)
+    problems = []
+    for blueprint, own in by_blueprint.items():
+        others = Map(
+            [rule.empty() for rule in rules if rule.endpoint.partition(".")[0] != blueprint],
+            converters=dict(app.url_map.converters),
+            strict_slashes=False,
+            merge_slashes=False,
+        ).bind("localhost")
+        for rule in own:
+            for method in sorted((rule.methods or set()) - {"OPTIONS", "HEAD"}):
+                try:
+                    other, _ = others.match(sample_path(rule), method=method, return_rule=True)
+                except HTTPException:
+                    continue
+                owner = owners.get(other.endpoint.partition(".")[0], "?")
+                problems.append(
+                    f"route {method} {rule.rule} of endpoint module {owners.get(blueprint, '?')!r}"
+                    f" collides with {other.rule} of {owner!r}"
+                )
+    return problems
+
+
+def _undeclared(app: Flask) -> list[str]:
+    from tenantry.openapi import UndeclaredRoute, build_paths
+
+    try:
+        build_paths(app)
+    except UndeclaredRoute as exc:
+        return [f"{exc}: every method of a route needs an entry in its resource's `openapi`"]
+    return []
+
+
+# Sample values for the URL converters of a route, to reach it at all.
+SAMPLE_VALUES = {"int": "1", "float": "1.0", "uuid": "00000000-0000-0000-0000-000000000000"}
+SAMPLE_DEFAULT = "probe"
+_VARIABLE = re.compile(r"<(?:([A-Za-z_]\w*)(?:\([^)]*\))?:)?\w+>")
+
+
+def sample_path(rule) -> str:
+    """The rule's path with a sample value for each variable part."""
+
+    def sample(match: re.Match) -> str:
+        return SAMPLE_VALUES.get(match.group(1) or "default", SAMPLE_DEFAULT)
+
+    return _VARIABLE.sub(sample, rule.rule)
 
 
 def canonical_blueprints(names: Iterable[str]) -> tuple[str, ...]:
@@ -173,6 +307,7 @@ def _import(name: str) -> ModuleType:
             ) from exc
         raise EndpointModuleError(name, f"cannot be imported: {type(exc).__name__}: {exc}") from exc
     except Exception as exc:
+        forget_broken_models()  # what it declared before it failed must not break others
         raise EndpointModuleError(name, f"cannot be imported: {type(exc).__name__}: {exc}") from exc
     if not isinstance(loaded, ModuleType):
         raise EndpointModuleError(name, "its entry point must name a module")
@@ -200,11 +335,15 @@ def _describe(name: str, module: ModuleType) -> EndpointModule:
     references = getattr(module, "file_references", None)
     if references is not None and not callable(references):
         problems.append("`file_references` must be callable")
+    package = _package_of(module)
+    if not problems:
+        problems += _model_problems()
     if problems:
         raise EndpointModuleError(name, "; ".join(problems))
     return EndpointModule(
         name=name,
         key=module.__name__,
+        package=package,
         blueprint=blueprint,
         settings=MappingProxyType(dict(settings)),
         migrations=Path(migrations) if migrations is not None else None,
@@ -212,6 +351,46 @@ def _describe(name: str, module: ModuleType) -> EndpointModule:
         converters=MappingProxyType(dict(converters)),
         file_references=references,
     )
+
+
+def _package_of(module: ModuleType) -> str:
+    """A package's own name; a plain module's package, if it is in one."""
+    if hasattr(module, "__path__"):
+        return module.__name__
+    return module.__name__.rpartition(".")[0] or module.__name__
+
+
+def _model_problems() -> list[str]:
+    """Map every model now; refuse the module if a model cannot be mapped."""
+    error = forget_broken_models()
+    return [f"its models cannot be mapped: {error}"] if error else []
+
+
+def forget_broken_models() -> str | None:
+    """Map every model declared on Base, and forget those that cannot be mapped: one broken
+    mapper would otherwise fail every query of every tenant, on any module. Returns the
+    first error, None when all could be mapped."""
+    from sqlalchemy.orm import configure_mappers
+
+    from tenantry.db import Base
+
+    first = None
+    for _attempt in range(10):
+        try:
+            configure_mappers()
+            return first
+        except Exception as exc:
+            first = first or f"{type(exc).__name__}: {exc}"
+            registry = Base.registry
+            broken = [m for m in registry.mappers if getattr(m, "_configure_failed", False)]
+            if not broken:
+                return first
+            for mapper in broken:
+                manager = mapper.class_manager
+                registry._dispose_manager_and_mapper(manager)  # no public API for one class
+                registry._managers.pop(manager, None)
+                Base.metadata.remove(mapper.local_table)
+    return first
 
 
 def _settings_problems(settings) -> list[str]:
@@ -223,7 +402,12 @@ def _settings_problems(settings) -> list[str]:
     for key in settings:
         if not isinstance(key, str) or not SETTING_NAME.fullmatch(key):
             problems.append(f"setting {key!r} must be an UPPER_CASE name")
-        elif hasattr(TenantConfig, key) or key == "SECRET_KEY":
+        elif (
+            hasattr(TenantConfig, key)
+            or key in Flask.default_config
+            or key.startswith(PLATFORM_PREFIXES)
+            or key == "SECRET_KEY"
+        ):
             problems.append(f"setting {key} is the platform's own: choose another name")
     return problems
 
@@ -254,6 +438,12 @@ def _deferred_problems(blueprint: Blueprint) -> list[str]:
     from tenantry.endpoint import TenantApi
 
     problems = []
+    for method in ("register", "make_setup_state"):
+        if getattr(type(blueprint), method) is not getattr(Blueprint, method):
+            problems.append(
+                f"blueprint {blueprint.name!r} overrides Blueprint.{method}, which receives a "
+                "tenant's app: use a plain flask.Blueprint"
+            )
     for function in blueprint.deferred_functions:
         owner = getattr(function, "__self__", None)
         qualname = getattr(function, "__qualname__", repr(function))

@@ -12,11 +12,12 @@ import re
 from typing import Any
 
 from flask import Flask
+from werkzeug.http import HTTP_STATUS_CODES
 
 OPENAPI_VERSION = "3.1.0"
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
 BEARER = [{"bearer": []}]
-_CONVERTER = re.compile(r"<(?:[a-z_]+:)?([a-z_]+)>")
+_CONVERTER = re.compile(r"<(?:[A-Za-z_]\w*(?:\([^)]*\))?:)?(\w+)>")
 _HIDDEN_METHODS = {"OPTIONS"}
 
 ERROR_DESCRIPTIONS = {
@@ -50,6 +51,10 @@ def json_content(schema: dict) -> dict:
     return {"application/json": {"schema": schema}}
 
 
+def _error_description(status: int) -> str:
+    return ERROR_DESCRIPTIONS.get(status) or HTTP_STATUS_CODES.get(status, f"Status {status}")
+
+
 def operation(
     summary: str,
     ok: dict[int, dict | None],
@@ -76,7 +81,7 @@ def operation(
             responses[str(status)] = {"description": "Done", "content": json_content(schema)}
     statuses = set(errors) | ({401} if not public else set()) | {503}
     for status in sorted(statuses):
-        description = ERROR_DESCRIPTIONS[status]
+        description = _error_description(status)
         responses[str(status)] = (
             {"description": description}
             if status == 304

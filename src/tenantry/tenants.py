@@ -35,6 +35,7 @@ from tenantry.modules import (
     canonical_blueprints,
     module_problems,
     resolve_modules,
+    route_problems,
 )
 from tenantry.tenant_secrets import new_secret_key, read_secrets, write_new_secret_key
 
@@ -132,6 +133,10 @@ def create_tenant(
         raise TenantError("; ".join(problems))
     builtins = [name for name in ALL_BLUEPRINTS if name in blueprints]
     blueprints = (*builtins, *dict.fromkeys(bp for bp in blueprints if bp not in ALL_BLUEPRINTS))
+    modules = resolve_modules(canonical_blueprints(blueprints))
+    problems = route_problems(modules)
+    if problems:
+        raise TenantError("; ".join(problems))
     taken = _hosts_in_use(home).keys() & set(hosts)
     if taken:
         raise TenantError(f"host already used by another tenant: {', '.join(sorted(taken))}")
@@ -153,7 +158,7 @@ def create_tenant(
         write_atomically(home.env_file(slug), f"SECRET_KEY={new_secret_key()}\n", 0o600)
         write_atomically(instance / "wsgi.py", WSGI_MODULE.format(slug=slug))
         (instance / "storage").mkdir()
-        upgrade_database(home, slug, resolve_modules(canonical_blueprints(blueprints)))
+        upgrade_database(home, slug, modules)
         config = CONFIG_MODULE.format(
             class_name=_class_name(slug),
             slug=_literal(slug),
@@ -258,6 +263,7 @@ def _tenant_problems(home: TenantHome, slug: str) -> list[str]:
     try:
         config_class = load_config_class(home, slug)
         tenant_settings(config_class, read_secrets(home, slug), home.instance_dir(slug))
+        problems += route_problems(tenant_modules(config_class))
     except TenantConfigError as exc:
         problems += exc.problems
     return problems

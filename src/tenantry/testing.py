@@ -26,7 +26,6 @@ that touched the other's config, database or storage.
 from __future__ import annotations
 
 import os
-import re
 import secrets
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
@@ -42,6 +41,7 @@ from tenantry.db import tenant_database
 from tenantry.dispatch import TenantDispatcher
 from tenantry.home import DATABASE_URL_ENV_VAR, TenantHome
 from tenantry.log import RequestLog
+from tenantry.modules import sample_path
 from tenantry.registry import TenantRegistry
 from tenantry.tenants import create_tenant
 from tenantry.users import create_user
@@ -49,10 +49,6 @@ from tenantry.users import create_user
 __all__ = ["BufferedClient", "TestTenant", "isolation_problems", "make_test_tenant"]
 
 PROBE_JSON: dict = {}
-# Sample values for the URL converters of a route, to reach it at all.
-SAMPLE_VALUES = {"int": "1", "float": "1.0", "uuid": "00000000-0000-0000-0000-000000000000"}
-SAMPLE_DEFAULT = "probe"
-_VARIABLE = re.compile(r"<(?:([A-Za-z_]\w*)(?:\([^)]*\))?:)?\w+>")
 
 
 class BufferedClient(Client):
@@ -258,15 +254,6 @@ def _guard(app: Flask, spy: _Spy) -> None:
     )
 
 
-def _sample_path(rule) -> str:
-    """The rule's path with a sample value for each variable part."""
-
-    def sample(match: re.Match) -> str:
-        return SAMPLE_VALUES.get(match.group(1) or "default", SAMPLE_DEFAULT)
-
-    return _VARIABLE.sub(sample, rule.rule)
-
-
 def isolation_problems(
     home: TenantHome,
     blueprints: Iterable[str],
@@ -293,7 +280,7 @@ def isolation_problems(
         for app in apps:
             _guard(app, spy)
         probes = [
-            (method, _sample_path(rule), PROBE_JSON if method in ("POST", "PUT", "PATCH") else None)
+            (method, sample_path(rule), PROBE_JSON if method in ("POST", "PUT", "PATCH") else None)
             for rule in apps[0].url_map.iter_rules()
             for method in sorted((rule.methods or set()) - {"OPTIONS", "HEAD"})
         ]

@@ -23,7 +23,12 @@ from tenantry_notes.models import (
 )
 
 NOTE = schema_object({"id": INTEGER, "text": STRING, "created": STRING}, ("id", "text", "created"))
-NOTE_ID = {"name": "note_id", "in": "path", "required": True, "schema": INTEGER}
+NOTE_ID = {
+    "name": "note_id",
+    "in": "path",
+    "required": True,
+    "schema": {**INTEGER, "minimum": 0, "maximum": 2**31 - 1},
+}
 
 
 class NoteResource(TenantResource):

@@ -17,6 +17,14 @@ def test_notes_are_per_user(tenantry_tenant):
     assert shop.client.get(f"/notes/{note['id']}", headers=alice).status_code == 404
 
 
+def test_a_note_id_past_any_note_is_a_404(tenantry_tenant):
+    shop = tenantry_tenant("shop", blueprints=("notes",))
+    user = shop.headers("user")
+    for note_id in ("99999999999999999999", "2147483648", "-1", "x"):
+        response = shop.client.get(f"/notes/{note_id}", headers=user)
+        assert (response.status_code, response.json["error"]) == (404, "not_found")
+
+
 def test_notes_need_a_token(tenantry_tenant):
     shop = tenantry_tenant("shop", blueprints=("notes",))
     response = shop.client.get("/notes")
