@@ -145,3 +145,19 @@ def test_standalone_gunicorn_answers_like_the_dispatched_one(home, server):
             assert comparable(httpx.request(method, alone.url + path)) == comparable(
                 httpx.request(method, server.url + "/acme" + path)
             ), (method, path)
+
+
+def test_gunicorns_own_log_lines_keep_their_process_id(home, acme):
+    """tenantry spares its own records the process look-up; gunicorn's error log, which
+    prints ``[%(process)d]``, must still get it (it printed "--- Logging error ---")."""
+    with GunicornServer(home, workers=2) as server:
+        for _ in range(4):
+            assert (
+                httpx.get(f"{server.url}/acme/", headers={"Connection": "close"}).status_code == 200
+            )
+        pids = server.worker_pids()
+    log = server.log()
+    assert "Logging error" not in log
+    for pid in pids:
+        assert f"[{pid}] [INFO] Worker exiting (pid: {pid})" in log, log
+    assert "tenant=acme" in log  # tenantry's own lines, in their own format
