@@ -50,6 +50,7 @@ KNOWN_DEFAULT_SECRETS = frozenset(
     }
 )
 
+MiB = 1024**2
 GiB = 1024**3
 
 
@@ -70,7 +71,8 @@ class TenantConfig:
     HOSTS: tuple[str, ...] = ()
     BLUEPRINTS: tuple[str, ...] = ALL_BLUEPRINTS
 
-    MAX_CONTENT_LENGTH: int = 1 * GiB
+    MAX_CONTENT_LENGTH: int = 1 * GiB  # raw file uploads
+    MAX_JSON_BODY: int = 1 * MiB  # every JSON request body
     STORAGE_QUOTA: int = 10 * GiB
     JWT_ACCESS_LIFESPAN: timedelta = timedelta(minutes=15)
     JWT_REFRESH_LIFESPAN: timedelta = timedelta(days=30)
@@ -120,7 +122,7 @@ def config_class_problems(config_class: type[TenantConfig], slug: str) -> list[s
         problems.append("BLUEPRINTS must be a tuple of blueprint names")
     else:
         problems += module_problems(blueprints)
-    for limit in ("MAX_CONTENT_LENGTH", "STORAGE_QUOTA", "LOGIN_MAX_FAILURES"):
+    for limit in ("MAX_CONTENT_LENGTH", "MAX_JSON_BODY", "STORAGE_QUOTA", "LOGIN_MAX_FAILURES"):
         value = getattr(config_class, limit)
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             problems.append(f"{limit} must be a positive integer")

@@ -38,8 +38,9 @@ from dataclasses import dataclass, field
 
 from flask import Flask, Response, current_app, request
 from flask_restful import Api, Resource
-from werkzeug.exceptions import BadRequest
+from werkzeug.exceptions import BadRequest, ClientDisconnected, RequestEntityTooLarge
 from werkzeug.local import LocalProxy
+from werkzeug.wsgi import LimitedStream
 
 from tenantry.auth import auth_required, current_user
 from tenantry.db import Base, TenantDatabase
@@ -157,20 +158,59 @@ class TenantResource(Resource):
         return _serving_tenant().storage
 
 
-def json_object() -> dict:
-    """The request body as a JSON object of valid text.
+def json_object(optional: bool = False) -> dict:
+    """The request body as a JSON object of valid text, read under the tenant's
+    ``MAX_JSON_BODY``. With ``optional``, an empty body is an empty object.
 
+    :raises RequestEntityTooLarge: the body is over ``MAX_JSON_BODY``: refused from its
+        Content-Length before any of it is read, or as soon as a chunked body passes it.
     :raises BadRequest: not JSON, not an object, nested too deep, or holding strings that
-        are not valid Unicode (lone surrogates from ``\\ud800`` escapes).
+        are not valid Unicode (lone surrogates from ``\\ud800`` escapes); or cut off.
     """
+    raw = _bounded_body(current_app.config["MAX_JSON_BODY"])
+    if optional and not raw:
+        return {}
     try:
-        body = request.get_json(force=True, silent=True)
+        body = json.loads(raw)
         valid_text = json.dumps(body, ensure_ascii=False).encode()
-    except (RecursionError, UnicodeEncodeError):
+    except (ValueError, RecursionError, UnicodeError):
         body = None
     if not isinstance(body, dict) or not valid_text:
         raise BadRequest("The request body must be a JSON object.")
     return body
+
+
+_READ_SIZE = 64 * 1024
+
+
+def _bounded_body(limit: int) -> bytes:
+    """The request body, read only while it stays within ``limit`` bytes."""
+    too_large = RequestEntityTooLarge(f"A JSON body may have at most {limit} bytes.")
+    length = request.content_length
+    if length is not None and length > limit:
+        raise too_large
+    environ = request.environ
+    if environ.get("wsgi.input_terminated"):  # chunked, ended by the server
+        stream = environ["wsgi.input"]
+    elif length:
+        stream = LimitedStream(environ["wsgi.input"], length)
+    else:
+        return b""
+    chunks, size = [], 0
+    while size <= limit:
+        try:
+            chunk = stream.read(min(_READ_SIZE, limit + 1 - size))
+        except Exception as exc:  # the server's own error for a broken connection
+            raise ClientDisconnected("The request body was cut off.") from exc
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    if size > limit:
+        raise too_large
+    if length is not None and size != length:
+        raise ClientDisconnected(f"The request body ended after {size} of its {length} bytes.")
+    return b"".join(chunks)
 
 
 def no_content() -> Response:

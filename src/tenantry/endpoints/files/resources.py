@@ -222,7 +222,7 @@ class FileLink(FileResource):
 
     def post(self, name):
         name = checked_name(name)
-        body = json_object() if request.get_data(cache=True) else {}
+        body = json_object(optional=True)
         try:
             download, ttl = validate_link_options(body)
         except ValueError as exc:
