@@ -308,7 +308,9 @@ def test_concurrent_replacements_keep_sha256_and_bytes_together(home, server, au
                                         headers={**auth, "Connection": "close"}, timeout=30)
             for body in bodies
         ])  # fmt: skip
-        on_disk = (home.instance_dir("acme") / "storage" / "same").read_bytes()
         info = httpx.get(f"{server.url}/acme/files/same/info", headers=auth).json()
+        blobs = home.instance_dir("acme") / "storage" / ".blobs"
+        assert [blob.name for blob in blobs.iterdir()] == [info["sha256"]]  # the loser's went
+        on_disk = (blobs / info["sha256"]).read_bytes()
         assert info["sha256"] == hashlib.sha256(on_disk).hexdigest()
         assert info["size"] == len(on_disk)

@@ -2,8 +2,10 @@
 
 Names are checked against the contract's pattern before any path is built, and the path is
 checked to stay directly inside the root. Uploads stream into a temp file of the root's own
-``.incoming/`` folder (a name no valid file name can take) and are renamed into place, so a
-file appears whole or not at all.
+``.incoming/`` folder (a name no valid file name can take) and are renamed into
+``.blobs/<sha256>``: stored bytes are addressed by their content and never change in place.
+A file's name → sha256 lives in the tenant database, so a file and its record change in
+one transaction, and the bytes a download opens are always the ones its ETag names.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from pathlib import Path
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
 INCOMING = ".incoming"
 LINKS = ".links"
+BLOBS = ".blobs"
+SHA256 = re.compile(r"[0-9a-f]{64}")
 CHUNK_SIZE = 1024 * 1024
 # Temp files older than this are left-overs of killed uploads.
 STALE_UPLOAD_SECONDS = 6 * 3600
@@ -66,11 +70,13 @@ class TenantStorage:
         self.root = Path(root)
         self.incoming = self.root / INCOMING
         self.links = self.root / LINKS
+        self.blobs = self.root / BLOBS
 
     def ensure(self) -> None:
         """Create the storage root (and its upload and link areas) if missing."""
         self.incoming.mkdir(parents=True, exist_ok=True)
         self.links.mkdir(exist_ok=True)
+        self.blobs.mkdir(exist_ok=True)
 
     def check(self) -> bool:
         """Whether the root exists and this process may create and remove files there."""
@@ -127,9 +133,43 @@ class TenantStorage:
             hasher.shutdown()
         return Received(temp, size, digest.hexdigest())
 
-    def commit(self, received: Received, name: str) -> None:
-        """Rename a received temp file into place as ``name`` (call under :meth:`lock`)."""
-        os.replace(received.path, self.path_of(name))
+    def blob_path(self, sha256: str) -> Path:
+        """Where the bytes of that sha256 live. :raises InvalidName: not a sha256."""
+        if not isinstance(sha256, str) or SHA256.fullmatch(sha256) is None:
+            raise InvalidName("not a sha256")
+        return self.blobs / sha256
+
+    def stored_path(self, name: str, sha256: str) -> Path:
+        """The path of stored file ``name``'s bytes, whose sha256 its record holds.
+
+        A file stored before content addressing (at ``<root>/<name>``) gets its blob here,
+        on first use, by a hard link: nothing is copied and nothing moves.
+
+        :raises InvalidName: :raises FileNotFoundError: the bytes are gone (the file was
+            replaced or deleted since its record was read: read it again).
+        """
+        blob = self.blob_path(sha256)
+        if not blob.exists():
+            legacy = self.path_of(name)
+            with contextlib.suppress(FileExistsError):
+                os.link(legacy, blob)
+        return blob
+
+    def commit(self, received: Received) -> bool:
+        """Move received bytes in as the blob of their sha256 (call under :meth:`lock`);
+        whether the blob is new (the same bytes may be stored under another name)."""
+        blob = self.blob_path(received.sha256)
+        created = not blob.exists()
+        os.replace(received.path, blob)
+        return created
+
+    def drop_blob(self, sha256: str) -> None:
+        """Remove the bytes of a sha256 no stored file refers to (under :meth:`lock`)."""
+        self.blob_path(sha256).unlink(missing_ok=True)
+
+    def drop_legacy(self, name: str) -> None:
+        """Remove a file's bytes at ``<root>/<name>``, where they were kept before blobs."""
+        self.path_of(name).unlink(missing_ok=True)
 
     def discard(self, received: Received) -> None:
         received.path.unlink(missing_ok=True)
@@ -140,15 +180,15 @@ class TenantStorage:
             raise InvalidName("not a link uid")
         return self.links / uid
 
-    def snapshot(self, name: str, uid: str) -> int:
-        """Freeze the file's current bytes for a link; returns their size.
+    def snapshot(self, source: Path, uid: str) -> int:
+        """Freeze the bytes at ``source`` (a blob) for a link; returns their size.
 
-        A hard link shares the bytes without copying; a later upload renames a new file over
-        the name and a delete unlinks the name, neither touches the snapshot.
+        A hard link shares the bytes without copying; a later upload or delete drops the
+        blob's name only, never the snapshot.
 
-        :raises InvalidName: :raises FileNotFoundError: no such file.
+        :raises InvalidName: :raises FileNotFoundError: the bytes are gone.
         """
-        source, target = self.path_of(name), self.snapshot_path(uid)
+        target = self.snapshot_path(uid)
         self.ensure()
         try:
             os.link(source, target)
@@ -171,14 +211,6 @@ class TenantStorage:
 
     def drop_snapshot(self, uid: str) -> None:
         self.snapshot_path(uid).unlink(missing_ok=True)
-
-    def delete(self, name: str) -> bool:
-        """Remove a stored file; whether it was there. :raises InvalidName:"""
-        try:
-            self.path_of(name).unlink()
-        except FileNotFoundError:
-            return False
-        return True
 
     def sweep_incoming(self, older_than: float = STALE_UPLOAD_SECONDS) -> int:
         """Remove temp files of uploads that died (a killed worker); returns how many."""

@@ -17,7 +17,7 @@ from tenantry.endpoint import (
     TenantStorage,
     validate_name,
 )
-from tenantry.endpoints.files.models import FileRecord
+from tenantry.endpoints.files.models import FileRecord, stored_bytes
 
 RESERVED_NAMES = frozenset({"download"})
 MAX_LIMIT = 1000
@@ -261,7 +261,16 @@ def build_zip(
         ) as archive:
             for name in dict.fromkeys(names):
                 for file in described[name]["files"]:
-                    archive.write(storage.path_of(file), f"{name}/{file}")
+                    # Each file as its record is now: the blob of that sha256, read whole
+                    # even if the file is replaced meanwhile.
+                    stored_bytes(
+                        database,
+                        storage,
+                        file,
+                        lambda _record, path, arcname=f"{name}/{file}": archive.write(
+                            path, arcname
+                        ),
+                    )
     except BaseException:
         temp.unlink(missing_ok=True)
         raise

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import BigInteger, DateTime, String, delete, func, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tenantry.endpoint import Base, OverQuota, TenantDatabase, TenantStorage
+
+T = TypeVar("T")
 
 
 class FileRecord(Base):
@@ -60,9 +64,13 @@ def store_file(
     max_size: int,
     quota: int,
 ) -> tuple[FileRecord, bool]:
-    """Stream an upload in, then put it in place and record it in one step under the
-    storage lock, checking the quota again there (so concurrent uploads cannot pass it
-    together, and the recorded sha256 is always that of the bytes in place).
+    """Stream an upload in, then, under the storage lock, check the quota again (so
+    concurrent uploads cannot pass it together), add the bytes as the blob of their sha256
+    and point the file's record at it in one transaction.
+
+    The record changes only once the new bytes are in place, and the old bytes go only
+    once the record no longer names them: if the record cannot be written, the file is
+    exactly as it was (and the new blob is removed again).
 
     :returns: the record and whether the file is new.
     :raises InvalidName: :raises TooLarge: :raises OverQuota:
@@ -75,21 +83,62 @@ def store_file(
             existing = find_file(database, name)
             if received.size > _room(database, existing, quota):
                 raise OverQuota("The upload would exceed this tenant's storage quota.")
-            storage.commit(received, name)
+            created = storage.commit(received)
             values = {
                 "size": received.size,
                 "sha256": received.sha256,
                 "modified": datetime.now(UTC),
             }
-            with database.transaction() as session:
-                session.execute(
-                    database.insert(FileRecord)
-                    .values(name=name, **values)
-                    .on_conflict_do_update(index_elements=[FileRecord.name], set_=values)
-                )
+            try:
+                with database.transaction() as session:
+                    session.execute(
+                        database.insert(FileRecord)
+                        .values(name=name, **values)
+                        .on_conflict_do_update(index_elements=[FileRecord.name], set_=values)
+                    )
+            except BaseException:
+                if created:  # no record can name it: records change only under this lock
+                    storage.drop_blob(received.sha256)
+                raise
+            if existing is not None and existing.sha256 != received.sha256:
+                _drop_if_unused(database, storage, existing.sha256)
+            storage.drop_legacy(name)
     finally:
         storage.discard(received)
     return FileRecord(name=name, **values), existing is None
+
+
+def _drop_if_unused(database: TenantDatabase, storage: TenantStorage, sha256: str) -> None:
+    """Remove the bytes of a sha256 when no stored file names them (under the lock)."""
+    with database.transaction() as session:
+        query = select(func.count()).select_from(FileRecord).where(FileRecord.sha256 == sha256)
+        if not session.scalar(query):
+            storage.drop_blob(sha256)
+
+
+def stored_bytes(
+    database: TenantDatabase,
+    storage: TenantStorage,
+    name: str,
+    use: Callable[[FileRecord, Path], T],
+) -> T:
+    """``use(record, path)`` with the file's record and the path of the bytes it names.
+
+    Blobs never change, so the path always holds the bytes the record describes; a replace
+    or delete between reading the record and opening the path only removes the blob, and
+    then the record is read again.
+
+    :raises FileNotFoundError: no such file.
+    """
+    for _attempt in range(5):
+        record = find_file(database, name)
+        if record is None:
+            break
+        try:
+            return use(record, storage.stored_path(name, record.sha256))
+        except FileNotFoundError:
+            continue
+    raise FileNotFoundError(name)
 
 
 def _room(database: TenantDatabase, existing: FileRecord | None, quota: int) -> int:
@@ -123,7 +172,11 @@ def delete_file(
         listing = references(name)
         if listing:
             raise FileInUse(name, listing)
+        record = find_file(database, name)
+        if record is None:
+            return False
         with database.transaction() as session:
-            forgotten = session.execute(delete(FileRecord).where(FileRecord.name == name)).rowcount
-        removed = storage.delete(name)
-    return bool(forgotten or removed)
+            session.execute(delete(FileRecord).where(FileRecord.name == name))
+        _drop_if_unused(database, storage, record.sha256)
+        storage.drop_legacy(name)
+    return True

@@ -32,6 +32,7 @@ from tenantry.endpoints.files.models import (
     find_file,
     list_files,
     store_file,
+    stored_bytes,
 )
 from tenantry.endpoints.links.models import link_file, validate_link_options
 from tenantry.endpoints.links.resources import LINK, link_address
@@ -157,19 +158,20 @@ class FileItem(FileResource):
     }
 
     def get(self, name):
-        record = find_file(self.database, checked_name(name))
-        if record is None:
-            raise no_such_file(name)
-        try:
+        def send(record, path):
+            # The path is the blob of exactly the sha256 sent as the ETag.
             return send_file(
-                self.storage.path_of(name),
+                path,
                 mimetype="application/octet-stream",
                 conditional=True,
                 etag=record.sha256,
                 last_modified=record.modified_utc,
                 max_age=0,
             )
-        except FileNotFoundError:  # deleted since the record was read
+
+        try:
+            return stored_bytes(self.database, self.storage, checked_name(name), send)
+        except FileNotFoundError:
             raise no_such_file(name) from None
 
     def put(self, name):
@@ -227,10 +229,12 @@ class FileLink(FileResource):
             download, ttl = validate_link_options(body)
         except ValueError as exc:
             raise BadRequest(str(exc)) from None
-        if find_file(self.database, name) is None:
-            raise no_such_file(name)
+
+        def make_link(_record, path):
+            return link_file(self.database, self.storage, path, name, download, ttl)
+
         try:
-            link = link_file(self.database, self.storage, name, download, ttl)
+            link = stored_bytes(self.database, self.storage, name, make_link)
         except FileNotFoundError:
             raise no_such_file(name) from None
         return link_address(link), 201

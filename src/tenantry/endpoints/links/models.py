@@ -96,14 +96,19 @@ def _new_link(
 
 
 def link_file(
-    database: TenantDatabase, storage: TenantStorage, name: str, download: bool, ttl: int
+    database: TenantDatabase,
+    storage: TenantStorage,
+    source: Path,
+    name: str,
+    download: bool,
+    ttl: int,
 ) -> OneTimeLink:
-    """A one-time link to the file's bytes as they are now.
+    """A one-time link to the bytes at ``source`` as they are now, served as ``name``.
 
-    :raises InvalidName: :raises FileNotFoundError: no such file.
+    :raises InvalidName: :raises FileNotFoundError: the bytes are gone.
     """
     uid = secrets.token_urlsafe(UID_BYTES)
-    size = storage.snapshot(name, uid)
+    size = storage.snapshot(source, uid)
     return _new_link(database, storage, uid, name, size, download, ttl)
 
 
