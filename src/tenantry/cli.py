@@ -24,6 +24,7 @@ from tenantry.log import configure_logging
 from tenantry.tenants import (
     TenantError,
     check_tenants,
+    collect_garbage,
     create_tenant,
     describe_tenant,
     migrate_tenants,
@@ -254,6 +255,24 @@ def migrate(ctx, slug):
             click.echo(f"{name}: {revision}", err=True)
         else:
             click.echo(f"{name}: at revision {revision}")
+    if failed:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("slug", required=False)
+@click.pass_context
+def gc(ctx, slug):
+    """Remove expired link snapshots and zips, and stale uploads, of SLUG or of every
+    tenant, now (the server does it on its own every few minutes)."""
+    results = _refusing(collect_garbage, _home(ctx), [slug] if slug else None)
+    failed = False
+    for name, removed in results.items():
+        if isinstance(removed, str):
+            failed = True
+            click.echo(f"{name}: {removed}", err=True)
+        else:
+            click.echo(f"{name}: removed {removed} files")
     if failed:
         sys.exit(1)
 

@@ -65,6 +65,7 @@ class EndpointModule:
     requires: tuple[str, ...] = ()
     converters: Mapping[str, type[BaseConverter]] = field(default_factory=dict)
     file_references: Callable | None = None
+    sweep: Callable | None = None
 
     @property
     def is_builtin(self) -> bool:
@@ -332,9 +333,9 @@ def _describe(name: str, module: ModuleType) -> EndpointModule:
         isinstance(c, type) and issubclass(c, BaseConverter) for c in converters.values()
     ):
         problems.append("`converters` must map names to werkzeug BaseConverter classes")
-    references = getattr(module, "file_references", None)
-    if references is not None and not callable(references):
-        problems.append("`file_references` must be callable")
+    for hook in ("file_references", "sweep"):
+        if getattr(module, hook, None) is not None and not callable(getattr(module, hook)):
+            problems.append(f"`{hook}` must be callable")
     package = _package_of(module)
     if not problems:
         problems += _model_problems()
@@ -349,7 +350,8 @@ def _describe(name: str, module: ModuleType) -> EndpointModule:
         migrations=Path(migrations) if migrations is not None else None,
         requires=tuple(requires),
         converters=MappingProxyType(dict(converters)),
-        file_references=references,
+        file_references=getattr(module, "file_references", None),
+        sweep=getattr(module, "sweep", None),
     )
 
 

@@ -11,6 +11,7 @@ built from, and rebuilds on any change. That is how every gunicorn worker picks 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import logging
 import threading
@@ -25,6 +26,7 @@ from tenantry.config_loader import load_config_class
 from tenantry.factory import create_app
 from tenantry.home import TenantHome
 from tenantry.hosts import HostIndex, normalised_hosts
+from tenantry.tenants import collect_garbage, needs_sweeping
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,10 @@ DEFAULT_MAX_LOADED_APPS = 500
 DEFAULT_CHECK_INTERVAL = 1.0
 # With check_interval 0 (tests), hosts are still looked for only this often.
 MIN_WATCH_INTERVAL = 0.05
+# The server removes expired snapshots and zips this often (well within the contract's
+# 10 minutes); TENANTRY_SWEEP_INTERVAL changes it.
+DEFAULT_SWEEP_INTERVAL = 300.0
+SWEEP_LOCK = ".sweep.lock"
 
 
 @dataclass
@@ -63,12 +69,15 @@ class TenantRegistry:
         home: TenantHome,
         max_loaded: int = DEFAULT_MAX_LOADED_APPS,
         check_interval: float = DEFAULT_CHECK_INTERVAL,
+        sweep_interval: float = 0,
     ):
         if max_loaded < 1:
             raise ValueError("max_loaded must be at least 1")
         self.home = home
         self.max_loaded = max_loaded
         self.check_interval = check_interval
+        # Seconds between clean-ups of expired snapshots and dead uploads (0: none).
+        self.sweep_interval = sweep_interval
         self.builds = 0
         self._loaded: OrderedDict[str, LoadedTenant] = OrderedDict()
         self._lock = threading.Lock()
@@ -121,6 +130,28 @@ class TenantRegistry:
             )
             watcher.start()
             self._host_watcher = watcher
+            if self.sweep_interval:
+                threading.Thread(target=self._sweep, name="tenantry-sweep", daemon=True).start()
+
+    def _sweep(self) -> None:
+        """Every ``sweep_interval`` seconds, one process of those serving this home (the
+        one that gets the lock) runs every tenant's clean-up that has anything to clean."""
+        lock_path = self.home.tenants_dir / SWEEP_LOCK
+        while not self._stopped.wait(self.sweep_interval):
+            try:
+                with open(lock_path, "a") as lock:
+                    try:
+                        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except BlockingIOError:
+                        continue  # another worker is on it
+                    try:
+                        for slug in self.home.slugs():
+                            if not self._stopped.is_set() and needs_sweeping(self.home, slug):
+                                collect_garbage(self.home, [slug])
+                    finally:
+                        fcntl.flock(lock, fcntl.LOCK_UN)
+            except Exception:
+                log.exception("sweeping the tenants' storage failed")
 
     def _watch_hosts(self, interval: float) -> None:
         while not self._stopped.wait(interval):

@@ -11,6 +11,7 @@ import hashlib
 import itertools
 import json
 import multiprocessing
+import os
 import re
 import shutil
 import stat
@@ -37,6 +38,7 @@ from tenantry.modules import (
     resolve_modules,
     route_problems,
 )
+from tenantry.storage import TenantStorage
 from tenantry.tenant_secrets import new_secret_key, read_secrets, write_new_secret_key
 
 # `migrate` of many tenants runs in this many processes, a chunk of tenants at a time.
@@ -333,5 +335,49 @@ def upgrade_database(
             database.upgrade()
             raise
         return database.upgrade(modules)
+    finally:
+        database.dispose()
+
+
+def collect_garbage(home: TenantHome, slugs: list[str] | None = None) -> dict[str, int | str]:
+    """Run the clean-up (``sweep``) of every enabled endpoint module of the named tenants
+    (default: all) now: snapshots and zips of expired links, uploads that died. One
+    tenant's failure does not stop the others.
+
+    :returns: per tenant, how many files were removed, or ``"failed: <reason>"``.
+    :raises UnknownTenant: a named slug is not configured.
+    """
+    for slug in slugs or ():
+        require_tenant(home, slug)
+    results: dict[str, int | str] = {}
+    for slug in slugs or home.slugs():
+        try:
+            results[slug] = _sweep_tenant(home, slug)
+        except Exception as exc:
+            results[slug] = f"failed: {type(exc).__name__}: {exc}"
+    return results
+
+
+def needs_sweeping(home: TenantHome, slug: str) -> bool:
+    """Whether the tenant has anything a sweep could remove (one look at two folders), so
+    that a home of idle tenants costs a few stats, not a database each."""
+    storage = TenantStorage(home.instance_dir(slug) / "storage")
+    for folder in (storage.links, storage.incoming):
+        with contextlib.suppress(OSError), os.scandir(folder) as entries:
+            if next(entries, None) is not None:
+                return True
+    return False
+
+
+def _sweep_tenant(home: TenantHome, slug: str) -> int:
+    modules = tenant_modules(load_config_class(home, slug))
+    sweepers = [module.sweep for module in modules if module.sweep is not None]
+    if not sweepers:
+        return 0
+    storage = TenantStorage(home.instance_dir(slug) / "storage")
+    database = tenant_database(home, slug)
+    try:
+        database.ensure_current(modules)
+        return sum(sweep(database, storage) for sweep in sweepers)
     finally:
         database.dispose()

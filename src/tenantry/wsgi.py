@@ -12,13 +12,14 @@ from pathlib import Path
 from tenantry.dispatch import SingleTenantApp, TenantDispatcher
 from tenantry.home import TenantHome
 from tenantry.log import RequestLog, configure_logging
-from tenantry.registry import DEFAULT_MAX_LOADED_APPS, TenantRegistry
+from tenantry.registry import DEFAULT_MAX_LOADED_APPS, DEFAULT_SWEEP_INTERVAL, TenantRegistry
 
 
 def _registry(home: TenantHome) -> TenantRegistry:
     configure_logging(os.environ.get("TENANTRY_LOG_LEVEL", "INFO"))
     max_loaded = int(os.environ.get("TENANTRY_MAX_LOADED_APPS", DEFAULT_MAX_LOADED_APPS))
-    return TenantRegistry(home, max_loaded=max_loaded)
+    sweep = float(os.environ.get("TENANTRY_SWEEP_INTERVAL", DEFAULT_SWEEP_INTERVAL))
+    return TenantRegistry(home, max_loaded=max_loaded, sweep_interval=sweep)
 
 
 def dispatcher_application(home: TenantHome | None = None):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import zipfile
 from collections.abc import Sequence
+from pathlib import Path
 
 from sqlalchemy import ForeignKey, Integer, String, Text, delete, func, select
 from sqlalchemy.exc import IntegrityError
@@ -12,12 +13,20 @@ from sqlalchemy.orm import Mapped, mapped_column
 from tenantry.endpoint import (
     Base,
     InvalidName,
+    OverQuota,
     Tenant,
     TenantDatabase,
     TenantStorage,
     validate_name,
 )
-from tenantry.endpoints.files.models import FileRecord, stored_bytes
+from tenantry.endpoints.files.models import (
+    FileRecord,
+    release,
+    reserve,
+    stored_bytes,
+    used_bytes,
+)
+from tenantry.endpoints.links.models import OneTimeLink, link_built_file
 
 RESERVED_NAMES = frozenset({"download"})
 MAX_LIMIT = 1000
@@ -240,20 +249,74 @@ def datasets_listing(database: TenantDatabase, file_name: str) -> list[str]:
         )
 
 
+# What a zip may add to its files' bytes: headers per entry, and deflate's worst case on
+# bytes that do not compress (5 bytes per 16 KiB block).
+ZIP_ENTRY_OVERHEAD = 512
+ZIP_GROWTH = 1.001
+
+
+def link_zip(
+    database: TenantDatabase, storage: TenantStorage, names: list[str], quota: int, ttl: int
+) -> OneTimeLink:
+    """A one-time link to a zip of the named datasets' files. Its size is reserved on the
+    quota (from the files' sizes) while it is built, and checked again once it is.
+
+    :raises UnknownDataset: naming the first unknown dataset. :raises OverQuota:
+    """
+    described = _described(database, names)
+    entries = [file for name in dict.fromkeys(names) for file in described[name]["files"]]
+    size_of = {f: s for name in names for f, s in described[name]["sizes"].items()}
+    estimate = int(sum(size_of.get(file, 0) for file in entries) * ZIP_GROWTH)
+    estimate += ZIP_ENTRY_OVERHEAD * (len(entries) + 1)
+    reservation = reserve(database, storage, estimate, quota)
+    try:
+        temp, filename = build_zip(database, storage, names, described)
+        with storage.lock():
+            if temp.stat().st_size > quota - used_bytes(database, excluding=reservation):
+                temp.unlink(missing_ok=True)
+                raise OverQuota("The zip would exceed this tenant's storage quota.")
+            return link_built_file(database, storage, temp, filename, download=True, ttl=ttl)
+    finally:
+        release(database, reservation)
+
+
+def _described(database: TenantDatabase, names: list[str]) -> dict[str, dict]:
+    """The named datasets, by name, each with its files' ``sizes``.
+
+    :raises UnknownDataset: naming the first unknown dataset.
+    """
+    with database.transaction() as session:
+        described = {dataset["name"]: dataset for dataset in _describe(database, session, names)}
+        sizes = dict(
+            session.execute(
+                select(FileRecord.name, FileRecord.size).where(
+                    FileRecord.name.in_(
+                        [file for dataset in described.values() for file in dataset["files"]]
+                    )
+                )
+            ).all()
+        )
+    for name in names:
+        if name not in described:
+            raise UnknownDataset(name)
+    for dataset in described.values():
+        dataset["sizes"] = {file: sizes.get(file, 0) for file in dataset["files"]}
+    return described
+
+
 def build_zip(
-    database: TenantDatabase, storage: TenantStorage, names: list[str]
-) -> tuple[object, str]:
+    database: TenantDatabase,
+    storage: TenantStorage,
+    names: list[str],
+    described: dict[str, dict] | None = None,
+) -> tuple[Path, str]:
     """Write a zip of ``<dataset>/<file>`` for every file of the named datasets into a temp
     file of the tenant's storage, streaming from disk (zip64 when large).
 
     :returns: the temp path and a download file name.
     :raises UnknownDataset: naming the first unknown dataset.
     """
-    with database.transaction() as session:
-        described = {dataset["name"]: dataset for dataset in _describe(database, session, names)}
-    for name in names:
-        if name not in described:
-            raise UnknownDataset(name)
+    described = described or _described(database, names)
     temp = storage.temp_path()
     try:
         with zipfile.ZipFile(

@@ -7,6 +7,8 @@ from tenantry.endpoint import (
     INTEGER,
     STRING,
     STRINGS,
+    InsufficientStorage,
+    OverQuota,
     TenantResource,
     auth_required,
     json_object,
@@ -20,14 +22,14 @@ from tenantry.endpoints.datasets.models import (
     DatasetError,
     DatasetExists,
     UnknownDataset,
-    build_zip,
     create_dataset,
     delete_dataset,
     get_dataset,
+    link_zip,
     search_datasets,
 )
 from tenantry.endpoints.files.resources import NAME_PARAMETER
-from tenantry.endpoints.links.models import DEFAULT_TTL, link_built_file
+from tenantry.endpoints.links.models import DEFAULT_TTL
 from tenantry.endpoints.links.resources import LINK, link_address
 
 DATASET = schema_object(
@@ -145,7 +147,7 @@ class DatasetDownload(TenantResource):
         "post": operation(
             "A one-time link to a zip of the datasets' files",
             {201: LINK},
-            errors=(400, 404, 413),
+            errors=(400, 404, 413, 507),
             body=schema_object({"datasets": {**STRINGS, "minItems": 1}}, ("datasets",)),
         )
     }
@@ -160,10 +162,11 @@ class DatasetDownload(TenantResource):
         ):
             raise BadRequest(f"datasets must be a list of 1 to {MAX_ITEMS} dataset names.")
         try:
-            temp, filename = build_zip(self.database, self.storage, names)
+            link = link_zip(
+                self.database, self.storage, names, self.config["STORAGE_QUOTA"], DEFAULT_TTL
+            )
         except UnknownDataset as exc:
             raise no_such_dataset(str(exc)) from None
-        link = link_built_file(
-            self.database, self.storage, temp, filename, download=True, ttl=DEFAULT_TTL
-        )
+        except OverQuota as exc:
+            raise InsufficientStorage(str(exc)) from None
         return link_address(link), 201

@@ -1,16 +1,24 @@
-"""A tenant's stored files: bytes in its storage root, size and sha256 in its database."""
+"""A tenant's stored files: bytes in its storage root, size and sha256 in its database, and
+the storage quota, which counts every byte the tenant holds: stored files, snapshots of
+one-time links (dataset zips too) and uploads in progress."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
-from sqlalchemy import BigInteger, DateTime, String, delete, func, select
+from sqlalchemy import BigInteger, DateTime, Float, Integer, String, delete, func, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tenantry.endpoint import Base, OverQuota, TenantDatabase, TenantStorage
+from tenantry.endpoints.links.models import OneTimeLink, link_file
+
+# A reservation a killed worker never released stops counting after this long (the same
+# age at which its temp file counts as a left-over).
+RESERVATION_SECONDS = 6 * 3600
 
 T = TypeVar("T")
 
@@ -51,9 +59,66 @@ def find_file(database: TenantDatabase, name: str) -> FileRecord | None:
         return session.get(FileRecord, name)
 
 
-def used_bytes(database: TenantDatabase) -> int:
+class UploadReservation(Base):
+    """Bytes an upload in progress (or a zip being built) holds against the quota."""
+
+    __tablename__ = "upload_reservations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)
+
+
+def used_bytes(database: TenantDatabase, excluding: int | None = None) -> int:
+    """Every byte the tenant holds against its quota: stored files, snapshots of links
+    not yet removed (dataset zips among them) and live reservations (but ``excluding``)."""
+    now = time.time()
+    reserved = select(func.coalesce(func.sum(UploadReservation.size), 0)).where(
+        UploadReservation.expires_at > now, UploadReservation.id != (excluding or 0)
+    )
     with database.transaction() as session:
-        return session.scalar(select(func.coalesce(func.sum(FileRecord.size), 0)))
+        return (
+            session.scalar(select(func.coalesce(func.sum(FileRecord.size), 0)))
+            + session.scalar(
+                select(func.coalesce(func.sum(OneTimeLink.size), 0)).where(
+                    OneTimeLink.used.is_(False)
+                )
+            )
+            + session.scalar(reserved)
+        )
+
+
+def reserve(
+    database: TenantDatabase, storage: TenantStorage, size: int, quota: int, give_back: int = 0
+) -> int:
+    """Hold ``size`` bytes of the quota for work in progress (an upload of that declared
+    size, a zip being built) if the quota has room, counting ``give_back`` bytes that the
+    work will free (a replaced file's); returns the reservation, for :func:`release`.
+
+    :raises OverQuota:
+    """
+    with storage.lock():
+        if size > quota - used_bytes(database) + give_back:
+            raise OverQuota("This would exceed the tenant's storage quota.")
+        reservation = UploadReservation(size=size, expires_at=time.time() + RESERVATION_SECONDS)
+        with database.transaction() as session:
+            session.add(reservation)
+            session.flush()
+            return reservation.id
+
+
+def release(database: TenantDatabase, reservation: int) -> None:
+    with database.transaction() as session:
+        session.execute(delete(UploadReservation).where(UploadReservation.id == reservation))
+
+
+def sweep(database: TenantDatabase, storage: TenantStorage) -> int:
+    """Forget expired reservations and remove temp files of uploads that died; returns
+    how many temp files went."""
+    with database.transaction() as session:
+        expired = UploadReservation.expires_at <= time.time()
+        session.execute(delete(UploadReservation).where(expired))
+    return storage.sweep_incoming()
 
 
 def store_file(
@@ -63,10 +128,12 @@ def store_file(
     chunks: Iterable[bytes],
     max_size: int,
     quota: int,
+    declared: int | None = None,
 ) -> tuple[FileRecord, bool]:
-    """Stream an upload in, then, under the storage lock, check the quota again (so
-    concurrent uploads cannot pass it together), add the bytes as the blob of their sha256
-    and point the file's record at it in one transaction.
+    """Reserve the upload's declared size on the quota, stream it in, then, under the
+    storage lock, check the quota again (so concurrent uploads cannot pass it together),
+    add the bytes as the blob of their sha256 and point the file's record at it in one
+    transaction.
 
     The record changes only once the new bytes are in place, and the old bytes go only
     once the record no longer names them: if the record cannot be written, the file is
@@ -76,36 +143,68 @@ def store_file(
     :raises InvalidName: :raises TooLarge: :raises OverQuota:
     """
     storage.path_of(name)
-    first_bound = _room(database, find_file(database, name), quota)
-    received = storage.receive(chunks, max_size=max_size, room=first_bound)
+    before = find_file(database, name)
+    give_back = before.size if before else 0
+    reservation = reserve(database, storage, declared or 0, quota, give_back)
     try:
-        with storage.lock():
-            existing = find_file(database, name)
-            if received.size > _room(database, existing, quota):
-                raise OverQuota("The upload would exceed this tenant's storage quota.")
-            created = storage.commit(received)
-            values = {
-                "size": received.size,
-                "sha256": received.sha256,
-                "modified": datetime.now(UTC),
-            }
-            try:
-                with database.transaction() as session:
-                    session.execute(
-                        database.insert(FileRecord)
-                        .values(name=name, **values)
-                        .on_conflict_do_update(index_elements=[FileRecord.name], set_=values)
-                    )
-            except BaseException:
-                if created:  # no record can name it: records change only under this lock
-                    storage.drop_blob(received.sha256)
-                raise
-            if existing is not None and existing.sha256 != received.sha256:
-                _drop_if_unused(database, storage, existing.sha256)
-            storage.drop_legacy(name)
+        room = quota - used_bytes(database, excluding=reservation) + give_back
+        received = storage.receive(chunks, max_size=max_size, room=room)
+        try:
+            with storage.lock():
+                existing = find_file(database, name)
+                room = quota - used_bytes(database, excluding=reservation)
+                if received.size > room + (existing.size if existing else 0):
+                    raise OverQuota("The upload would exceed this tenant's storage quota.")
+                values = _commit(database, storage, name, received, existing)
+        finally:
+            storage.discard(received)
     finally:
-        storage.discard(received)
+        release(database, reservation)
     return FileRecord(name=name, **values), existing is None
+
+
+def _commit(database, storage, name: str, received, existing: FileRecord | None) -> dict:
+    """Put received bytes in as ``name`` (under the storage lock); the record's values."""
+    created = storage.commit(received)
+    values = {"size": received.size, "sha256": received.sha256, "modified": datetime.now(UTC)}
+    try:
+        with database.transaction() as session:
+            session.execute(
+                database.insert(FileRecord)
+                .values(name=name, **values)
+                .on_conflict_do_update(index_elements=[FileRecord.name], set_=values)
+            )
+    except BaseException:
+        if created:  # no record can name it: records change only under this lock
+            storage.drop_blob(received.sha256)
+        raise
+    if existing is not None and existing.sha256 != received.sha256:
+        _drop_if_unused(database, storage, existing.sha256)
+    storage.drop_legacy(name)
+    return values
+
+
+def link_stored_file(
+    database: TenantDatabase,
+    storage: TenantStorage,
+    name: str,
+    download: bool,
+    ttl: int,
+    quota: int,
+):
+    """A one-time link to the file's bytes as they are now. Its snapshot pins those bytes
+    until it is used or swept, so it counts on the quota.
+
+    :raises FileNotFoundError: no such file. :raises OverQuota:
+    """
+    with storage.lock():
+
+        def make_link(record: FileRecord, path: Path):
+            if record.size > quota - used_bytes(database):
+                raise OverQuota("A link would exceed this tenant's storage quota.")
+            return link_file(database, storage, path, name, download, ttl)
+
+        return stored_bytes(database, storage, name, make_link)
 
 
 def _drop_if_unused(database: TenantDatabase, storage: TenantStorage, sha256: str) -> None:
@@ -139,11 +238,6 @@ def stored_bytes(
         except FileNotFoundError:
             continue
     raise FileNotFoundError(name)
-
-
-def _room(database: TenantDatabase, existing: FileRecord | None, quota: int) -> int:
-    """Bytes the quota leaves for a file replacing ``existing`` (whose size is given back)."""
-    return quota - used_bytes(database) + (existing.size if existing else 0)
 
 
 class FileInUse(Exception):

@@ -30,11 +30,12 @@ from tenantry.endpoints.files.models import (
     FileInUse,
     delete_file,
     find_file,
+    link_stored_file,
     list_files,
     store_file,
     stored_bytes,
 )
-from tenantry.endpoints.links.models import link_file, validate_link_options
+from tenantry.endpoints.links.models import validate_link_options
 from tenantry.endpoints.links.resources import LINK, link_address
 
 CHUNK_SIZE = 1024 * 1024
@@ -185,6 +186,7 @@ class FileItem(FileResource):
                 body_chunks(),
                 max_size=config["MAX_CONTENT_LENGTH"],
                 quota=config["STORAGE_QUOTA"],
+                declared=request.content_length,
             )
         except TooLarge as exc:
             raise RequestEntityTooLarge(str(exc)) from None
@@ -210,7 +212,7 @@ class FileLink(FileResource):
         "post": operation(
             "A one-time link to the file's current bytes",
             {201: LINK},
-            errors=(400, 404, 413),
+            errors=(400, 404, 413, 507),
             parameters=(NAME_PARAMETER,),
             body=schema_object(
                 {
@@ -229,14 +231,14 @@ class FileLink(FileResource):
             download, ttl = validate_link_options(body)
         except ValueError as exc:
             raise BadRequest(str(exc)) from None
-
-        def make_link(_record, path):
-            return link_file(self.database, self.storage, path, name, download, ttl)
-
         try:
-            link = stored_bytes(self.database, self.storage, name, make_link)
+            link = link_stored_file(
+                self.database, self.storage, name, download, ttl, self.config["STORAGE_QUOTA"]
+            )
         except FileNotFoundError:
             raise no_such_file(name) from None
+        except OverQuota as exc:
+            raise InsufficientStorage(str(exc)) from None
         return link_address(link), 201
 
 

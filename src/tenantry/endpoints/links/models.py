@@ -196,3 +196,14 @@ def clean_up_links(database: TenantDatabase, storage: TenantStorage) -> int:
     for uid in uids:
         storage.drop_snapshot(uid)
     return len(uids)
+
+
+def sweep(database: TenantDatabase, storage: TenantStorage) -> int:
+    """Drop the snapshots (and dataset zips) of every expired link now; returns how many.
+    Used links dropped theirs when they were redeemed."""
+    total = 0
+    while True:
+        dropped = clean_up_links(database, storage)
+        total += dropped
+        if dropped < CLEANUP_BATCH:
+            return total

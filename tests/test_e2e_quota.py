@@ -1,0 +1,59 @@
+"""The disk a tenant can fill is its quota, whatever it loops (real gunicorn, 2 workers)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tenantry.auth import guard_of
+from tenantry.config_loader import load_config_class
+from tenantry.factory import create_app
+from tenantry.users import create_user
+from tests.server import GunicornServer, poll_until
+
+pytestmark = pytest.mark.e2e
+
+QUOTA = 64 * 1024
+PASSWORD = "correct-horse-1"
+
+
+def on_disk(storage: Path) -> int:
+    return sum(path.stat().st_size for path in storage.rglob("*") if path.is_file())
+
+
+@pytest.fixture
+def tight(home, make_tenant):
+    make_tenant("tight")
+    config = home.config_file("tight")
+    config.write_text(config.read_text() + f"    STORAGE_QUOTA = {QUOTA}\n")
+    app = create_app(load_config_class(home, "tight"), home)
+    create_user(app.extensions["tenantry.db"], guard_of(app).hash_password, "u", PASSWORD, ["user"])
+    app.extensions["tenantry.db"].dispose()
+    return home.instance_dir("tight") / "storage"
+
+
+def test_a_put_and_link_loop_stops_at_the_quota_and_the_server_sweeps(home, tight):
+    with GunicornServer(home, env={"TENANTRY_SWEEP_INTERVAL": "1"}) as server:
+        base = f"{server.url}/tight"
+        token = httpx.post(f"{base}/auth/login", json={"username": "u", "password": PASSWORD})
+        auth = {"Authorization": f"Bearer {token.json()['access_token']}"}
+        statuses = []
+        with httpx.Client(headers=auth, timeout=30) as client:
+            for turn in range(60):
+                name = f"f{turn % 3}.bin"
+                statuses.append(
+                    client.put(f"{base}/files/{name}", content=os.urandom(8192)).status_code
+                )
+                statuses.append(
+                    client.post(f"{base}/files/{name}/link", json={"ttl": 2}).status_code
+                )
+                assert on_disk(tight) <= QUOTA + 8192  # at most one upload in flight over
+        assert 507 in statuses and 500 not in statuses
+        # Nobody redeems the links: the server removes their snapshots on its own.
+        poll_until(lambda: not any((tight / ".links").iterdir()), timeout=15)
+        assert on_disk(tight) <= 3 * 8192
+        with httpx.Client(headers=auth, timeout=30) as client:
+            assert client.post(f"{base}/files/f0.bin/link").status_code == 201

@@ -1,0 +1,124 @@
+"""STORAGE_QUOTA counts every byte a tenant holds: stored files, link snapshots not yet
+removed, dataset zips and uploads in progress; `tenantry gc` and the server's own sweep
+remove what expired."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from tenantry.db import tenant_database
+from tenantry.endpoints.files.models import release, reserve, used_bytes
+from tenantry.storage import TenantStorage
+from tests.conftest import bearer
+from tests.server import poll_until
+from tests.test_files import limited_tenant
+
+
+def quota_tenant(home, make_tenant, add_user, login, client, quota: int) -> dict:
+    limited_tenant(home, make_tenant, "tight", STORAGE_QUOTA=quota)
+    add_user("tight", "root", roles=("admin",))
+    return bearer(login("tight", "root"))
+
+
+def usage(home, slug="tight") -> int:
+    database = tenant_database(home, slug)
+    try:
+        return used_bytes(database)
+    finally:
+        database.dispose()
+
+
+def snapshots(home, slug="tight") -> list[str]:
+    return sorted(p.name for p in (home.instance_dir(slug) / "storage" / ".links").iterdir())
+
+
+def test_link_snapshots_count_and_a_link_past_the_quota_is_507(
+    home, client, make_tenant, add_user, login
+):
+    headers = quota_tenant(home, make_tenant, add_user, login, client, 1000)
+    assert (
+        client.put("/tight/files/a.bin", data=os.urandom(400), headers=headers).status_code == 201
+    )
+    first = client.post("/tight/files/a.bin/link", headers=headers)
+    assert first.status_code == 201
+    assert usage(home) == 800  # the file and its snapshot
+    refused = client.post("/tight/files/a.bin/link", headers=headers)
+    assert (refused.status_code, refused.json["error"]) == (507, "insufficient_storage")
+    assert len(snapshots(home)) == 1  # nothing was left behind
+    # Replacing the file does not free what the snapshot pins.
+    assert (
+        client.put("/tight/files/a.bin", data=os.urandom(700), headers=headers).status_code == 507
+    )
+    assert client.get(first.json["addr"]).status_code == 200  # redeemed: its snapshot goes
+    assert usage(home) == 400
+    assert client.post("/tight/files/a.bin/link", headers=headers).status_code == 201
+
+
+def test_an_upload_in_progress_holds_its_declared_size(home, client, make_tenant, add_user, login):
+    headers = quota_tenant(home, make_tenant, add_user, login, client, 1000)
+    database, storage = (
+        tenant_database(home, "tight"),
+        TenantStorage(home.instance_dir("tight") / "storage"),
+    )
+    try:
+        held = reserve(database, storage, 700, 1000)  # another upload, still streaming
+        assert usage(home) == 700
+        refused = client.put("/tight/files/b.bin", data=b"x" * 400, headers=headers)
+        assert (refused.status_code, refused.json["error"]) == (507, "insufficient_storage")
+        release(database, held)
+    finally:
+        database.dispose()
+    assert client.put("/tight/files/b.bin", data=b"x" * 400, headers=headers).status_code == 201
+    assert usage(home) == 400  # its own reservation went with it
+
+
+def test_a_dataset_zip_counts_and_one_past_the_quota_is_507(
+    home, client, make_tenant, add_user, login
+):
+    headers = quota_tenant(home, make_tenant, add_user, login, client, 6000)
+    client.put("/tight/files/data.bin", data=os.urandom(2000), headers=headers)
+    client.post("/tight/api/datasets", json={"name": "d", "files": ["data.bin"]}, headers=headers)
+    zipped = client.post("/tight/api/datasets/download", json={"datasets": ["d"]}, headers=headers)
+    assert zipped.status_code == 201
+    (zip_name,) = snapshots(home)
+    zip_size = (home.instance_dir("tight") / "storage" / ".links" / zip_name).stat().st_size
+    assert zip_size > 2000 and usage(home) == 2000 + zip_size
+    refused = client.post("/tight/api/datasets/download", json={"datasets": ["d"]}, headers=headers)
+    assert (refused.status_code, refused.json["error"]) == (507, "insufficient_storage")
+    assert snapshots(home) == [zip_name]
+    assert list((home.instance_dir("tight") / "storage" / ".incoming").iterdir()) == []
+
+
+def test_gc_removes_expired_snapshots_at_once(home, client, make_tenant, add_user, login, tenantry):
+    headers = quota_tenant(home, make_tenant, add_user, login, client, 10_000)
+    client.put("/tight/files/a.bin", data=b"a" * 1000, headers=headers)
+    for _ in range(3):
+        client.post("/tight/files/a.bin/link", json={"ttl": 1}, headers=headers)
+    assert usage(home) == 4000
+    time.sleep(1.1)
+    result = tenantry("gc", "tight")
+    assert result.exit_code == 0, result.output
+    assert result.output == "tight: removed 3 files\n"
+    assert snapshots(home) == [] and usage(home) == 1000
+    assert tenantry("gc").output.count("removed 0 files") >= 1
+    assert tenantry("gc", "nobody").exit_code == 2
+
+
+def test_the_server_sweeps_expired_snapshots_on_its_own(home, make_tenant, add_user, login, client):
+    from werkzeug.test import Client
+
+    from tenantry.dispatch import TenantDispatcher
+    from tenantry.registry import TenantRegistry
+
+    headers = quota_tenant(home, make_tenant, add_user, login, client, 10_000)
+    client.put("/tight/files/a.bin", data=b"a" * 100, headers=headers)
+    client.post("/tight/files/a.bin/link", json={"ttl": 1}, headers=headers)
+    registry = TenantRegistry(home, check_interval=0, sweep_interval=0.2)
+    try:
+        Client(TenantDispatcher(registry)).get("/healthz")
+        Client(TenantDispatcher(registry)).get("/tight/")  # the sweeper starts with a worker
+        poll_until(lambda: snapshots(home) == [], timeout=5)
+    finally:
+        registry.close()
+    assert usage(home) == 100
