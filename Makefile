@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 BIND ?= 127.0.0.1:8000
 WORKERS ?= 2
 
-.PHONY: run test lint format bench soak clean
+.PHONY: run test lint format bench soak stress clean
 
 $(STAMP): requirements.txt pyproject.toml examples/notes/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,11 @@ bench: $(STAMP)
 
 soak: $(STAMP)
 	$(BIN)/python -m bench.soak
+
+# The attacks of resource isolation against a real `tenantry serve`; BASELINE=<git rev>
+# runs them first against older code, for comparison.
+stress: $(STAMP)
+	$(BIN)/python -m bench.stress $(if $(BASELINE),--baseline $(BASELINE))
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache src/*.egg-info examples/*/*.egg-info

@@ -105,6 +105,27 @@ def home(tmp_path, database_url) -> TenantHome:
 
 
 @pytest.fixture
+def write_module(tmp_path, monkeypatch):
+    """Write an importable endpoint module (a fresh name each time, ``{name}`` in the
+    source stands for it, ``{{``/``}}`` for braces); returns its name."""
+    import importlib
+    import textwrap
+    import uuid
+
+    root = tmp_path / "modules"
+    root.mkdir()
+    monkeypatch.syspath_prepend(str(root))
+
+    def write(source: str) -> str:
+        name = f"mod_{uuid.uuid4().hex[:10]}"
+        (root / f"{name}.py").write_text(textwrap.dedent(source).format(name=name))
+        importlib.invalidate_caches()
+        return name
+
+    return write
+
+
+@pytest.fixture
 def tenantry(home):
     """Run ``tenantry ARGS`` in-process against the test home."""
     from click.testing import CliRunner

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 
 from tenantry.home import DATABASE_URL_ENV_VAR, HOME_ENV_VAR, TenantHome
+from tenantry.serving import gunicorn_options
 
 
 def free_port() -> int:
@@ -23,6 +24,8 @@ def free_port() -> int:
 class GunicornServer:
     """``with GunicornServer(home) as server: httpx.get(server.url + "/healthz")``
 
+    It runs with the options of ``tenantry serve`` (gevent workers); ``serving="sync"``
+    runs gunicorn's own defaults, as a plain ``gunicorn tenantry.wsgi:application`` does.
     The server reads its tenants from ``home`` and keeps their data where ``home`` does
     (SQLite files, or the PostgreSQL database of ``home.database_url``).
     """
@@ -35,6 +38,7 @@ class GunicornServer:
         chdir: Path | None = None,
         env: dict[str, str] | None = None,
         ready_path: str = "/healthz",
+        serving: str = "serve",
     ):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -43,7 +47,8 @@ class GunicornServer:
         self.argv = [
             sys.executable, "-m", "gunicorn",
             "--bind", f"127.0.0.1:{self.port}",
-            "--workers", str(workers),
+            # As `tenantry serve` runs it (a later --timeout wins)
+            *(gunicorn_options(workers) if serving == "serve" else ["--workers", str(workers)]),
             "--timeout", "120",
             "--graceful-timeout", "5",
             # gunicorn's control socket has one default path: concurrent servers would share it

@@ -202,7 +202,10 @@ def test_a_link_is_redeemed_exactly_once_under_concurrency(server, auth):
         for thread in threads:
             thread.join()
         statuses = sorted(status for status, _ in results)
-        assert statuses == [200] + [410] * 31
+        # Exactly one winner; the others lost the race (410), or were over the tenant's
+        # MAX_CONCURRENT_REQUESTS in their worker (429) and never tried.
+        assert statuses.count(200) == 1 and set(statuses) - {200} <= {410, 429}
+        assert statuses.count(410) >= 1
         assert [body for status, body in results if status == 200] == [b"only once"]
 
 

@@ -30,7 +30,9 @@ def tight(home, make_tenant):
     config = home.config_file("tight")
     config.write_text(config.read_text() + f"    STORAGE_QUOTA = {QUOTA}\n")
     app = create_app(load_config_class(home, "tight"), home)
-    create_user(app.extensions["tenantry.db"], guard_of(app).hash_password, "u", PASSWORD, ["user"])
+    create_user(
+        app.extensions["tenantry.db"], guard_of(app).hash_password, "u", PASSWORD, ["admin"]
+    )
     app.extensions["tenantry.db"].dispose()
     return home.instance_dir("tight") / "storage"
 
@@ -57,3 +59,12 @@ def test_a_put_and_link_loop_stops_at_the_quota_and_the_server_sweeps(home, tigh
         assert on_disk(tight) <= 3 * 8192
         with httpx.Client(headers=auth, timeout=30) as client:
             assert client.post(f"{base}/files/f0.bin/link").status_code == 201
+            files = ["f0.bin", "f1.bin", "f2.bin"]
+            client.post(f"{base}/api/datasets", json={"name": "all", "files": files})
+            zips = [
+                client.post(f"{base}/api/datasets/download", json={"datasets": ["all"]})
+                for _ in range(3)
+            ]
+            assert [z.status_code for z in zips][-1] == 507
+            assert zips[-1].json()["error"] == "insufficient_storage"
+            assert on_disk(tight) <= QUOTA

@@ -77,22 +77,6 @@ TenantApi(blueprint).add_resource(Mine, "{path}")
 """
 
 
-@pytest.fixture
-def write_module(tmp_path, monkeypatch):
-    """Write an importable module (a fresh name each time); returns its name."""
-    root = tmp_path / "modules"
-    root.mkdir()
-    monkeypatch.syspath_prepend(str(root))
-
-    def write(source: str) -> str:
-        name = f"mod_{uuid.uuid4().hex[:10]}"
-        (root / f"{name}.py").write_text(textwrap.dedent(source).format(name=name))
-        importlib.invalidate_caches()
-        return name
-
-    return write
-
-
 def set_blueprints(home, slug: str, blueprints: tuple[str, ...]) -> None:
     path = home.config_file(slug)
     lines = [line for line in path.read_text().splitlines() if "BLUEPRINTS" not in line]

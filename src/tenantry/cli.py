@@ -21,6 +21,7 @@ from tenantry.config_loader import load_config_class
 from tenantry.factory import create_app
 from tenantry.home import HOME_ENV_VAR, TenantHome
 from tenantry.log import configure_logging
+from tenantry.serving import gunicorn_options
 from tenantry.tenants import (
     TenantError,
     check_tenants,
@@ -288,9 +289,7 @@ def serve(ctx, bind, workers):
     argv = [
         sys.executable, "-m", "gunicorn",
         "--bind", bind,
-        "--workers", str(workers),
-        # Long uploads and downloads keep a sync worker busy; do not kill it for that.
-        "--timeout", "300",
+        *gunicorn_options(workers),
         "tenantry.wsgi:application",
     ]  # fmt: skip
     os.execv(sys.executable, argv)

@@ -13,6 +13,7 @@ import re
 from datetime import timedelta
 from pathlib import Path
 
+from tenantry.guard import parse_rate_limit
 from tenantry.modules import (
     BUILTIN_NAMES,
     EndpointModule,
@@ -73,6 +74,8 @@ class TenantConfig:
 
     MAX_CONTENT_LENGTH: int = 1 * GiB  # raw file uploads
     MAX_JSON_BODY: int = 1 * MiB  # every JSON request body
+    MAX_CONCURRENT_REQUESTS: int = 4  # in flight at once in one worker process
+    RATE_LIMIT: str | None = None  # e.g. "600/minute", for the whole tenant
     STORAGE_QUOTA: int = 10 * GiB
     JWT_ACCESS_LIFESPAN: timedelta = timedelta(minutes=15)
     JWT_REFRESH_LIFESPAN: timedelta = timedelta(days=30)
@@ -122,15 +125,34 @@ def config_class_problems(config_class: type[TenantConfig], slug: str) -> list[s
         problems.append("BLUEPRINTS must be a tuple of blueprint names")
     else:
         problems += module_problems(blueprints)
-    for limit in ("MAX_CONTENT_LENGTH", "MAX_JSON_BODY", "STORAGE_QUOTA", "LOGIN_MAX_FAILURES"):
+    limits = (
+        "MAX_CONTENT_LENGTH",
+        "MAX_JSON_BODY",
+        "MAX_CONCURRENT_REQUESTS",
+        "STORAGE_QUOTA",
+        "LOGIN_MAX_FAILURES",
+    )
+    for limit in limits:
         value = getattr(config_class, limit)
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             problems.append(f"{limit} must be a positive integer")
+    if config_class.RATE_LIMIT is not None and not _is_rate(config_class.RATE_LIMIT):
+        problems.append('RATE_LIMIT must be None or a rate such as "600/minute"')
     for lifespan in ("JWT_ACCESS_LIFESPAN", "JWT_REFRESH_LIFESPAN", "LOGIN_LOCKOUT"):
         value = getattr(config_class, lifespan)
         if not isinstance(value, timedelta) or value <= timedelta(0):
             problems.append(f"{lifespan} must be a positive timedelta")
     return problems
+
+
+def _is_rate(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        parse_rate_limit(value)
+    except ValueError:
+        return False
+    return True
 
 
 def enabled_blueprints(config_class: type[TenantConfig]) -> tuple[str, ...]:

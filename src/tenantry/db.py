@@ -9,7 +9,6 @@ so connections do not grow with the number of tenants. Both go through the same 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import functools
 import hashlib
 import os
@@ -23,6 +22,8 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine, MetaData, create_engine, event, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Session
+
+from tenantry.locking import file_lock
 
 if TYPE_CHECKING:
     from tenantry.modules import EndpointModule
@@ -269,12 +270,8 @@ class TenantDatabase:
                     connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
                     connection.commit()
         else:
-            with open(self._lock_path, "a") as lock_file:
-                fcntl.flock(lock_file, fcntl.LOCK_EX)
-                try:
-                    yield
-                finally:
-                    fcntl.flock(lock_file, fcntl.LOCK_UN)
+            with file_lock(self._lock_path):
+                yield
 
     def upgrade(self, modules: Sequence[EndpointModule] = ()) -> str:
         """Bring the platform's schema to :data:`SCHEMA_REVISION` with alembic, then the

@@ -25,6 +25,7 @@ from tenantry.config import TenantConfig, tenant_modules, tenant_settings
 from tenantry.db import tenant_database
 from tenantry.endpoint import Tenant, no_content
 from tenantry.errors import register_error_handlers
+from tenantry.guard import TenantGuard
 from tenantry.home import TenantHome
 from tenantry.modules import EndpointModule, route_problems
 from tenantry.storage import TenantStorage
@@ -46,7 +47,16 @@ def create_app(config_class: type[TenantConfig], home: TenantHome) -> Flask:
     register_extensions(app, home, modules)
     register_error_handlers(app)
     register_blueprints(app, modules)
+    register_guard(app)
     return app
+
+
+def register_guard(app: Flask) -> None:
+    """Keep the tenant to its share of the worker: concurrency and rate limits."""
+    config = app.config
+    app.wsgi_app = TenantGuard(
+        app.wsgi_app, config["SLUG"], config["MAX_CONCURRENT_REQUESTS"], config["RATE_LIMIT"]
+    )
 
 
 @dataclass(frozen=True)

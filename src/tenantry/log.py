@@ -18,7 +18,7 @@ import time
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-from werkzeug.wsgi import ClosingIterator
+from tenantry.closing import call_on_close
 
 access_log = logging.getLogger("tenantry.access")
 
@@ -171,23 +171,4 @@ class RequestLog:
             raise
         # The body is sent after this returns: log it, and let go of the request's tenant
         # and id, only when the server closes it (lines logged while streaming keep both).
-        return _closing(body, finish, environ.get("wsgi.file_wrapper"))
-
-
-def _closing(body, callback, file_wrapper):
-    """``body`` with ``callback`` run when the server closes it. A server's own file
-    wrapper keeps its type (the server sends those with sendfile), so its ``close`` is
-    wrapped in place."""
-    if isinstance(file_wrapper, type) and isinstance(body, file_wrapper):
-        original = getattr(body, "close", None)
-
-        def close() -> None:
-            try:
-                if original is not None:
-                    original()
-            finally:
-                callback()
-
-        body.close = close
-        return body
-    return ClosingIterator(body, callback)
+        return call_on_close(body, finish, environ)

@@ -11,7 +11,6 @@ one transaction, and the bytes a download opens are always the ones its ETag nam
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import os
 import re
@@ -22,6 +21,8 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+
+from tenantry.locking import file_lock
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
 INCOMING = ".incoming"
@@ -87,12 +88,8 @@ class TenantStorage:
         """Serialise changes of what is stored (across worker processes): held only while
         an upload is committed or a file deleted, never while bytes stream in."""
         self.ensure()
-        with open(self.root / ".lock", "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        with file_lock(self.root / ".lock"):
+            yield
 
     def path_of(self, name: str) -> Path:
         """The path of a stored file. :raises InvalidName:"""

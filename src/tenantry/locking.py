@@ -1,0 +1,44 @@
+"""A lock across threads, greenlets and processes, on a lock file.
+
+``fcntl.flock`` blocks the calling OS thread. Under gevent workers that is every greenlet
+of the worker: one greenlet waiting for a lock that another greenlet of the same worker
+holds (while that one waits for the database) would never wake up. So the lock is taken
+in two steps: first a lock of this process (cooperative once gevent has patched
+``threading``), then the file lock without blocking, polled with a sleep that yields.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+POLL_SECONDS = 0.002
+MAX_POLL_SECONDS = 0.05
+
+_process_locks: dict[str, threading.Lock] = {}
+_process_locks_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold the exclusive lock of ``path`` (created if missing) for the block."""
+    key = str(path)
+    with _process_locks_lock:
+        local = _process_locks.setdefault(key, threading.Lock())
+    with local, open(path, "a") as handle:
+        pause = POLL_SECONDS
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                time.sleep(pause)  # yields to other greenlets under gevent
+                pause = min(pause * 2, MAX_POLL_SECONDS)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
