@@ -24,6 +24,7 @@ from flask_praetorian.constants import REFRESH_EXPIRATION_CLAIM, AccessType
 from flask_praetorian.exceptions import ExpiredAccessError
 from werkzeug.exceptions import Forbidden, Unauthorized
 
+from tenantry.blocking import in_thread
 from tenantry.users import (
     TokenHolder,
     User,
@@ -243,6 +244,6 @@ def password_matches(user: User | None, password: str) -> bool:
     the same hashing time as a wrong one."""
     context = guard_of(current_app).pwd_ctx
     if user is None or not is_usable_password(password):
-        context.verify("decoy password", _decoy_hash())
+        in_thread(context.verify, "decoy password", _decoy_hash())
         return False
-    return context.verify(password, user.password_hash) and user.active
+    return in_thread(context.verify, password, user.password_hash) and user.active
