@@ -50,7 +50,8 @@ class GunicornServer:
             # As `tenantry serve` runs it (a later --timeout wins)
             *(gunicorn_options(workers) if serving == "serve" else ["--workers", str(workers)]),
             "--timeout", "120",
-            "--graceful-timeout", "5",
+            # Kept-alive idle connections count as active under gevent: do not wait long.
+            "--graceful-timeout", "1",
             # gunicorn's control socket has one default path: concurrent servers would share it
             "--no-control-socket",
         ]  # fmt: skip

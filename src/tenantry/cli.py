@@ -249,15 +249,7 @@ def users_disable(ctx, slug, username):
 def migrate(ctx, slug):
     """Bring SLUG's database, or every tenant's, to the current schema."""
     revisions = _refusing(migrate_tenants, _home(ctx), [slug] if slug else None)
-    failed = False
-    for name, revision in revisions.items():
-        if revision.startswith("failed"):
-            failed = True
-            click.echo(f"{name}: {revision}", err=True)
-        else:
-            click.echo(f"{name}: at revision {revision}")
-    if failed:
-        sys.exit(1)
+    _report_per_tenant(revisions, lambda revision: f"at revision {revision}")
 
 
 @main.command()
@@ -267,13 +259,19 @@ def gc(ctx, slug):
     """Remove expired link snapshots and zips, and stale uploads, of SLUG or of every
     tenant, now (the server does it on its own every few minutes)."""
     results = _refusing(collect_garbage, _home(ctx), [slug] if slug else None)
+    _report_per_tenant(results, lambda removed: f"removed {removed} files")
+
+
+def _report_per_tenant(results: dict, done) -> None:
+    """One line per tenant: what ``done`` says of its result, or its failure (a
+    ``"failed: ..."`` string, on stderr). Exit 1 if any failed."""
     failed = False
-    for name, removed in results.items():
-        if isinstance(removed, str):
+    for name, result in results.items():
+        if isinstance(result, str) and result.startswith("failed"):
             failed = True
-            click.echo(f"{name}: {removed}", err=True)
+            click.echo(f"{name}: {result}", err=True)
         else:
-            click.echo(f"{name}: removed {removed} files")
+            click.echo(f"{name}: {done(result)}")
     if failed:
         sys.exit(1)
 
