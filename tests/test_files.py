@@ -163,7 +163,7 @@ def test_over_max_content_length_is_413_and_leaves_nothing(
     assert response.json["error"] == "payload_too_large"
     assert client.get("/small/files", headers=bearer(token)).json["total"] == 0
     storage = home.instance_dir(slug) / "storage"
-    assert sorted(p.name for p in storage.iterdir()) == [".blobs", ".incoming", ".links"]
+    assert sorted(p.name for p in storage.iterdir()) == [".blobs", ".incoming", ".links", ".lock"]
     assert list((storage / ".incoming").iterdir()) == []
     assert list((storage / ".blobs").iterdir()) == []
 
