@@ -42,3 +42,19 @@ def file_lock(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def file_lock_if_free(path: Path) -> Iterator[bool]:
+    """Hold the exclusive lock of ``path`` for the block if no one else holds it: yields
+    whether it does (a job one process of several should run, and the others skip)."""
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

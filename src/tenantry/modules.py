@@ -86,7 +86,7 @@ class EndpointModule:
     def tables(self) -> list:
         """The tables of the models declared on :class:`tenantry.db.Base` in this module's
         package (the module itself, when it is a package or stands alone)."""
-        return _tables_of(self.package or self.key)
+        return [mapper.local_table for mapper in _models_of(self.package or self.key)]
 
 
 def _models_of(package: str) -> list:
@@ -98,10 +98,6 @@ def _models_of(package: str) -> list:
         for mapper in Base.registry.mappers
         if mapper.class_.__module__ == package or mapper.class_.__module__.startswith(prefix)
     ]
-
-
-def _tables_of(package: str) -> list:
-    return [mapper.local_table for mapper in _models_of(package)]
 
 
 _loaded: dict[str, EndpointModule | EndpointModuleError] = {}
@@ -277,13 +273,17 @@ def sample_path(rule) -> str:
     return _VARIABLE.sub(sample, rule.rule)
 
 
+def ordered_blueprints(names: Iterable[str]) -> tuple[str, ...]:
+    """``names`` once each: the built-ins in their usual order first, then the others as
+    given."""
+    names = list(names)
+    builtins = tuple(name for name in BUILTIN_NAMES if name in names)
+    return builtins + tuple(dict.fromkeys(name for name in names if name not in BUILTIN_NAMES))
+
+
 def canonical_blueprints(names: Iterable[str]) -> tuple[str, ...]:
-    """``names`` with the always-on built-ins added: built-ins in their usual order first,
-    then the others as given."""
-    wanted = [*names, *ALWAYS_ON]
-    builtins = tuple(name for name in BUILTIN_NAMES if name in wanted)
-    others = tuple(dict.fromkeys(name for name in wanted if name not in BUILTIN_NAMES))
-    return builtins + others
+    """:func:`ordered_blueprints` of ``names`` with the always-on built-ins added."""
+    return ordered_blueprints([*names, *ALWAYS_ON])
 
 
 @functools.cache

@@ -11,7 +11,6 @@ built from, and rebuilds on any change. That is how every gunicorn worker picks 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import logging
 import threading
@@ -26,6 +25,7 @@ from tenantry.config_loader import load_config_class
 from tenantry.factory import create_app
 from tenantry.home import TenantHome
 from tenantry.hosts import HostIndex, normalised_hosts
+from tenantry.locking import file_lock_if_free
 from tenantry.tenants import collect_garbage, needs_sweeping
 
 log = logging.getLogger(__name__)
@@ -139,17 +139,10 @@ class TenantRegistry:
         lock_path = self.home.tenants_dir / SWEEP_LOCK
         while not self._stopped.wait(self.sweep_interval):
             try:
-                with open(lock_path, "a") as lock:
-                    try:
-                        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    except BlockingIOError:
-                        continue  # another worker is on it
-                    try:
-                        for slug in self.home.slugs():
-                            if not self._stopped.is_set() and needs_sweeping(self.home, slug):
-                                collect_garbage(self.home, [slug])
-                    finally:
-                        fcntl.flock(lock, fcntl.LOCK_UN)
+                with file_lock_if_free(lock_path) as mine:
+                    for slug in self.home.slugs() if mine else ():  # else another is on it
+                        if not self._stopped.is_set() and needs_sweeping(self.home, slug):
+                            collect_garbage(self.home, [slug])
             except Exception:
                 log.exception("sweeping the tenants' storage failed")
 

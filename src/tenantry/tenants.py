@@ -35,6 +35,7 @@ from tenantry.modules import (
     EndpointModule,
     canonical_blueprints,
     module_problems,
+    ordered_blueprints,
     resolve_modules,
     route_problems,
 )
@@ -133,8 +134,7 @@ def create_tenant(
     problems = module_problems(blueprints)
     if problems:
         raise TenantError("; ".join(problems))
-    builtins = [name for name in ALL_BLUEPRINTS if name in blueprints]
-    blueprints = (*builtins, *dict.fromkeys(bp for bp in blueprints if bp not in ALL_BLUEPRINTS))
+    blueprints = ordered_blueprints(blueprints)
     modules = resolve_modules(canonical_blueprints(blueprints))
     problems = route_problems(modules)
     if problems:

@@ -23,8 +23,8 @@ from tenantry.endpoints.files.models import (
     FileRecord,
     release,
     reserve,
+    room_left,
     stored_bytes,
-    used_bytes,
 )
 from tenantry.endpoints.links.models import OneTimeLink, link_built_file
 
@@ -264,15 +264,15 @@ def link_zip(
     :raises UnknownDataset: naming the first unknown dataset. :raises OverQuota:
     """
     described = _described(database, names)
-    entries = [file for name in dict.fromkeys(names) for file in described[name]["files"]]
-    size_of = {f: s for name in names for f, s in described[name]["sizes"].items()}
-    estimate = int(sum(size_of.get(file, 0) for file in entries) * ZIP_GROWTH)
-    estimate += ZIP_ENTRY_OVERHEAD * (len(entries) + 1)
+    zipped = [described[name] for name in dict.fromkeys(names)]
+    entries = sum(len(dataset["files"]) for dataset in zipped)
+    estimate = int(sum(dataset["size"] for dataset in zipped) * ZIP_GROWTH)
+    estimate += ZIP_ENTRY_OVERHEAD * (entries + 1)
     reservation = reserve(database, storage, estimate, quota)
     try:
         temp, filename = build_zip(database, storage, names, described)
         with storage.lock():
-            if temp.stat().st_size > quota - used_bytes(database, excluding=reservation):
+            if temp.stat().st_size > room_left(database, quota, excluding=reservation):
                 temp.unlink(missing_ok=True)
                 raise OverQuota("The zip would exceed this tenant's storage quota.")
             return link_built_file(database, storage, temp, filename, download=True, ttl=ttl)
@@ -281,26 +281,15 @@ def link_zip(
 
 
 def _described(database: TenantDatabase, names: list[str]) -> dict[str, dict]:
-    """The named datasets, by name, each with its files' ``sizes``.
+    """The named datasets, by name, as :func:`_describe` has them.
 
     :raises UnknownDataset: naming the first unknown dataset.
     """
     with database.transaction() as session:
         described = {dataset["name"]: dataset for dataset in _describe(database, session, names)}
-        sizes = dict(
-            session.execute(
-                select(FileRecord.name, FileRecord.size).where(
-                    FileRecord.name.in_(
-                        [file for dataset in described.values() for file in dataset["files"]]
-                    )
-                )
-            ).all()
-        )
     for name in names:
         if name not in described:
             raise UnknownDataset(name)
-    for dataset in described.values():
-        dataset["sizes"] = {file: sizes.get(file, 0) for file in dataset["files"]}
     return described
 
 

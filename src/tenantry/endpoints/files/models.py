@@ -88,6 +88,11 @@ def used_bytes(database: TenantDatabase, excluding: int | None = None) -> int:
         )
 
 
+def room_left(database: TenantDatabase, quota: int, excluding: int | None = None) -> int:
+    """Bytes the quota leaves now (call under the storage lock for a decision)."""
+    return quota - used_bytes(database, excluding=excluding)
+
+
 def reserve(
     database: TenantDatabase, storage: TenantStorage, size: int, quota: int, give_back: int = 0
 ) -> int:
@@ -98,7 +103,7 @@ def reserve(
     :raises OverQuota:
     """
     with storage.lock():
-        if size > quota - used_bytes(database) + give_back:
+        if size > room_left(database, quota) + give_back:
             raise OverQuota("This would exceed the tenant's storage quota.")
         reservation = UploadReservation(size=size, expires_at=time.time() + RESERVATION_SECONDS)
         with database.transaction() as session:
@@ -147,12 +152,12 @@ def store_file(
     give_back = before.size if before else 0
     reservation = reserve(database, storage, declared or 0, quota, give_back)
     try:
-        room = quota - used_bytes(database, excluding=reservation) + give_back
+        room = room_left(database, quota, excluding=reservation) + give_back
         received = storage.receive(chunks, max_size=max_size, room=room)
         try:
             with storage.lock():
                 existing = find_file(database, name)
-                room = quota - used_bytes(database, excluding=reservation)
+                room = room_left(database, quota, excluding=reservation)
                 if received.size > room + (existing.size if existing else 0):
                     raise OverQuota("The upload would exceed this tenant's storage quota.")
                 values = _commit(database, storage, name, received, existing)
@@ -200,7 +205,7 @@ def link_stored_file(
     with storage.lock():
 
         def make_link(record: FileRecord, path: Path):
-            if record.size > quota - used_bytes(database):
+            if record.size > room_left(database, quota):
                 raise OverQuota("A link would exceed this tenant's storage quota.")
             return link_file(database, storage, path, name, download, ttl)
 
