@@ -8,9 +8,11 @@ import subprocess
 import sys
 import zipfile
 
+import click
 import pytest
 
 from tenantry.auth import guard_of
+from tenantry.client.cli import client
 from tenantry.config_loader import load_config_class
 from tenantry.factory import create_app
 from tenantry.users import create_user
@@ -107,3 +109,58 @@ def test_exit_codes(cli):
     assert cli("frobnicate").returncode == 2
     assert cli("put", "missing-local-file").returncode == 2
     assert b"Traceback" not in missing.stderr + wrong.stderr
+
+
+def test_use_and_uses_are_one_option_on_create_and_list(cli, tmp_path):
+    ok(cli("login", "admin", "--password-stdin", stdin=PASSWORD.encode() + b"\n"))
+    ok(cli("datasets", "create", "sales", "--use", "bi", "--use", "training"))
+    ok(cli("datasets", "create", "clicks", "--uses", "bi", "--uses", "training"))
+    ok(cli("datasets", "create", "notes", "--use", "bi"))
+
+    by_use = ok(cli("--json", "datasets", "list", "--use", "bi", "--use", "training"))
+    by_uses = ok(cli("--json", "datasets", "list", "--uses", "bi", "--uses", "training"))
+    mixed = ok(cli("--json", "datasets", "list", "--use", "bi", "--uses", "training"))
+    assert by_use == by_uses == mixed
+    listed = json.loads(by_use)
+    assert [d["name"] for d in listed["data"]] == ["clicks", "sales"]
+    assert all(d["uses"] == ["bi", "training"] for d in listed["data"])
+
+    for command in ("list", "create"):
+        help_text = ok(cli("datasets", command, "--help"))
+        assert "--use TEXT" in help_text
+        assert "--uses" not in help_text  # the old spelling works but is not advertised
+
+
+def test_json_after_the_subcommand_is_the_same_as_before_it(cli, tmp_path):
+    ok(cli("login", "admin", "--password-stdin", stdin=PASSWORD.encode() + b"\n"))
+    (tmp_path / "report.csv").write_bytes(b"a,b\n1,2\n")
+    ok(cli("put", "report.csv"))
+    ok(cli("datasets", "create", "sales", "--use", "bi", "--file", "report.csv"))
+
+    for command in (["ls"], ["me"], ["info", "report.csv"], ["datasets", "list", "--use", "bi"],
+                    ["datasets", "show", "sales"]):  # fmt: skip
+        after = ok(cli(*command, "--json"))
+        assert after == ok(cli("--json", *command)), command
+        assert json.loads(after), command
+    assert json.loads(ok(cli("ls", "--json")))["files"][0]["name"] == "report.csv"
+    assert "1 files" in ok(cli("ls"))  # without the flag: text, not JSON
+
+    # commands that change something print JSON too, whichever side the flag is on
+    assert json.loads(ok(cli("datasets", "rm", "sales", "--json"))) == {"deleted": "sales"}
+    assert json.loads(ok(cli("rm", "report.csv", "--json"))) == {"deleted": "report.csv"}
+    assert json.loads(ok(cli("logout", "--json"))) == {"logged_out": True}
+
+
+def test_every_client_subcommand_takes_json_after_it():
+    def leaves(group, path=()):
+        for name, command in group.commands.items():
+            if isinstance(command, click.Group):
+                yield from leaves(command, (*path, name))
+            else:
+                yield (*path, name), command
+
+    commands = dict(leaves(client))
+    assert len(commands) == 15
+    missing = [" ".join(path) for path, command in commands.items()
+               if not any("--json" in param.opts for param in command.params)]  # fmt: skip
+    assert missing == []

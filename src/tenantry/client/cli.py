@@ -2,15 +2,17 @@
 
 Exit status: 0 success, 1 the API (or the connection) said no, 2 bad usage or not logged in.
 ``login`` keeps the token per base URL and tenant in ``<config dir>/tenantry/tokens.json``
-(mode 0600); later commands use it and store it again when it was refreshed.
+(mode 0600); later commands use it and store it again when it was refreshed. ``--json`` (print
+JSON) goes before the subcommand or after it.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -111,6 +113,27 @@ def progress_bar(total: int | None, label: str) -> Iterator:
 pass_context = click.make_pass_decorator(Context)
 
 
+def _set_json(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.find_object(Context).as_json = True
+
+
+def json_flag(command: Callable) -> Callable:
+    """``--json`` after a subcommand too: ``client ls --json`` is ``client --json ls``."""
+    return click.option("--json", is_flag=True, expose_value=False, callback=_set_json,
+                        help="Print JSON, for scripts.")(command)  # fmt: skip
+
+
+class QuietAliases(click.Option):
+    """An option that also takes its later spellings (old names kept for scripts) but shows
+    only the first one in ``--help``."""
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        shown = copy.copy(self)
+        shown.opts = self.opts[:1]
+        return click.Option.get_help_record(shown, ctx)
+
+
 @click.group("client")
 @click.option("--url", envvar="TENANTRY_URL", default="http://127.0.0.1:8000", show_default=True)
 @click.option("--tenant", envvar="TENANTRY_TENANT", help="Tenant slug (omit under host routing).")
@@ -124,6 +147,7 @@ def client(ctx: click.Context, url: str, tenant: str | None, as_json: bool) -> N
 @client.command()
 @click.argument("username")
 @click.option("--password-stdin", is_flag=True, help="Read the password from stdin's first line.")
+@json_flag
 @pass_context
 def login(ctx: Context, username: str, password_stdin: bool) -> None:
     """Log in and keep the token for later commands."""
@@ -137,6 +161,7 @@ def login(ctx: Context, username: str, password_stdin: bool) -> None:
 
 
 @client.command()
+@json_flag
 @pass_context
 def logout(ctx: Context) -> None:
     """Revoke the kept token and forget it."""
@@ -147,6 +172,7 @@ def logout(ctx: Context) -> None:
 
 
 @client.command()
+@json_flag
 @pass_context
 def me(ctx: Context) -> None:
     """Who the kept token belongs to."""
@@ -156,6 +182,7 @@ def me(ctx: Context) -> None:
 
 
 @client.command("ls")
+@json_flag
 @pass_context
 def list_files(ctx: Context) -> None:
     """List files."""
@@ -168,6 +195,7 @@ def list_files(ctx: Context) -> None:
 @client.command()
 @click.argument("name")
 @click.argument("path", required=False, type=click.Path(dir_okay=False, allow_dash=True))
+@json_flag
 @pass_context
 def put(ctx: Context, name: str, path: str | None) -> None:
     """Upload PATH (default: NAME; '-' for stdin) as NAME."""
@@ -184,6 +212,7 @@ def put(ctx: Context, name: str, path: str | None) -> None:
 @client.command()
 @click.argument("name")
 @click.argument("dest", required=False, type=click.Path(dir_okay=False))
+@json_flag
 @pass_context
 def get(ctx: Context, name: str, dest: str | None) -> None:
     """Download NAME to DEST (default: NAME), resuming after a cut."""
@@ -197,6 +226,7 @@ def get(ctx: Context, name: str, dest: str | None) -> None:
 
 @client.command()
 @click.argument("name")
+@json_flag
 @pass_context
 def info(ctx: Context, name: str) -> None:
     """Size, modification time and sha256 of NAME."""
@@ -207,6 +237,7 @@ def info(ctx: Context, name: str) -> None:
 
 @client.command("rm")
 @click.argument("name")
+@json_flag
 @pass_context
 def remove(ctx: Context, name: str) -> None:
     """Delete NAME."""
@@ -219,6 +250,7 @@ def remove(ctx: Context, name: str) -> None:
 @click.argument("name")
 @click.option("--download", is_flag=True, help="Serve as an attachment.")
 @click.option("--ttl", default=300, show_default=True, type=click.IntRange(1, 86400))
+@json_flag
 @pass_context
 def link(ctx: Context, name: str, download: bool, ttl: int) -> None:
     """Make a one-time link to NAME; prints its address."""
@@ -230,6 +262,7 @@ def link(ctx: Context, name: str, download: bool, ttl: int) -> None:
 @client.command()
 @click.argument("addr")
 @click.argument("dest", required=False, type=click.Path(dir_okay=False))
+@json_flag
 @pass_context
 def redeem(ctx: Context, addr: str, dest: str | None) -> None:
     """Fetch a one-time link's bytes to DEST (default: stdout). Needs no login."""
@@ -247,10 +280,12 @@ def datasets() -> None:
 
 
 @datasets.command("list")
-@click.option("--uses", multiple=True, help="Only datasets having this use (repeatable).")
+@click.option("--use", "--uses", "uses", cls=QuietAliases, multiple=True,
+              help="Only datasets having this use (repeatable: all must match).")  # fmt: skip
 @click.option("--q", help="Text in the name or description.")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000))
 @click.option("--offset", default=0, show_default=True, type=click.IntRange(min=0))
+@json_flag
 @pass_context
 def datasets_list(ctx: Context, uses, q, limit, offset) -> None:
     """List datasets."""
@@ -263,6 +298,7 @@ def datasets_list(ctx: Context, uses, q, limit, offset) -> None:
 
 @datasets.command("show")
 @click.argument("name")
+@json_flag
 @pass_context
 def datasets_show(ctx: Context, name: str) -> None:
     """One dataset."""
@@ -274,8 +310,10 @@ def datasets_show(ctx: Context, name: str) -> None:
 @datasets.command("create")
 @click.argument("name")
 @click.option("--description", default="")
-@click.option("--use", "uses", multiple=True)
-@click.option("--file", "files", multiple=True)
+@click.option("--use", "--uses", "uses", cls=QuietAliases, multiple=True,
+              help="A use of the dataset (repeatable).")  # fmt: skip
+@click.option("--file", "files", multiple=True, help="A stored file in it (repeatable).")
+@json_flag
 @pass_context
 def datasets_create(ctx: Context, name, description, uses, files) -> None:
     """Create a dataset (admin)."""
@@ -286,6 +324,7 @@ def datasets_create(ctx: Context, name, description, uses, files) -> None:
 
 @datasets.command("rm")
 @click.argument("name")
+@json_flag
 @pass_context
 def datasets_remove(ctx: Context, name: str) -> None:
     """Delete a dataset (admin)."""
@@ -297,6 +336,7 @@ def datasets_remove(ctx: Context, name: str) -> None:
 @datasets.command("download")
 @click.argument("names", nargs=-1, required=True)
 @click.option("--dest", required=True, type=click.Path(dir_okay=False), help="Zip to write.")
+@json_flag
 @pass_context
 def datasets_download(ctx: Context, names, dest: str) -> None:
     """Download datasets as one zip of <dataset>/<file>."""
