@@ -126,7 +126,9 @@ def configure_logging(level: str = "INFO") -> None:
 
 
 class RequestLog:
-    """WSGI middleware: request id in and out, one access log line per request."""
+    """WSGI middleware: request id in and out, one access log line per request (method,
+    path, status, time, client address). Outermost but for the proxy fix of
+    :mod:`tenantry.wsgi`, so the address is the client's behind trusted proxies."""
 
     def __init__(self, app):
         if not callable(app):
@@ -150,7 +152,7 @@ class RequestLog:
         def finish() -> None:
             if access_log.isEnabledFor(logging.INFO):
                 access_log.info(
-                    "%s %s %s %.1fms",
+                    "%s %s %s %.1fms client=%s",
                     environ.get("REQUEST_METHOD", "-"),
                     # ascii() escapes control characters: a path cannot forge log lines.
                     ascii(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""))[1:-1][
@@ -158,6 +160,8 @@ class RequestLog:
                     ],
                     status_line[0],
                     (time.perf_counter() - started) * 1000,
+                    # The peer, or what trusted proxies forwarded (TENANTRY_TRUSTED_PROXIES)
+                    ascii(environ.get("REMOTE_ADDR", "-"))[1:-1][:64],
                 )
             try:
                 _current.reset(token)

@@ -29,4 +29,7 @@ def gunicorn_options(workers: int) -> list[str]:
         "--worker-connections", str(WORKER_CONNECTIONS),
         "--keep-alive", str(HEAD_TIMEOUT),
         "--timeout", str(WORKER_TIMEOUT),
+        # gunicorn would take the scheme from X-Forwarded-Proto of any client on
+        # 127.0.0.1; which forwarded headers count is TENANTRY_TRUSTED_PROXIES' business.
+        "--forwarded-allow-ips", "",
     ]  # fmt: skip
