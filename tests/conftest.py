@@ -98,9 +98,10 @@ def database_url(request, monkeypatch) -> str | None:
 
 @pytest.fixture
 def home(tmp_path, database_url) -> TenantHome:
-    """An empty TENANTRY_HOME in a temp folder, on SQLite or on PostgreSQL."""
+    """An empty TENANTRY_HOME in a temp folder (its config/ there, no tenant yet), on
+    SQLite or on PostgreSQL."""
     root = tmp_path / "home"
-    root.mkdir()
+    (root / "config").mkdir(parents=True)
     return TenantHome(root, database_url)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
+import types
 
 from tenantry.config import TenantConfig, TenantConfigError
 from tenantry.home import TenantHome
@@ -16,12 +16,16 @@ def load_config_class(home: TenantHome, slug: str) -> type[TenantConfig]:
     """
     path = home.config_file(slug)
     module_name = "tenantry_tenant_config_" + slug.replace("-", "_")
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    if spec is None or spec.loader is None or not path.is_file():
-        raise TenantConfigError(slug, [f"config/{slug}.py does not exist"])
-    module = importlib.util.module_from_spec(spec)
+    module = types.ModuleType(module_name)
+    module.__file__ = str(path)
     try:
-        spec.loader.exec_module(module)
+        source = path.read_bytes()
+    except OSError:
+        raise TenantConfigError(slug, [f"config/{slug}.py does not exist"]) from None
+    try:
+        # Compiled from source, not imported: no __pycache__ is written into the home
+        # (a read-only command must not write), and the module is tiny.
+        exec(compile(source, str(path), "exec"), module.__dict__)  # noqa: S102
     except Exception as exc:
         raise TenantConfigError(
             slug, [f"config/{slug}.py failed to load: {type(exc).__name__}: {exc}"]

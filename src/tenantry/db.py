@@ -158,11 +158,24 @@ def shared_engine(database_url: str) -> Engine:
         return engine
 
 
-def tenant_database(home, slug: str) -> TenantDatabase:
+def tenant_database(home, slug: str, read_only: bool = False) -> TenantDatabase:
     """The tenant's database in ``home`` (a :class:`tenantry.home.TenantHome`): its SQLite
     file, or its schema of the home's PostgreSQL database. Nothing is opened until it is
-    used; call ``dispose()`` when done."""
-    return TenantDatabase(slug, home.instance_dir(slug), home.database_url)
+    used; call ``dispose()`` when done. ``read_only`` (for commands that must not write)
+    creates nothing, not even a folder, and refuses writes."""
+    return TenantDatabase(slug, home.instance_dir(slug), home.database_url, read_only)
+
+
+def _read_only_sqlite(path: Path) -> sqlite3.Connection:
+    """A connection that cannot write and leaves no file behind. ``mode=ro`` on a WAL
+    database creates the -wal and -shm files when they are missing and cannot remove
+    them; without a -wal file every commit is in the main file, which only a checkpoint
+    changes, so it is read as immutable."""
+    wal = path.with_name(path.name + "-wal")
+    query = "mode=ro" if wal.exists() else "immutable=1"
+    return sqlite3.connect(
+        f"{path.as_uri()}?{query}", uri=True, timeout=10, check_same_thread=False
+    )
 
 
 class TenantDatabase:
@@ -172,22 +185,38 @@ class TenantDatabase:
     touch its database (a landing page, say) holds no engine and no open file.
     """
 
-    def __init__(self, slug: str, instance_path: Path, database_url: str | None = None):
+    def __init__(
+        self,
+        slug: str,
+        instance_path: Path,
+        database_url: str | None = None,
+        read_only: bool = False,
+    ):
         self.slug = slug
+        self.read_only = read_only
         if database_url:
             self.schema = schema_name(slug)
+            options = {"postgresql_readonly": True} if read_only else {}
             self.engine = shared_engine(database_url).execution_options(
-                schema_translate_map={None: self.schema}
+                schema_translate_map={None: self.schema}, **options
             )
         else:
             self.schema = None
-            instance_path.mkdir(parents=True, exist_ok=True)
+            if not read_only:
+                instance_path.mkdir(mode=0o700, parents=True, exist_ok=True)
             self.path = instance_path / "tenant.db"
         self._lock_path = instance_path / ".migrate.lock"
 
     @functools.cached_property
     def engine(self) -> Engine:
         """The SQLite tenant's own engine (PostgreSQL tenants get theirs in __init__)."""
+        if self.read_only:
+            return create_engine("sqlite://", creator=lambda: _read_only_sqlite(self.path))
+        if not self.path.exists():
+            # SQLite creates the file, and its -wal and -shm later with the same mode,
+            # as the umask allows (0644): create it private first.
+            with contextlib.suppress(FileExistsError):
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         engine = create_engine(f"sqlite:///{self.path}")
         event.listen(engine, "connect", _configure_sqlite)
         return engine

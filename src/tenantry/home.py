@@ -16,6 +16,39 @@ from tenantry.config import is_valid_slug
 
 HOME_ENV_VAR = "TENANTRY_HOME"
 DATABASE_URL_ENV_VAR = "TENANTRY_DATABASE_URL"
+# Which backend the home's tenants keep their data in: "sqlite", or the PostgreSQL URL
+# without its password. Written by the first command that creates a tenant.
+BACKEND_FILE = ".backend"
+SQLITE = "sqlite"
+HOME_HINT = f"point --home (or {HOME_ENV_VAR}) at the folder that holds config/ and tenants/"
+
+
+class HomeError(Exception):
+    """The home cannot be used as it is: the message says why and what to do."""
+
+
+def describe_backend(database_url: str | None) -> str:
+    """How a home records its backend: ``sqlite``, or the URL with no password."""
+    if not database_url:
+        return SQLITE
+    from sqlalchemy.engine import make_url
+
+    return make_url(database_url).set(password=None).render_as_string(hide_password=False)
+
+
+def _same_database(recorded: str, database_url: str | None) -> bool:
+    if recorded == SQLITE or not database_url:
+        return recorded == describe_backend(database_url)
+    from sqlalchemy.engine import make_url
+
+    def identity(url):
+        return (url.get_backend_name(), url.username, url.host, url.port or 5432, url.database)
+
+    try:
+        return identity(make_url(recorded)) == identity(make_url(database_url))
+    except ValueError:  # a record edited into nonsense
+        return False
+
 
 # A stat signature: (mtime in ns, size, inode), or None for a missing file. Nanoseconds and
 # inode catch edits that whole-second mtimes miss and files replaced by rename.
@@ -68,6 +101,61 @@ class TenantHome:
 
     def database_file(self, slug: str) -> Path:
         return self.instance_dir(slug) / "tenant.db"
+
+    @property
+    def backend_file(self) -> Path:
+        return self.tenants_dir / BACKEND_FILE
+
+    def recorded_backend(self) -> str | None:
+        """The backend the home's tenants use: its record, else (a home made before the
+        record) what its tenants show: a ``tenant.db`` means SQLite, tenants without one
+        mean PostgreSQL (``"postgresql"``, any URL). None for a home without tenants."""
+        try:
+            return self.backend_file.read_text().strip() or None
+        except FileNotFoundError:
+            pass
+        slugs = [slug for slug in self.slugs() if self.instance_dir(slug).is_dir()]
+        if any(self.database_file(slug).exists() for slug in slugs):
+            return SQLITE
+        return "postgresql" if slugs else None
+
+    def check_backend(self) -> None:
+        """:raises HomeError: TENANTRY_DATABASE_URL disagrees with the home's backend."""
+        recorded = self.recorded_backend()
+        if recorded is None:
+            return
+        if recorded == "postgresql":  # inferred: any PostgreSQL database will do
+            matches = self.database_url is not None
+        else:
+            matches = _same_database(recorded, self.database_url)
+        if not matches:
+            if recorded == SQLITE:
+                fix = f"unset {DATABASE_URL_ENV_VAR}"
+            elif recorded == "postgresql":
+                fix = f"set {DATABASE_URL_ENV_VAR} to the PostgreSQL database of its tenants"
+            else:
+                fix = f"set {DATABASE_URL_ENV_VAR}={recorded} (with its password)"
+            raise HomeError(
+                f"this home keeps its tenants' data in {recorded}, but "
+                f"{DATABASE_URL_ENV_VAR} says {describe_backend(self.database_url)}: {fix}; "
+                "moving tenants to another backend is a backup and a restore there"
+            )
+
+    def record_backend(self) -> None:
+        """Write the backend record if the home has none yet (call after check_backend)."""
+        if self.backend_file.exists():
+            return
+        from tenantry.atomic import write_atomically
+
+        self.tenants_dir.mkdir(parents=True, exist_ok=True)
+        write_atomically(self.backend_file, describe_backend(self.database_url) + "\n")
+
+    def check_layout(self) -> None:
+        """:raises HomeError: the folder is not a home (it has no ``config/``)."""
+        if not self.config_dir.is_dir():
+            raise HomeError(
+                f"{self.root} is not a tenantry home (it has no config/ folder): {HOME_HINT}"
+            )
 
     def exists(self, slug: str) -> bool:
         """Whether a tenant of that slug is configured (its config module exists)."""

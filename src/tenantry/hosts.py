@@ -37,8 +37,10 @@ class HostIndex:
     with that tenant's 503 rather than a 404.
     """
 
-    def __init__(self, home: TenantHome):
+    def __init__(self, home: TenantHome, persist: bool = True):
         self.home = home
+        # False for read-only commands: the index on disk is read, never written.
+        self.persist = persist
         self.modules: dict[str, tuple[StatSignature, tuple[str, ...]]] = {}
         self.claims: dict[str, list[str]] = {}
         self.by_host: dict[str, str] = {}
@@ -54,7 +56,7 @@ class HostIndex:
             if entry is None or entry[0] != signature:
                 entry = (signature, self._hosts_of(slug, entry))
             modules[slug] = entry
-        if modules != known:
+        if modules != known and self.persist:
             self._save(modules)
         self.modules = modules
         claims: dict[str, list[str]] = {}

@@ -32,6 +32,9 @@ SHA256 = re.compile(r"[0-9a-f]{64}")
 CHUNK_SIZE = 1024 * 1024
 # Temp files older than this are left-overs of killed uploads.
 STALE_UPLOAD_SECONDS = 6 * 3600
+# Stored bytes are the tenant's alone: no group or other access, whatever the umask.
+PRIVATE_FILE = 0o600
+PRIVATE_DIR = 0o700
 
 
 class InvalidName(ValueError):
@@ -74,10 +77,10 @@ class TenantStorage:
         self.blobs = self.root / BLOBS
 
     def ensure(self) -> None:
-        """Create the storage root (and its upload and link areas) if missing."""
-        self.incoming.mkdir(parents=True, exist_ok=True)
-        self.links.mkdir(exist_ok=True)
-        self.blobs.mkdir(exist_ok=True)
+        """Create the storage root (and its upload and link areas) if missing, private."""
+        self.root.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+        for folder in (self.incoming, self.links, self.blobs):
+            folder.mkdir(mode=PRIVATE_DIR, exist_ok=True)
 
     def check(self) -> bool:
         """Whether the root exists and this process may create and remove files there."""
@@ -111,7 +114,7 @@ class TenantStorage:
         # while it is written, so an upload costs the slower of the two, not their sum.
         hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tenantry-sha256")
         try:
-            with open(temp, "xb") as out:
+            with open(temp, "wb") as out:
                 for chunk in chunks:
                     size += len(chunk)
                     if size > max_size:
@@ -193,12 +196,16 @@ class TenantStorage:
             if isinstance(exc, FileNotFoundError):
                 raise
             shutil.copyfile(source, target)  # a filesystem without hard links
+            os.chmod(target, PRIVATE_FILE)
         return target.stat().st_size
 
     def temp_path(self) -> Path:
-        """A fresh path in the upload area, for a file built before it is published."""
+        """A fresh empty file in the upload area (mode 0600), for bytes written before
+        they are published; open it with ``"wb"``."""
         self.ensure()
-        return self.incoming / f"{secrets.token_hex(16)}.part"
+        path = self.incoming / f"{secrets.token_hex(16)}.part"
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE))
+        return path
 
     def publish_snapshot(self, temp: Path, uid: str) -> int:
         """Move a finished temp file in as a link's snapshot; returns its size."""

@@ -39,7 +39,7 @@ from tenantry.modules import (
     resolve_modules,
     route_problems,
 )
-from tenantry.storage import TenantStorage
+from tenantry.storage import PRIVATE_DIR, PRIVATE_FILE, TenantStorage
 from tenantry.tenant_secrets import new_secret_key, read_secrets, write_new_secret_key
 
 # `migrate` of many tenants runs in this many processes, a chunk of tenants at a time.
@@ -142,6 +142,7 @@ def create_tenant(
     taken = _hosts_in_use(home).keys() & set(hosts)
     if taken:
         raise TenantError(f"host already used by another tenant: {', '.join(sorted(taken))}")
+    home.check_backend()
     if home.database_url and tenant_database(home, slug).exists():
         # A schema left behind by a removed tenant must not hand its users to a new one.
         raise TenantError(
@@ -153,14 +154,15 @@ def create_tenant(
     home.tenants_dir.mkdir(parents=True, exist_ok=True)
     instance = home.instance_dir(slug)
     try:
-        instance.mkdir()
+        instance.mkdir(mode=PRIVATE_DIR)
     except FileExistsError:
         raise TenantError(f"tenant {slug!r} already exists") from None
     try:
         write_atomically(home.env_file(slug), f"SECRET_KEY={new_secret_key()}\n", 0o600)
         write_atomically(instance / "wsgi.py", WSGI_MODULE.format(slug=slug))
-        (instance / "storage").mkdir()
+        TenantStorage(instance / "storage").ensure()
         upgrade_database(home, slug, modules)
+        home.record_backend()
         config = CONFIG_MODULE.format(
             class_name=_class_name(slug),
             slug=_literal(slug),
@@ -254,14 +256,9 @@ def check_tenants(home: TenantHome, slugs: list[str] | None = None) -> dict[str,
 
 def _tenant_problems(home: TenantHome, slug: str) -> list[str]:
     problems = []
-    env_file = home.env_file(slug)
-    if not env_file.is_file():
+    if not home.env_file(slug).is_file():
         problems.append(f"tenants/{slug}/.env is missing")
-    elif stat.S_IMODE(env_file.stat().st_mode) & 0o077:
-        problems.append(
-            f"tenants/{slug}/.env is readable by others "
-            f"(mode {stat.S_IMODE(env_file.stat().st_mode):o}, expected 600)"
-        )
+    problems += _exposed_files(home, slug)
     try:
         config_class = load_config_class(home, slug)
         tenant_settings(config_class, read_secrets(home, slug), home.instance_dir(slug))
@@ -271,9 +268,45 @@ def _tenant_problems(home: TenantHome, slug: str) -> list[str]:
     return problems
 
 
+# What holds secrets or tenant data: private (0600 files, 0700 folders).
+PRIVATE_FILES = (".env", "tenant.db", "tenant.db-wal", "tenant.db-shm")
+
+
+def _exposed_files(home: TenantHome, slug: str) -> list[str]:
+    """Problems for files of the tenant's secrets or data that others may read: its
+    instance folder, ``.env``, database, and everything under ``storage/``."""
+    instance = home.instance_dir(slug)
+    exposed = []
+
+    def look(path, private_mode) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            mode = stat.S_IMODE(os.lstat(path).st_mode)
+            if mode & 0o077:
+                exposed.append(
+                    f"{os.path.relpath(path, home.root)} (mode {mode:o}, expected {private_mode:o})"
+                )
+
+    if not instance.is_dir():
+        return []
+    look(instance, PRIVATE_DIR)
+    for name in PRIVATE_FILES:
+        look(instance / name, PRIVATE_FILE)
+    for folder, _folders, files in os.walk(instance / "storage"):
+        look(folder, PRIVATE_DIR)
+        for name in files:
+            if name != ".lock":
+                look(os.path.join(folder, name), PRIVATE_FILE)
+    if not exposed:
+        return []
+    shown = "; ".join(exposed[:3]) + (f"; and {len(exposed) - 3} more" if len(exposed) > 3 else "")
+    return [
+        f"readable by others: {shown}; fix: chmod -R go-rwx {os.path.relpath(instance, home.root)}"
+    ]
+
+
 def _hosts_in_use(home: TenantHome) -> dict[str, list[str]]:
     """Every host some tenant claims, with the tenants claiming it."""
-    index = HostIndex(home)
+    index = HostIndex(home, persist=False)
     index.refresh()
     return index.claims
 

@@ -309,7 +309,7 @@ def build_zip(
     temp = storage.temp_path()
     try:
         with zipfile.ZipFile(
-            temp, "x", zipfile.ZIP_DEFLATED, allowZip64=True, compresslevel=1
+            temp, "w", zipfile.ZIP_DEFLATED, allowZip64=True, compresslevel=1
         ) as archive:
             for name in dict.fromkeys(names):
                 for file in described[name]["files"]:
