@@ -18,8 +18,9 @@ from tenantry.auth import guard_of
 from tenantry.client.cli import client as client_cli
 from tenantry.config import ALL_BLUEPRINTS, TenantConfigError
 from tenantry.config_loader import load_config_class
+from tenantry.db import tenant_database
 from tenantry.factory import create_app
-from tenantry.home import HOME_ENV_VAR, TenantHome
+from tenantry.home import HOME_ENV_VAR, HomeError, TenantHome
 from tenantry.log import configure_logging
 from tenantry.serving import gunicorn_options
 from tenantry.tenants import (
@@ -37,9 +38,12 @@ from tenantry.users import (
     ROLES,
     UserError,
     create_user,
+    delete_user,
+    has_active_admin,
     list_users,
-    set_user_active,
+    update_user,
 )
+from tenantry.wsgi import trusted_proxies
 
 
 class InputError(click.ClickException):
@@ -48,8 +52,17 @@ class InputError(click.ClickException):
     exit_code = 2
 
 
-def _home(ctx: click.Context) -> TenantHome:
-    return ctx.ensure_object(dict)["home"]
+def _home(ctx: click.Context, creating: bool = False) -> TenantHome:
+    """The home the command works on, checked before anything is touched: it must be a
+    home (have ``config/``; unless ``creating`` a tenant) on the backend it records."""
+    home = ctx.ensure_object(dict)["home"]
+    try:
+        if not creating:
+            home.check_layout()
+        home.check_backend()
+    except HomeError as exc:
+        raise InputError(str(exc)) from exc
+    return home
 
 
 def _refusing(operation, *args, **kwargs):
@@ -92,8 +105,9 @@ def tenants() -> None:
 def tenants_create(ctx, slug, name, hosts, blueprints):
     """Create tenant SLUG with a fresh secret key and database."""
     names = tuple(part.strip() for part in blueprints.split(",") if part.strip())
-    _refusing(create_tenant, _home(ctx), slug, name=name, hosts=hosts, blueprints=names)
-    click.echo(f"created tenant {slug} in {_home(ctx).root}")
+    home = _home(ctx, creating=True)
+    _refusing(create_tenant, home, slug, name=name, hosts=hosts, blueprints=names)
+    click.echo(f"created tenant {slug} in {home.root}")
 
 
 @tenants.command("list")
@@ -160,7 +174,7 @@ def tenants_rotate_secret(ctx, slug):
 
 @main.group()
 def users() -> None:
-    """Add, list and disable a tenant's users."""
+    """Add, list, change and delete a tenant's users."""
 
 
 @contextlib.contextmanager
@@ -193,10 +207,7 @@ def _tenant_app(ctx: click.Context, slug: str) -> Iterator[Flask]:
 def users_add(ctx, slug, username, role, password_stdin):
     """Create USERNAME in tenant SLUG (password prompted without echo, or from stdin)."""
     with _tenant_app(ctx, slug) as app:
-        if password_stdin:
-            password = sys.stdin.readline().rstrip("\r\n")
-        else:
-            password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+        password = _read_password(password_stdin)
         try:
             create_user(
                 app.extensions["tenantry.db"],
@@ -215,12 +226,22 @@ def users_add(ctx, slug, username, role, password_stdin):
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @click.pass_context
 def users_list(ctx, slug, as_json):
-    """List the users of tenant SLUG: username, roles, active."""
-    with _tenant_app(ctx, slug) as app:
-        rows = [
-            {"username": user.username, "roles": user.rolenames, "active": user.active}
-            for user in list_users(app.extensions["tenantry.db"])
-        ]
+    """List the users of tenant SLUG: username, roles, active. Writes nothing."""
+    home = _home(ctx)
+    _refusing(require_tenant, home, slug)
+    database = tenant_database(home, slug, read_only=True)
+    try:
+        if not database.exists():
+            click.echo(f"tenant {slug} has no database yet: no users", err=True)
+            users_found = []
+        else:
+            users_found = list_users(database)
+    finally:
+        database.dispose()
+    rows = [
+        {"username": user.username, "roles": user.rolenames, "active": user.active}
+        for user in users_found
+    ]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -229,18 +250,85 @@ def users_list(ctx, slug, as_json):
         click.echo(f"{row['username']}\t{','.join(row['roles'])}\t{state}")
 
 
+def _change_user(ctx, slug: str, username: str, done: str, **changes) -> None:
+    """Apply ``changes`` (update_user's keywords; ``delete=True`` deletes) to a user, then
+    say ``done`` (formatted with ``user``)."""
+    with _tenant_app(ctx, slug) as app:
+        database = app.extensions["tenantry.db"]
+        try:
+            # The operator may stop even the last admin (a stolen account must be
+            # stoppable); this command can always enable it again.
+            if changes.pop("delete", False):
+                delete_user(database, username, keep_an_admin=False)
+            else:
+                update_user(
+                    database,
+                    guard_of(app).hash_password,
+                    username,
+                    keep_an_admin=False,
+                    **changes,
+                )
+        except UserError as exc:
+            raise InputError(str(exc)) from exc
+        lone = not has_active_admin(database)
+    click.echo(done.format(user=f"user {username} of tenant {slug}"))
+    if lone:
+        click.echo(f"note: tenant {slug} has no active admin now", err=True)
+
+
 @users.command("disable")
 @click.argument("slug")
 @click.argument("username")
 @click.pass_context
 def users_disable(ctx, slug, username):
     """Disable USERNAME of tenant SLUG: no more logins, and its tokens stop working."""
-    with _tenant_app(ctx, slug) as app:
-        try:
-            set_user_active(app.extensions["tenantry.db"], username, False)
-        except UserError as exc:
-            raise InputError(str(exc)) from exc
-    click.echo(f"disabled user {username} of tenant {slug}")
+    _change_user(ctx, slug, username, "disabled {user}", active=False)
+
+
+@users.command("enable")
+@click.argument("slug")
+@click.argument("username")
+@click.pass_context
+def users_enable(ctx, slug, username):
+    """Enable USERNAME of tenant SLUG again."""
+    _change_user(ctx, slug, username, "enabled {user}", active=True)
+
+
+@users.command("delete")
+@click.argument("slug")
+@click.argument("username")
+@click.pass_context
+def users_delete(ctx, slug, username):
+    """Delete USERNAME of tenant SLUG: its tokens stop working at once."""
+    _change_user(ctx, slug, username, "deleted {user}", delete=True)
+
+
+@users.command("role")
+@click.argument("slug")
+@click.argument("username")
+@click.argument("role", type=click.Choice(ROLES))
+@click.pass_context
+def users_role(ctx, slug, username, role):
+    """Make USERNAME of tenant SLUG an admin or a plain user."""
+    _change_user(ctx, slug, username, f"{{user}} is now {role}", roles=[role])
+
+
+@users.command("passwd")
+@click.argument("slug")
+@click.argument("username")
+@click.option("--password-stdin", is_flag=True, help="Read the password from stdin's first line.")
+@click.pass_context
+def users_passwd(ctx, slug, username, password_stdin):
+    """Set a new password for USERNAME of tenant SLUG (and lift a lock-out)."""
+    _change_user(
+        ctx, slug, username, "set the password of {user}", password=_read_password(password_stdin)
+    )
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
 
 
 @main.command()
@@ -283,6 +371,10 @@ def _report_per_tenant(results: dict, done) -> None:
 def serve(ctx, bind, workers):
     """Serve every tenant with gunicorn."""
     home = _home(ctx)
+    try:
+        trusted_proxies()
+    except ValueError as exc:
+        raise InputError(str(exc)) from exc
     os.environ[HOME_ENV_VAR] = str(home.root)
     argv = [
         sys.executable, "-m", "gunicorn",

@@ -45,7 +45,17 @@ class UserExists(UserError):
 
 
 class UnknownUser(UserError):
-    pass
+    def __init__(self, username: object):
+        super().__init__(f"no user named {username!r}")
+
+
+class LastAdmin(UserError):
+    """The change would leave the tenant without an active admin."""
+
+    def __init__(self, username: str):
+        super().__init__(
+            f"{username!r} is the tenant's last active admin: make another user an admin first"
+        )
 
 
 class User(Base):
@@ -134,17 +144,29 @@ def validate_new_user(username: object, password: object, roles: object) -> None
             "username must be 1-150 characters of letters, digits and . _ @ + - "
             "starting with a letter or digit"
         )
+    _validate_password(password)
+    _validate_roles(roles)
+
+
+def _validate_password(password: object) -> None:
     if not is_usable_password(password) or len(password) < MIN_PASSWORD_LENGTH:
         raise UserError(
             f"password must be valid text of {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} "
             "characters"
         )
+
+
+def _validate_roles(roles: object) -> None:
     if (
         not isinstance(roles, list)
         or not roles
         or not all(isinstance(role, str) and role in ROLES for role in roles)
     ):
         raise UserError(f"roles must be a non-empty list of: {', '.join(ROLES)}")
+
+
+def _roles_column(roles: list[str]) -> str:
+    return ",".join(role for role in ROLES if role in roles)
 
 
 def create_user(database: TenantDatabase, password_hash_of, username, password, roles) -> User:
@@ -157,7 +179,7 @@ def create_user(database: TenantDatabase, password_hash_of, username, password, 
     user = User(
         username=username,
         password_hash=password_hash_of(password),
-        roles=",".join(role for role in ROLES if role in roles),
+        roles=_roles_column(roles),
         active=True,
         created_at=datetime.now(UTC),
     )
@@ -181,16 +203,97 @@ def list_users(database: TenantDatabase) -> list[User]:
         return list(session.scalars(select(User).order_by(database.by_bytes(User.username))))
 
 
-def set_user_active(database: TenantDatabase, username: str, active: bool) -> None:
-    """:raises UnknownUser:"""
+def update_user(
+    database: TenantDatabase,
+    password_hash_of,
+    username: str,
+    *,
+    password: str | None = None,
+    active: bool | None = None,
+    roles: list[str] | None = None,
+    keep_an_admin: bool = True,
+) -> User:
+    """Change a user's password, active state and/or roles, all at once or none; the
+    one place the CLI and the admin routes change a user. A new password also lifts a
+    lock-out. ``password_hash_of`` is the tenant guard's ``hash_password`` (used only
+    with ``password``). ``keep_an_admin`` False lets the operator disable or demote the
+    last admin (a stolen account must be stoppable; the CLI can always enable it again).
+
+    :raises UserError: an invalid value. :raises UnknownUser:
+    :raises LastAdmin: it would leave the tenant without an active admin.
+    """
+    if password is not None:
+        _validate_password(password)
+    if active is not None and not isinstance(active, bool):
+        raise UserError("active must be true or false")
+    if roles is not None:
+        _validate_roles(roles)
     if not is_username(username):
-        raise UnknownUser(f"no user named {username!r}")
+        raise UnknownUser(username)
+    password_hash = None if password is None else password_hash_of(password)
     with database.transaction() as session:
-        result = session.execute(
-            update(User).where(User.username == username).values(active=active)
+        user = _user_for_change(session, username)
+        still_admin = (user.active if active is None else active) and "admin" in (
+            user.rolenames if roles is None else roles
         )
-        if result.rowcount == 0:
-            raise UnknownUser(f"no user named {username!r}")
+        if keep_an_admin and not still_admin:
+            _keep_an_admin(session, user)
+        if password_hash is not None:
+            user.password_hash = password_hash
+            session.execute(delete(LoginFailure).where(LoginFailure.username == username))
+        if active is not None:
+            user.active = active
+        if roles is not None:
+            user.roles = _roles_column(roles)
+    return user
+
+
+def set_user_active(database: TenantDatabase, username: str, active: bool) -> User:
+    """Enable or disable a user, as the operator (the last admin too). :raises UnknownUser:"""
+    return update_user(database, None, username, active=active, keep_an_admin=False)
+
+
+def delete_user(database: TenantDatabase, username: str, keep_an_admin: bool = True) -> None:
+    """Remove a user; its tokens stop working at once (they name a user that is gone).
+
+    :raises UnknownUser: :raises LastAdmin: it is the tenant's last active admin (unless
+        ``keep_an_admin`` is False).
+    """
+    if not is_username(username):
+        raise UnknownUser(username)
+    with database.transaction() as session:
+        user = _user_for_change(session, username)
+        if keep_an_admin:
+            _keep_an_admin(session, user)
+        session.delete(user)
+        session.execute(delete(LoginFailure).where(LoginFailure.username == username))
+
+
+def _user_for_change(session, username: str) -> User:
+    # A write first, changing nothing: it locks every active admin's row (PostgreSQL) or
+    # the database (SQLite), so two admins demoting each other at once cannot both pass
+    # the last-admin rule, and SQLite never has to upgrade a stale read to a write.
+    session.execute(
+        update(User)
+        .where(User.active.is_(True), User.roles.like("%admin%"))
+        .values(active=User.active)
+        .execution_options(synchronize_session=False)
+    )
+    user = session.scalars(select(User).where(User.username == username)).first()
+    if user is None:
+        raise UnknownUser(username)
+    return user
+
+
+def _keep_an_admin(session, user: User) -> None:
+    """:raises LastAdmin: ``user`` is the only active admin left."""
+    if not (user.active and "admin" in user.rolenames):
+        return
+    others = session.scalars(
+        select(User.roles).where(User.active.is_(True), User.id != user.id)
+    ).all()
+    if not any("admin" in (roles or "").split(",") for roles in others):
+        raise LastAdmin(user.username)
 
 
 @dataclass(frozen=True)
@@ -277,3 +380,9 @@ def record_login_failure(
 def clear_login_failures(database: TenantDatabase, username: str) -> None:
     with database.transaction() as session:
         session.execute(delete(LoginFailure).where(LoginFailure.username == username))
+
+
+def has_active_admin(database: TenantDatabase) -> bool:
+    with database.transaction() as session:
+        rows = session.scalars(select(User.roles).where(User.active.is_(True))).all()
+    return any("admin" in (roles or "").split(",") for roles in rows)

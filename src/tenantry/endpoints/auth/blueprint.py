@@ -1,7 +1,7 @@
 from flask import Blueprint
 
 from tenantry.endpoint import TenantApi
-from tenantry.endpoints.auth.resources import Login, Logout, Me, Refresh, Users
+from tenantry.endpoints.auth.resources import Login, Logout, Me, Refresh, UserByName, Users
 
 blueprint = Blueprint("auth", __name__)
 api = TenantApi(blueprint)
@@ -10,3 +10,4 @@ api.add_resource(Refresh, "/auth/refresh")
 api.add_resource(Me, "/auth/me")
 api.add_resource(Logout, "/auth/logout")
 api.add_resource(Users, "/users")
+api.add_resource(UserByName, "/users/<string:username>")

@@ -1,5 +1,7 @@
+import contextlib
+
 from flask import current_app
-from werkzeug.exceptions import BadRequest, Conflict, TooManyRequests, Unauthorized
+from werkzeug.exceptions import BadRequest, Conflict, NotFound, TooManyRequests, Unauthorized
 
 from tenantry.auth import (
     auth_required,
@@ -13,16 +15,20 @@ from tenantry.auth import (
 from tenantry.endpoint import TenantResource, json_object, no_content
 from tenantry.openapi import INTEGER, STRING, STRINGS, operation, schema_object
 from tenantry.users import (
+    LastAdmin,
+    UnknownUser,
     UserError,
     UserExists,
     clear_login_failures,
     create_user,
+    delete_user,
     find_user,
     is_username,
     list_users,
     record_login_failure,
     revoke_token,
     seconds_locked_out,
+    update_user,
 )
 
 TOKEN = schema_object({"access_token": STRING}, ("access_token",))
@@ -158,3 +164,53 @@ class Users(TenantResource):
         except UserError as exc:
             raise BadRequest(str(exc)) from None
         return user.as_dict(), 201
+
+
+USER_CHANGES = ("password", "active", "roles")
+
+
+class UserByName(TenantResource):
+    openapi = {
+        "patch": operation(
+            "Change a user's password, active state or roles (admin)",
+            {200: USER},
+            errors=(400, 403, 404, 409, 413),
+            body=schema_object(
+                {"password": STRING, "active": {"type": "boolean"}, "roles": STRINGS}, ()
+            ),
+        ),
+        "delete": operation("Delete a user (admin)", {204: None}, errors=(403, 404, 409)),
+    }
+    method_decorators = [auth_required("admin")]
+
+    def patch(self, username):
+        body = json_object()
+        if not body or set(body) - set(USER_CHANGES) or None in body.values():
+            raise BadRequest(f"Give one or more of {', '.join(USER_CHANGES)}, and nothing else.")
+        with _user_errors():
+            user = update_user(
+                self.database,
+                guard_of(current_app).hash_password,
+                username,
+                password=body.get("password"),
+                active=body.get("active"),
+                roles=body.get("roles"),
+            )
+        return user.as_dict()
+
+    def delete(self, username):
+        with _user_errors():
+            delete_user(self.database, username)
+        return no_content()
+
+
+@contextlib.contextmanager
+def _user_errors():
+    try:
+        yield
+    except UnknownUser as exc:
+        raise NotFound(str(exc)) from None
+    except LastAdmin as exc:
+        raise Conflict(str(exc)) from None
+    except UserError as exc:
+        raise BadRequest(str(exc)) from None
