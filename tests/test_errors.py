@@ -111,3 +111,13 @@ def test_a_path_cannot_forge_log_lines(client, caplog):
     with caplog.at_level(logging.INFO, logger="tenantry"):
         client.get("/x%0aFAKE LINE")
     assert all("\n" not in record.getMessage() for record in caplog.records)
+
+
+def test_a_tenant_that_cannot_start_is_named_on_its_error_line(client, home, acme, caplog):
+    caplog.handler.addFilter(RequestContextFilter())
+    path = home.config_file("acme")
+    path.write_text(path.read_text() + '    BLUEPRINTS = ("landing", "wiki")\n')
+    with caplog.at_level(logging.ERROR, logger="tenantry"):
+        assert client.get("/acme/").status_code == 503
+    errors = [record for record in caplog.records if record.levelno == logging.ERROR]
+    assert errors and all(record.tenant == "acme" for record in errors)

@@ -43,11 +43,15 @@ def set_request_tenant(slug: str) -> None:
 
 
 class RequestContextFilter(logging.Filter):
-    """Adds ``tenant`` and ``request_id`` to every record."""
+    """Adds ``tenant`` and ``request_id`` to every record (a record about a tenant
+    outside its requests names it with ``extra={"tenant": slug}``)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         context = _current.get()
-        record.tenant = context.tenant if context else "-"
+        if context is not None and context.tenant != "-":
+            record.tenant = context.tenant
+        elif not hasattr(record, "tenant"):
+            record.tenant = "-"
         record.request_id = context.request_id if context else "-"
         return True
 

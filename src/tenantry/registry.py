@@ -245,9 +245,10 @@ class TenantRegistry:
             entry.hosts = normalised_hosts(config_class.HOSTS)
             entry.app = create_app(config_class, self.home)
         except TenantConfigError as exc:
-            log.error("tenant %s cannot start: %s", slug, "; ".join(exc.problems))
+            problems = "; ".join(exc.problems)
+            log.error("tenant %s cannot start: %s", slug, problems, extra={"tenant": slug})
             entry.error = "; ".join(exc.problems)
         except Exception as exc:
-            log.exception("tenant %s failed to start", slug)
+            log.exception("tenant %s failed to start", slug, extra={"tenant": slug})
             entry.error = f"failed to start: {type(exc).__name__}"
         return entry
