@@ -35,15 +35,23 @@ def ensure_demo_admin(home: TenantHome, slug: str) -> str | None:
 
 def main(bind: str) -> None:
     home = TenantHome.from_environ()
+    passwords = {}
     for slug, (name, host) in DEMO_TENANTS.items():
         if not home.exists(slug):
             create_tenant(home, slug, name=name, hosts=(host,))
             print(f"tenant {slug}: created")
-        password = ensure_demo_admin(home, slug)
-        if password:
-            print(f"tenant {slug}: admin user '{DEMO_ADMIN}', password '{password}' (shown once)")
+        passwords[slug] = ensure_demo_admin(home, slug)
+        if passwords[slug]:
+            print(
+                f"tenant {slug}: admin user '{DEMO_ADMIN}', "
+                f"password '{passwords[slug]}' (shown once)"
+            )
         else:
-            print(f"tenant {slug}: ready (its admin was created on an earlier run)")
+            print(
+                f"tenant {slug}: ready; its admin '{DEMO_ADMIN}' was made on an earlier run "
+                f"(a new password: .venv/bin/tenantry users passwd {slug} {DEMO_ADMIN})"
+            )
+    password = passwords["acme"] or "<its password>"
     url = f"http://{bind}"
     print(
         f"\nServing on {url} — try:\n"
@@ -52,7 +60,7 @@ def main(bind: str) -> None:
         f"  curl {url}/globex/status\n"
         f"  curl -H 'Host: acme.localhost' {url}/\n"
         f"  curl -X POST {url}/acme/auth/login \\\n"
-        """       -d '{"username": "admin", "password": "<the password above>"}'\n"""
+        f"""       -d '{{"username": "admin", "password": "{password}"}}'\n"""
     )
 
 

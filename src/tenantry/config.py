@@ -241,7 +241,8 @@ def tenant_settings(
     base_keys = {key for key in dir(TenantConfig) if key.isupper()} - {"SECRET_KEY"}
     misplaced = sorted(key for key in secrets if key in base_keys)
     if misplaced:
-        problems.append(f"{', '.join(misplaced)} belong in config/{slug}.py, not in .env")
+        verb = "belongs" if len(misplaced) == 1 else "belong"
+        problems.append(f"{', '.join(misplaced)} {verb} in config/{slug}.py, not in .env")
     defaults: dict = {}
     if not problems:
         defaults, setting_problems = module_settings(
