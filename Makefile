@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 BIND ?= 127.0.0.1:8000
 WORKERS ?= 2
 
-.PHONY: run test lint format bench soak stress clean
+.PHONY: setup run test lint format bench soak stress clean
 
 $(STAMP): requirements.txt pyproject.toml examples/notes/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,9 @@ $(STAMP): requirements.txt pyproject.toml examples/notes/pyproject.toml
 	# the example endpoint module: its tests are part of the suite
 	$(BIN)/python -m pip install --quiet --no-deps -e examples/notes
 	touch $(STAMP)
+
+# The venv alone (what README's quickstart starts with).
+setup: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/python scripts/demo_setup.py $(BIND)
@@ -32,8 +35,9 @@ format: $(STAMP)
 	$(BIN)/ruff format src tests scripts bench examples
 	$(BIN)/ruff check --fix src tests scripts bench examples
 
+# SERVING=sync runs every server (bare Flask too) with gunicorn's sync defaults instead.
 bench: $(STAMP)
-	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.run $(if $(SERVING),--serving $(SERVING))
 
 soak: $(STAMP)
 	$(BIN)/python -m bench.soak

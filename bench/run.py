@@ -256,6 +256,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=4)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--serving",
+        choices=("serve", "sync"),
+        default="serve",
+        help="every server as `tenantry serve` runs it (gevent), or with gunicorn's own "
+        "defaults (sync workers), bare Flask included",
+    )
     args = parser.parse_args()
     binary = ensure_wrk()
     os.environ["TENANTRY_LOG_LEVEL"] = os.environ.get("TENANTRY_LOG_LEVEL", "INFO")
@@ -272,17 +279,21 @@ def main() -> None:
         spread = generate_tenants(home, SPREAD_TENANTS, prefix="s", database_template=template)
         cold = generate_tenants(home, 60, prefix="c", database_template=template)
 
-        print(f"wrk -t2 -c16, {args.seconds:g} s runs, {args.rounds} rounds, 2 sync workers")
+        model = "gevent workers" if args.serving == "serve" else "sync workers"
+        print(f"wrk -t2 -c16, {args.seconds:g} s runs, {args.rounds} rounds, 2 {model}")
         bare_home = TenantHome(folder / "bare")
         bare_home.root.mkdir()
+        serving = {"serving": args.serving}
         bare_server = GunicornServer(
-            bare_home, app="bench.bare:application", chdir=REPO, ready_path="/"
+            bare_home, app="bench.bare:application", chdir=REPO, ready_path="/", **serving
         )
         standalone = GunicornServer(
-            home, app="wsgi:application", chdir=home.instance_dir("acme"), ready_path="/"
-        )
-        quiet = GunicornServer(home, env={"TENANTRY_LOG_LEVEL": "WARNING"})
-        with bare_server as bare, GunicornServer(home) as server, standalone as alone, quiet:
+            home, app="wsgi:application", chdir=home.instance_dir("acme"), ready_path="/",
+            **serving,
+        )  # fmt: skip
+        quiet = GunicornServer(home, env={"TENANTRY_LOG_LEVEL": "WARNING"}, **serving)
+        main_server = GunicornServer(home, **serving)
+        with bare_server as bare, main_server as server, standalone as alone, quiet:
             token = httpx.post(
                 f"{server.url}/acme/auth/login", json={"username": "admin", "password": PASSWORD}
             ).json()["access_token"]

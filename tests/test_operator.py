@@ -436,3 +436,41 @@ def test_tenant_data_and_secrets_are_private(home, tenantry, client, login, alic
     assert result.exit_code == 1
     assert "readable by others" in result.output and blob.name in result.output
     assert "chmod -R go-rwx tenants/acme" in result.output
+
+
+# Server settings from the environment
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("TENANTRY_TRUSTED_PROXIES", "one"),
+        ("TENANTRY_MAX_LOADED_APPS", "0"),
+        ("TENANTRY_MAX_LOADED_APPS", "1e3"),
+        ("TENANTRY_SWEEP_INTERVAL", "-1"),
+        ("TENANTRY_SWEEP_INTERVAL", "inf"),
+        ("TENANTRY_LOG_LEVEL", "verbose"),
+    ],
+)
+def test_tenantry_serve_refuses_a_wrong_server_setting_before_it_starts(tmp_path, variable, value):
+    home = TenantHome(tmp_path / "home")
+    create_tenant(home, "acme")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TENANTRY_")}
+    env[variable] = value
+    served = subprocess.run(
+        [sys.executable, "-m", "tenantry.cli", "--home", str(home.root), "serve",
+         "--bind", f"127.0.0.1:{free_port()}"],
+        env=env, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert served.returncode == 2, served.stderr
+    assert variable in served.stderr and repr(value) in served.stderr
+
+
+def test_a_tenant_cannot_turn_on_flasks_debugging(tenantry, home, make_tenant):
+    make_tenant("acme")
+    path = home.config_file("acme")
+    path.write_text(path.read_text() + "    DEBUG = True\n    PROPAGATE_EXCEPTIONS = True\n")
+    result = tenantry("tenants", "check", "acme")
+    assert result.exit_code == 1
+    assert "DEBUG must stay False" in result.output
+    assert "PROPAGATE_EXCEPTIONS must stay False" in result.output

@@ -21,7 +21,7 @@ from tenantry.config_loader import load_config_class
 from tenantry.db import tenant_database
 from tenantry.factory import create_app
 from tenantry.home import HOME_ENV_VAR, HomeError, TenantHome
-from tenantry.log import configure_logging
+from tenantry.log import configure_logging, level_from_environ
 from tenantry.serving import gunicorn_options
 from tenantry.tenants import (
     TenantError,
@@ -43,7 +43,10 @@ from tenantry.users import (
     list_users,
     update_user,
 )
-from tenantry.wsgi import trusted_proxies
+from tenantry.wsgi import server_settings
+
+# Commands say only what goes wrong (the server logs every request: INFO)
+COMMAND_LOG_LEVEL = "WARNING"
 
 
 class InputError(click.ClickException):
@@ -82,7 +85,10 @@ def _refusing(operation, *args, **kwargs):
 @click.pass_context
 def main(ctx: click.Context, home: str | None) -> None:
     """Run and administer tenantry tenants."""
-    configure_logging(os.environ.get("TENANTRY_LOG_LEVEL", "WARNING"))
+    try:
+        configure_logging(level_from_environ(COMMAND_LOG_LEVEL))
+    except ValueError as exc:
+        raise InputError(str(exc)) from exc
     ctx.ensure_object(dict)["home"] = TenantHome.from_environ(root=home)
 
 
@@ -372,7 +378,7 @@ def serve(ctx, bind, workers):
     """Serve every tenant with gunicorn."""
     home = _home(ctx)
     try:
-        trusted_proxies()
+        server_settings()
     except ValueError as exc:
         raise InputError(str(exc)) from exc
     os.environ[HOME_ENV_VAR] = str(home.root)

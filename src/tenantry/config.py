@@ -142,7 +142,16 @@ def config_class_problems(config_class: type[TenantConfig], slug: str) -> list[s
         value = getattr(config_class, lifespan)
         if not isinstance(value, timedelta) or value <= timedelta(0):
             problems.append(f"{lifespan} must be a positive timedelta")
+    for flag in PRODUCTION_FLAGS:
+        if getattr(config_class, flag) is not False:
+            problems.append(
+                f"{flag} must stay False: errors are JSON, never a traceback or a debugger"
+            )
     return problems
+
+
+# Flask settings a tenant may not turn on: each lets an error escape as a traceback.
+PRODUCTION_FLAGS = ("DEBUG", "TESTING", "PROPAGATE_EXCEPTIONS")
 
 
 def _is_rate(value: object) -> bool:

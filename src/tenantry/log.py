@@ -99,6 +99,19 @@ def _skip_what_our_lines_never_show() -> None:
     logging.setLogRecordFactory(record_factory)
 
 
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LEVEL_ENV_VAR = "TENANTRY_LOG_LEVEL"
+
+
+def level_from_environ(default: str) -> str:
+    """TENANTRY_LOG_LEVEL, or ``default``. :raises ValueError: not a level's name."""
+    given = os.environ.get(LEVEL_ENV_VAR, "").strip()
+    level = given.upper() or default
+    if level not in LEVELS:
+        raise ValueError(f"{LEVEL_ENV_VAR} must be one of {', '.join(LEVELS)}, not {given!r}")
+    return level
+
+
 def configure_logging(level: str = "INFO") -> None:
     """Install tenantry's logging configuration; later calls do nothing."""
     global _configured

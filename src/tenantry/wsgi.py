@@ -11,16 +11,36 @@ layer), so the access log and everything inside see the client, not the proxy.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from tenantry.dispatch import SingleTenantApp, TenantDispatcher
 from tenantry.home import TenantHome
-from tenantry.log import RequestLog, configure_logging
+from tenantry.log import RequestLog, configure_logging, level_from_environ
 from tenantry.registry import DEFAULT_MAX_LOADED_APPS, DEFAULT_SWEEP_INTERVAL, TenantRegistry
 
 TRUSTED_PROXIES_ENV_VAR = "TENANTRY_TRUSTED_PROXIES"
+
+
+def _environ_number(name: str, default, kind, minimum, meaning: str):
+    """``name`` from the environment as ``kind`` (int or float) >= ``minimum``.
+
+    :raises ValueError: naming the variable, what it means and the value given.
+    """
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    pattern = _WHOLE if kind is int else _DECIMAL
+    if pattern.fullmatch(value) is None or kind(value) < minimum:
+        whole = "a whole number" if kind is int else "a number"
+        raise ValueError(f"{name} must be {whole} >= {minimum} ({meaning}), not {value!r}")
+    return kind(value)
+
+
+_WHOLE = re.compile(r"[0-9]+")
+_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")
 
 
 def trusted_proxies() -> int:
@@ -28,15 +48,29 @@ def trusted_proxies() -> int:
 
     :raises ValueError: TENANTRY_TRUSTED_PROXIES is set but not a whole number >= 0.
     """
-    value = os.environ.get(TRUSTED_PROXIES_ENV_VAR, "").strip()
-    if not value:
-        return 0
-    if not (value.isascii() and value.isdigit()):
-        raise ValueError(
-            f"{TRUSTED_PROXIES_ENV_VAR} must be a whole number >= 0 (how many reverse "
-            f"proxies are in front of the server), not {value!r}"
-        )
-    return int(value)
+    return _environ_number(
+        TRUSTED_PROXIES_ENV_VAR, 0, int, 0, "how many reverse proxies are in front of the server"
+    )
+
+
+def server_settings() -> dict:
+    """The server's settings from the environment, checked, so that a wrong value stops
+    the server (and ``tenantry serve``) before it starts, naming the variable.
+
+    :raises ValueError:
+    """
+    return {
+        "log_level": level_from_environ("INFO"),
+        "proxies": trusted_proxies(),
+        "max_loaded": _environ_number(
+            "TENANTRY_MAX_LOADED_APPS", DEFAULT_MAX_LOADED_APPS, int, 1,
+            "tenant apps each worker keeps built",
+        ),
+        "sweep_interval": _environ_number(
+            "TENANTRY_SWEEP_INTERVAL", DEFAULT_SWEEP_INTERVAL, float, 0,
+            "seconds between clean-ups of expired snapshots and zips; 0: never",
+        ),
+    }  # fmt: skip
 
 
 def _behind_proxies(app, proxies: int):
@@ -46,19 +80,20 @@ def _behind_proxies(app, proxies: int):
     return ProxyFix(app, x_for=proxies, x_proto=proxies, x_host=proxies, x_port=proxies, x_prefix=0)
 
 
-def _registry(home: TenantHome) -> TenantRegistry:
-    configure_logging(os.environ.get("TENANTRY_LOG_LEVEL", "INFO"))
+def _serving(home: TenantHome, app_of) -> object:
+    """The WSGI app ``app_of(registry)`` returns, logged and behind trusted proxies."""
+    settings = server_settings()
+    configure_logging(settings["log_level"])
     home.check_backend()  # a server on the wrong backend does not start
-    max_loaded = int(os.environ.get("TENANTRY_MAX_LOADED_APPS", DEFAULT_MAX_LOADED_APPS))
-    sweep = float(os.environ.get("TENANTRY_SWEEP_INTERVAL", DEFAULT_SWEEP_INTERVAL))
-    return TenantRegistry(home, max_loaded=max_loaded, sweep_interval=sweep)
+    registry = TenantRegistry(
+        home, max_loaded=settings["max_loaded"], sweep_interval=settings["sweep_interval"]
+    )
+    return _behind_proxies(RequestLog(app_of(registry)), settings["proxies"])
 
 
 def dispatcher_application(home: TenantHome | None = None):
     """The WSGI app serving every tenant of ``home`` (default: from the environment)."""
-    proxies = trusted_proxies()  # a wrong value stops the server before anything starts
-    app = RequestLog(TenantDispatcher(_registry(home or TenantHome.from_environ())))
-    return _behind_proxies(app, proxies)
+    return _serving(home or TenantHome.from_environ(), TenantDispatcher)
 
 
 def tenant_application(instance_dir: str | os.PathLike[str]):
@@ -67,10 +102,9 @@ def tenant_application(instance_dir: str | os.PathLike[str]):
     Its home is the folder two levels up (``<home>/tenants/<slug>``), whatever
     TENANTRY_HOME says: a tenant's own entrypoint always serves that tenant.
     """
-    proxies = trusted_proxies()
     instance_dir = Path(instance_dir).resolve()
     home = TenantHome.from_environ(root=instance_dir.parent.parent)
-    return _behind_proxies(RequestLog(SingleTenantApp(_registry(home), instance_dir.name)), proxies)
+    return _serving(home, lambda registry: SingleTenantApp(registry, instance_dir.name))
 
 
 def __getattr__(name: str):
