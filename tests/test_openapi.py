@@ -9,7 +9,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from tenantry.openapi import UndeclaredRoute, build_paths
 
-SAMPLE = {"name": "report.csv"}
+SAMPLE = {"name": "report.csv", "username": "alice"}
 
 
 def concrete(path: str) -> str:
@@ -34,8 +34,10 @@ def test_spec_and_routes_match_both_ways(registry, make_tenant, blueprints):
     # every declared operation is a real route of this app
     adapter = app.url_map.bind("localhost")
     for path, operations in paths.items():
-        for method in operations:
+        for method, operation in operations.items():
             adapter.match(concrete(path), method=method.upper())
+            declared = {p["name"] for p in operation.get("parameters", ()) if p["in"] == "path"}
+            assert declared == set(re.findall(r"{(\w+)}", path)), (path, method)
 
     # every real route (bar OPTIONS and Flask's implicit HEAD) is declared
     for rule in app.url_map.iter_rules():

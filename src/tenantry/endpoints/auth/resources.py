@@ -15,6 +15,7 @@ from tenantry.auth import (
 from tenantry.endpoint import TenantResource, json_object, no_content
 from tenantry.openapi import INTEGER, STRING, STRINGS, operation, schema_object
 from tenantry.users import (
+    USERNAME_PATTERN,
     LastAdmin,
     UnknownUser,
     UserError,
@@ -167,6 +168,12 @@ class Users(TenantResource):
 
 
 USER_CHANGES = ("password", "active", "roles")
+USERNAME_PARAMETER = {
+    "name": "username",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": f"^{USERNAME_PATTERN.pattern}$", "maxLength": 150},
+}
 
 
 class UserByName(TenantResource):
@@ -178,8 +185,14 @@ class UserByName(TenantResource):
             body=schema_object(
                 {"password": STRING, "active": {"type": "boolean"}, "roles": STRINGS}, ()
             ),
+            parameters=(USERNAME_PARAMETER,),
         ),
-        "delete": operation("Delete a user (admin)", {204: None}, errors=(403, 404, 409)),
+        "delete": operation(
+            "Delete a user (admin)",
+            {204: None},
+            errors=(403, 404, 409),
+            parameters=(USERNAME_PARAMETER,),
+        ),
     }
     method_decorators = [auth_required("admin")]
 
