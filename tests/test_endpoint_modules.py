@@ -392,8 +392,8 @@ def test_migrate_brings_every_enabled_module_up_and_disabling_keeps_the_data(
     set_blueprints(home, "shop", ("landing", "notes"))
     result = tenantry("migrate")
     assert result.exit_code == 0
-    assert "shop: at revision 0005 (notes: notes_0001)" in result.output
-    assert migrate_tenants(home) == {"shop": "0005 (notes: notes_0001)"}
+    assert "shop: at revision 0006 (notes: notes_0001)" in result.output
+    assert migrate_tenants(home) == {"shop": "0006 (notes: notes_0001)"}
     database = tenant_database(home, "shop")
     try:
         assert "notes" in database.table_names()

@@ -10,6 +10,7 @@ import stat
 import subprocess
 import sys
 import threading
+from datetime import UTC, datetime
 
 import pytest
 from click.testing import CliRunner
@@ -255,11 +256,35 @@ def test_users_passwd_sets_a_new_password_and_lifts_a_lock_out(tenantry, client,
     assert prompted.exit_code == 0 and can_log_in(client, "bob", "prompted-pass-1")
 
 
+def test_a_new_password_ends_the_tokens_issued_before(tenantry, client, login, alice, bob):
+    by_cli, by_route = login("acme", "bob"), login("acme", "bob")
+    refreshed = client.post("/acme/auth/refresh", headers=bearer(by_cli)).json["access_token"]
+    result = tenantry("users", "passwd", "acme", "bob", "--password-stdin",
+                      input="a-new-password-7\n")  # fmt: skip
+    assert result.exit_code == 0
+    for token in (by_cli, by_route, refreshed):
+        assert client.get("/acme/auth/me", headers=bearer(token)).status_code == 401
+        assert client.post("/acme/auth/refresh", headers=bearer(token)).status_code == 401
+    fresh = login("acme", "bob", "a-new-password-7")
+    admin = login("acme", "alice")
+    assert patch(client, admin, "bob", {"password": "third-password-9"}).status_code == 200
+    assert client.get("/acme/auth/me", headers=bearer(fresh)).status_code == 401
+    assert client.get("/acme/auth/me", headers=bearer(admin)).status_code == 200  # not alice's
+    # a role change keeps the tokens (roles are read per request)
+    token = login("acme", "bob", "third-password-9")
+    assert patch(client, admin, "bob", {"roles": ["admin"]}).status_code == 200
+    assert client.get("/acme/users", headers=bearer(token)).status_code == 200
+
+
 def test_users_enable_role_and_delete(tenantry, client, login, alice, bob):
-    token = login("acme", "bob")
+    stolen = login("acme", "bob")
     assert tenantry("users", "disable", "acme", "bob").exit_code == 0
-    assert client.get("/acme/auth/me", headers=bearer(token)).status_code == 401
+    assert client.get("/acme/auth/me", headers=bearer(stolen)).status_code == 401
     assert tenantry("users", "enable", "acme", "bob").exit_code == 0
+    # enabled again: the tokens of before the disable stay dead, new ones work
+    assert client.get("/acme/auth/me", headers=bearer(stolen)).status_code == 401
+    assert client.post("/acme/auth/refresh", headers=bearer(stolen)).status_code == 401
+    token = login("acme", "bob")
     assert client.get("/acme/auth/me", headers=bearer(token)).status_code == 200
 
     assert client.get("/acme/users", headers=bearer(token)).status_code == 403
@@ -303,6 +328,8 @@ def test_admin_changes_a_users_password_roles_and_state(client, login, alice, bo
     assert response.json == {"id": response.json["id"], "username": "bob", "roles": ["user"],
                              "active": True}  # fmt: skip
     assert can_log_in(client, "bob", "changed-pass-22") and not can_log_in(client, "bob")
+    assert client.get("/acme/auth/me", headers=bearer(user)).status_code == 401
+    user = login("acme", "bob", "changed-pass-22")
 
     assert patch(client, admin, "bob", {"roles": ["admin", "user"]}).json["roles"] == [
         "admin",
@@ -313,7 +340,10 @@ def test_admin_changes_a_users_password_roles_and_state(client, login, alice, bo
     assert patch(client, admin, "bob", {"active": False}).json["active"] is False
     assert client.get("/acme/auth/me", headers=bearer(user)).status_code == 401
     assert patch(client, admin, "bob", {"active": True, "roles": ["user"]}).status_code == 200
+    assert client.get("/acme/auth/me", headers=bearer(user)).status_code == 401  # for good
+    user = login("acme", "bob", "changed-pass-22")
     assert client.get("/acme/auth/me", headers=bearer(user)).status_code == 200
+    assert client.get("/acme/users", headers=bearer(user)).status_code == 403
 
 
 def test_admin_deletes_a_user_and_its_tokens_die(client, login, alice, bob):
@@ -435,7 +465,7 @@ def test_tenant_data_and_secrets_are_private(home, tenantry, client, login, alic
     result = tenantry("tenants", "check", "acme")
     assert result.exit_code == 1
     assert "readable by others" in result.output and blob.name in result.output
-    assert "chmod -R go-rwx tenants/acme" in result.output
+    assert f"chmod -R go-rwx {instance}" in result.output  # runs from any folder
 
 
 # Server settings from the environment
@@ -474,3 +504,68 @@ def test_a_tenant_cannot_turn_on_flasks_debugging(tenantry, home, make_tenant):
     assert result.exit_code == 1
     assert "DEBUG must stay False" in result.output
     assert "PROPAGATE_EXCEPTIONS must stay False" in result.output
+
+
+def test_the_backend_record_and_its_errors_never_show_a_password(tmp_path):
+    secret_url = "postgresql+psycopg://postgres:hunter22@127.0.0.1:5432/test"
+    assert describe_backend(secret_url) == "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    home = TenantHome(tmp_path / "home")
+    create_tenant(home, "acme")
+    result = run(home, "tenants", "list", url=secret_url)
+    assert result.exit_code == 2
+    assert "hunter22" not in result.output
+    assert "postgresql+psycopg://postgres@127.0.0.1:5432/test" in result.output
+
+
+def test_users_of_before_token_generations_migrate_and_keep_their_tokens(home, registry, client):
+    """A tenant at revision 0005 (no token_generation) with a user: after `migrate`, the
+    user logs in, and a token without the "gen" claim (issued before) still works."""
+    from alembic import command
+    from passlib.hash import pbkdf2_sha512
+    from sqlalchemy import text
+
+    from tenantry.auth import guard_of, issuer
+    from tenantry.db import MIGRATIONS_DIR, SCHEMA_REVISION, _alembic_config, tenant_database
+    from tenantry.users import find_user
+
+    home.config_dir.mkdir(exist_ok=True)
+    create_tenant(home, "acme")
+    database = tenant_database(home, "acme")
+    try:
+        if database.is_postgres:
+            database.drop_schema()
+            with database.engine.begin() as connection:
+                connection.exec_driver_sql(f'CREATE SCHEMA "{database.schema}"')
+        else:
+            database.dispose()
+            for suffix in ("", "-wal", "-shm"):
+                home.instance_dir("acme").joinpath("tenant.db" + suffix).unlink(missing_ok=True)
+        config = _alembic_config(MIGRATIONS_DIR / "versions")
+        table = f'"{database.schema}".users' if database.is_postgres else "users"
+        with database.engine.begin() as connection:
+            config.attributes.update(connection=connection, schema=database.schema)
+            command.upgrade(config, "0005")
+            connection.execute(
+                text(
+                    f"INSERT INTO {table} (username, password_hash, roles, active, created_at) "  # noqa: S608
+                    "VALUES ('old', :hashed, 'user', true, :now)"
+                ),
+                {"hashed": pbkdf2_sha512.hash(PASSWORD), "now": datetime.now(UTC)},
+            )
+        assert database.current_revision() == "0005"
+    finally:
+        database.dispose()
+    app = registry.lookup("acme").app  # builds the app: migrates the database to the head
+    assert app.extensions["tenantry.db"].current_revision() == SCHEMA_REVISION
+    assert can_log_in(client, "old")
+    with app.app_context():
+        user = find_user(app.extensions["tenantry.db"], "old")
+        legacy = guard_of(app).encode_jwt_token(user, iss=issuer("acme"), tenant="acme")
+    assert client.get("/acme/auth/me", headers=bearer(legacy)).status_code == 200
+
+
+def test_passwd_of_an_unknown_user_asks_for_no_password(tenantry, acme):
+    result = tenantry("users", "passwd", "acme", "nobody")  # no input: a prompt would abort
+    assert result.exit_code == 2
+    assert "no user named 'nobody'" in result.output
+    assert "Password" not in result.output

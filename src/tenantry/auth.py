@@ -38,6 +38,8 @@ BEARER = re.compile(r"Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)")
 
 MAX_DB_INT = 2**31 - 1  # ids and times go into 32-bit database columns
 MAX_JTI_LENGTH = 64
+# The user's token generation when the token was issued (see users.User.token_generation)
+GENERATION_CLAIM = "gen"
 
 INVALID_TOKEN = "The token is missing, malformed, expired or not valid here."  # noqa: S105
 
@@ -86,7 +88,9 @@ def guard_of(app: Flask) -> Praetorian:
 def issue_token(user: User) -> str:
     """A new access token for ``user``, naming the current tenant."""
     slug = current_app.config["SLUG"]
-    return guard_of(current_app).encode_jwt_token(user, iss=issuer(slug), tenant=slug)
+    return guard_of(current_app).encode_jwt_token(
+        user, iss=issuer(slug), tenant=slug, **{GENERATION_CLAIM: user.token_generation}
+    )
 
 
 def refreshed_token(claims: dict, user: TokenHolder) -> str:
@@ -147,6 +151,7 @@ def decode(token: str, for_refresh: bool = False) -> dict:
         or not isinstance(claims.get("jti"), str)
         or len(claims["jti"]) > MAX_JTI_LENGTH
         or not _is_int_in(claims.get(REFRESH_EXPIRATION_CLAIM), 0, MAX_DB_INT)
+        or not _is_int_in(claims.get(GENERATION_CLAIM, 0), 0, MAX_DB_INT)
     ):
         raise Unauthorized(INVALID_TOKEN)
     if claims["exp"] > time.time():
@@ -179,7 +184,12 @@ class VerifiedTokens:
 def authenticate(for_refresh: bool = False) -> Identity:
     """Check the request's token and its user. :raises Unauthorized:"""
     claims = decode(bearer_token(), for_refresh=for_refresh)
-    user = token_holder(current_app.extensions["tenantry.db"], claims["id"], claims["jti"])
+    user = token_holder(
+        current_app.extensions["tenantry.db"],
+        claims["id"],
+        claims["jti"],
+        claims.get(GENERATION_CLAIM, 0),  # tokens from before generations have none
+    )
     if user is None:
         raise Unauthorized(INVALID_TOKEN)
     identity = Identity(user, claims)

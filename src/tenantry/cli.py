@@ -36,9 +36,11 @@ from tenantry.tenants import (
 )
 from tenantry.users import (
     ROLES,
+    UnknownUser,
     UserError,
     create_user,
     delete_user,
+    find_user,
     has_active_admin,
     list_users,
     update_user,
@@ -211,7 +213,9 @@ def _tenant_app(ctx: click.Context, slug: str) -> Iterator[Flask]:
 @click.option("--password-stdin", is_flag=True, help="Read the password from stdin's first line.")
 @click.pass_context
 def users_add(ctx, slug, username, role, password_stdin):
-    """Create USERNAME in tenant SLUG (password prompted without echo, or from stdin)."""
+    """Create USERNAME in tenant SLUG.
+
+    The password is prompted twice without echo, or read from stdin's first line."""
     with _tenant_app(ctx, slug) as app:
         password = _read_password(password_stdin)
         try:
@@ -256,12 +260,17 @@ def users_list(ctx, slug, as_json):
         click.echo(f"{row['username']}\t{','.join(row['roles'])}\t{state}")
 
 
-def _change_user(ctx, slug: str, username: str, done: str, **changes) -> None:
+def _change_user(ctx, slug: str, username: str, done: str, read_password=None, **changes) -> None:
     """Apply ``changes`` (update_user's keywords; ``delete=True`` deletes) to a user, then
-    say ``done`` (formatted with ``user``)."""
+    say ``done`` (formatted with ``user``). ``read_password`` is asked for the new password
+    once the user is known to exist."""
     with _tenant_app(ctx, slug) as app:
         database = app.extensions["tenantry.db"]
         try:
+            if read_password is not None:
+                if find_user(database, username) is None:
+                    raise UnknownUser(username)
+                changes["password"] = read_password()
             # The operator may stop even the last admin (a stolen account must be
             # stoppable); this command can always enable it again.
             if changes.pop("delete", False):
@@ -287,7 +296,9 @@ def _change_user(ctx, slug: str, username: str, done: str, **changes) -> None:
 @click.argument("username")
 @click.pass_context
 def users_disable(ctx, slug, username):
-    """Disable USERNAME of tenant SLUG: no more logins, and its tokens stop working."""
+    """Disable USERNAME of tenant SLUG and end its tokens.
+
+    It cannot log in until enabled again; the tokens it had stay dead even then."""
     _change_user(ctx, slug, username, "disabled {user}", active=False)
 
 
@@ -316,7 +327,7 @@ def users_delete(ctx, slug, username):
 @click.pass_context
 def users_role(ctx, slug, username, role):
     """Make USERNAME of tenant SLUG an admin or a plain user."""
-    _change_user(ctx, slug, username, f"{{user}} is now {role}", roles=[role])
+    _change_user(ctx, slug, username, f"{{user}} now has the role {role}", roles=[role])
 
 
 @users.command("passwd")
@@ -325,9 +336,15 @@ def users_role(ctx, slug, username, role):
 @click.option("--password-stdin", is_flag=True, help="Read the password from stdin's first line.")
 @click.pass_context
 def users_passwd(ctx, slug, username, password_stdin):
-    """Set a new password for USERNAME of tenant SLUG (and lift a lock-out)."""
+    """Set a new password for USERNAME of tenant SLUG.
+
+    The user's tokens end, and a lock-out is lifted."""
     _change_user(
-        ctx, slug, username, "set the password of {user}", password=_read_password(password_stdin)
+        ctx,
+        slug,
+        username,
+        "set the password of {user}",
+        read_password=lambda: _read_password(password_stdin),
     )
 
 
@@ -350,8 +367,9 @@ def migrate(ctx, slug):
 @click.argument("slug", required=False)
 @click.pass_context
 def gc(ctx, slug):
-    """Remove expired link snapshots and zips, and stale uploads, of SLUG or of every
-    tenant, now (the server does it on its own every few minutes)."""
+    """Remove expired snapshots and zips, and dead uploads, now.
+
+    Of SLUG, or of every tenant; the server does it on its own every few minutes."""
     results = _refusing(collect_garbage, _home(ctx), [slug] if slug else None)
     _report_per_tenant(results, lambda removed: f"removed {removed} files")
 

@@ -33,7 +33,8 @@ def describe_backend(database_url: str | None) -> str:
         return SQLITE
     from sqlalchemy.engine import make_url
 
-    return make_url(database_url).set(password=None).render_as_string(hide_password=False)
+    # URL.set(password=None) would keep the password: None there means "unchanged"
+    return make_url(database_url)._replace(password=None).render_as_string(hide_password=False)
 
 
 def _same_database(recorded: str, database_url: str | None) -> bool:
@@ -135,9 +136,13 @@ class TenantHome:
                 fix = f"set {DATABASE_URL_ENV_VAR} to the PostgreSQL database of its tenants"
             else:
                 fix = f"set {DATABASE_URL_ENV_VAR}={recorded} (with its password)"
+            given = (
+                f"{DATABASE_URL_ENV_VAR} says {describe_backend(self.database_url)}"
+                if self.database_url
+                else f"{DATABASE_URL_ENV_VAR} is not set (sqlite)"
+            )
             raise HomeError(
-                f"this home keeps its tenants' data in {recorded}, but "
-                f"{DATABASE_URL_ENV_VAR} says {describe_backend(self.database_url)}: {fix}; "
+                f"this home keeps its tenants' data in {recorded}, but {given}: {fix}; "
                 "moving tenants to another backend is a backup and a restore there"
             )
 

@@ -299,9 +299,7 @@ def _exposed_files(home: TenantHome, slug: str) -> list[str]:
     if not exposed:
         return []
     shown = "; ".join(exposed[:3]) + (f"; and {len(exposed) - 3} more" if len(exposed) > 3 else "")
-    return [
-        f"readable by others: {shown}; fix: chmod -R go-rwx {os.path.relpath(instance, home.root)}"
-    ]
+    return [f"readable by others: {shown}; fix: chmod -R go-rwx {instance}"]
 
 
 def _hosts_in_use(home: TenantHome) -> dict[str, list[str]]:

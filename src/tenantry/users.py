@@ -70,6 +70,9 @@ class User(Base):
     roles: Mapped[str] = mapped_column(String(255))
     active: Mapped[bool] = mapped_column(Boolean)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Tokens carry it (claim "gen"); disabling the user or a new password moves it on, so
+    # every token issued before stops working for good.
+    token_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     # flask-praetorian's user-class protocol
     @property
@@ -238,6 +241,8 @@ def update_user(
         )
         if keep_an_admin and not still_admin:
             _keep_an_admin(session, user)
+        if password_hash is not None or (active is False and user.active):
+            user.token_generation += 1  # the tokens issued so far die, for good
         if password_hash is not None:
             user.password_hash = password_hash
             session.execute(delete(LoginFailure).where(LoginFailure.username == username))
@@ -309,11 +314,15 @@ class TokenHolder:
         return [role for role in self.roles.split(",") if role]
 
 
-def token_holder(database: TenantDatabase, user_id: int, jti: str) -> TokenHolder | None:
-    """The active user a token names, or None if the user is gone, inactive or the token
+def token_holder(
+    database: TenantDatabase, user_id: int, jti: str, generation: int = 0
+) -> TokenHolder | None:
+    """The active user a token names, or None if the user is gone, inactive, disabled or
+    given a new password since the token was issued (``generation``), or the token
     revoked — one query, so a worker sees a logout or a disabled user at once."""
+    values = {"user_id": user_id, "jti": jti, "gen": generation}
     with database.engine.connect() as connection:
-        row = connection.execute(_TOKEN_HOLDER, {"user_id": user_id, "jti": jti}).first()
+        row = connection.execute(_TOKEN_HOLDER, values).first()
     return None if row is None else TokenHolder(row.id, row.username, row.roles or "")
 
 
@@ -321,6 +330,7 @@ def token_holder(database: TenantDatabase, user_id: int, jti: str) -> TokenHolde
 _TOKEN_HOLDER = select(User.id, User.username, User.roles).where(
     User.id == bindparam("user_id"),
     User.active.is_(True),
+    User.token_generation == bindparam("gen"),
     ~exists().where(RevokedToken.jti == bindparam("jti")),
 )
 
