@@ -3,6 +3,8 @@ other tenants need, and a request head has 10 s to arrive."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 import socket
 import threading
 import time
@@ -79,3 +81,48 @@ def test_a_request_head_that_takes_too_long_is_closed(server):
 def test_plain_gunicorn_with_its_own_defaults_still_serves(home, acme):
     with GunicornServer(home, serving="sync") as plain:
         assert httpx.get(f"{plain.url}/acme/").json()["tenant"] == "acme"
+
+
+def test_downloads_that_stall_do_not_hold_the_worker(home, acme, globex):
+    """Files go out by os.sendfile (tenantry.gevent_worker); readers that stop reading
+    leave the one worker free for everybody else, and a fast one gets every byte."""
+    from tenantry.auth import guard_of
+    from tenantry.config_loader import load_config_class
+    from tenantry.factory import create_app
+    from tenantry.users import create_user
+
+    app = create_app(load_config_class(home, "acme"), home)
+    database = app.extensions["tenantry.db"]
+    create_user(database, guard_of(app).hash_password, "alice", "correct-horse-1", ["user"])
+    database.dispose()
+    data = os.urandom(48 * 1024 * 1024)
+    with GunicornServer(home, workers=1) as server:
+        login = {"username": "alice", "password": "correct-horse-1"}
+        token = httpx.post(f"{server.url}/acme/auth/login", json=login).json()["access_token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        url = f"{server.url}/acme/files/big.bin"
+        assert httpx.put(url, content=data, headers=auth, timeout=60).status_code == 201
+        request = (
+            f"GET /acme/files/big.bin HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n"
+        ).encode()
+        stalled = []
+        # each takes a socket buffer's worth, then stops reading; three, so that acme has
+        # one of its MAX_CONCURRENT_REQUESTS (4) left for the full download below
+        for _ in range(3):
+            sock = socket.create_connection(("127.0.0.1", server.port))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.sendall(request)
+            sock.recv(4096)
+            stalled.append(sock)
+        try:
+            for _ in range(10):
+                started = time.perf_counter()
+                assert httpx.get(f"{server.url}/globex/", timeout=5).status_code == 200
+                assert time.perf_counter() - started < 1
+            fetched = httpx.get(url, headers=auth, timeout=60)
+            assert hashlib.sha256(fetched.content).digest() == hashlib.sha256(data).digest()
+            ranged = httpx.get(url, headers={**auth, "Range": "bytes=1000-1999"}, timeout=10)
+            assert ranged.status_code == 206 and ranged.content == data[1000:2000]
+        finally:
+            for sock in stalled:
+                sock.close()

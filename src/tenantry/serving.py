@@ -12,7 +12,8 @@ them (p99 under 150 ms). See README "Serving".
 
 from __future__ import annotations
 
-WORKER_CLASS = "gevent"
+# gunicorn's gevent worker, sending downloads with os.sendfile (tenantry.gevent_worker)
+WORKER_CLASS = "tenantry.gevent_worker.Worker"
 # Seconds a client has to send a whole request head, and a kept-alive connection may idle.
 HEAD_TIMEOUT = 10
 # Connections (and so requests in progress) per worker; each is a greenlet, not a thread.

@@ -1,0 +1,90 @@
+"""tenantry serve's worker sends files with os.sendfile, cooperatively (gevent)."""
+
+from __future__ import annotations
+
+import io
+import os
+from types import SimpleNamespace
+
+import gevent
+import pytest
+from gevent import socket as gevent_socket
+
+from tenantry import gevent_worker
+from tenantry.gevent_worker import cooperative_sendfile
+
+MiB = 1024 * 1024
+
+
+@pytest.fixture
+def pair():
+    sender, receiver = gevent_socket.socketpair()
+    yield sender, receiver
+    sender.close()
+    receiver.close()
+
+
+def drain(sock, size: int) -> bytes:
+    """Read ``size`` bytes, slowly enough that the sender's buffer fills up."""
+    chunks, got = [], 0
+    while got < size:
+        chunk = sock.recv(min(64 * 1024, size - got))
+        assert chunk, "the sender stopped early"
+        chunks.append(chunk)
+        got += len(chunk)
+        gevent.sleep(0)
+    return b"".join(chunks)
+
+
+def test_a_file_goes_out_by_sendfile_and_the_others_keep_running(tmp_path, pair, monkeypatch):
+    data = os.urandom(20 * MiB + 123)
+    path = tmp_path / "big.bin"
+    path.write_bytes(data)
+    calls = []
+    real_sendfile = os.sendfile
+
+    def counted(*args):
+        calls.append(args[3])
+        return real_sendfile(*args)
+
+    monkeypatch.setattr(gevent_worker.os, "sendfile", counted)
+    sender, receiver = pair
+    ticks = []
+    ticking = gevent.spawn(lambda: [ticks.append(1) or gevent.sleep(0.001) for _ in iter(int, 1)])
+    with open(path, "rb") as handle:
+        sending = gevent.spawn(cooperative_sendfile, sender, handle, 100, len(data) - 100)
+        received = drain(receiver, len(data) - 100)
+        assert sending.get(timeout=30) == len(data) - 100
+        assert handle.tell() == len(data)
+    ticking.kill()
+    assert received == data[100:]
+    assert calls and max(calls) <= gevent_worker.SENDFILE_BLOCK
+    assert ticks  # the hub ran other greenlets while the file went out
+
+
+def test_a_fast_reader_cannot_keep_the_worker_to_itself(tmp_path, pair, monkeypatch):
+    """Even when the socket never fills, the sender yields every FAIR_SHARE bytes."""
+    monkeypatch.setattr(gevent_worker, "FAIR_SHARE", 64 * 1024)
+    data = os.urandom(2 * MiB)
+    path = tmp_path / "data.bin"
+    path.write_bytes(data)
+    sender, receiver = pair
+    yields = []
+
+    def sleep(seconds=0):
+        yields.append(seconds)
+        gevent.sleep(seconds)
+
+    # only the sender's own yields are counted (drain() yields too)
+    monkeypatch.setattr(gevent_worker, "gevent", SimpleNamespace(sleep=sleep))
+    with open(path, "rb") as handle:
+        reading = gevent.spawn(drain, receiver, len(data))
+        assert cooperative_sendfile(sender, handle) == len(data)
+    assert reading.get(timeout=30) == data
+    assert len(yields) >= 2
+
+
+def test_what_has_no_file_descriptor_goes_gevents_own_way(pair):
+    sender, receiver = pair
+    assert cooperative_sendfile(sender, io.BytesIO(b"abc" * 1000)) == 3000
+    assert drain(receiver, 3000) == b"abc" * 1000
