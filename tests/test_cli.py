@@ -95,6 +95,7 @@ def test_list_json_describes_every_tenant(tenantry):
         "hosts": [],
         "blueprints": ["landing", "status", "auth"],
         "enabled": True,
+        "maintenance": False,
     }
     assert rows[1]["slug"] == "globex" and rows[1]["enabled"] is False
 

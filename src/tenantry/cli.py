@@ -20,7 +20,7 @@ from tenantry.config import ALL_BLUEPRINTS, TenantConfigError
 from tenantry.config_loader import load_config_class
 from tenantry.db import tenant_database
 from tenantry.factory import create_app
-from tenantry.home import HOME_ENV_VAR, HomeError, TenantHome
+from tenantry.home import DEFAULT_RETRY_AFTER, HOME_ENV_VAR, HomeError, TenantHome
 from tenantry.log import configure_logging, level_from_environ
 from tenantry.serving import gunicorn_options
 from tenantry.tenants import (
@@ -33,6 +33,7 @@ from tenantry.tenants import (
     require_tenant,
     rotate_secret,
     set_enabled,
+    set_maintenance,
 )
 from tenantry.users import (
     ROLES,
@@ -96,7 +97,7 @@ def main(ctx: click.Context, home: str | None) -> None:
 
 @main.group()
 def tenants() -> None:
-    """Create, list, check, enable and disable tenants."""
+    """Create, list, check, enable, disable and maintain tenants."""
 
 
 @tenants.command("create")
@@ -122,7 +123,7 @@ def tenants_create(ctx, slug, name, hosts, blueprints):
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @click.pass_context
 def tenants_list(ctx, as_json):
-    """List tenants: slug, name, hosts, blueprints, enabled."""
+    """List tenants: slug, name, hosts, blueprints, enabled, maintenance."""
     home = _home(ctx)
     rows = [describe_tenant(home, slug) for slug in home.slugs()]
     if as_json:
@@ -130,6 +131,8 @@ def tenants_list(ctx, as_json):
         return
     for row in rows:
         state = "enabled" if row["enabled"] else "disabled"
+        if row["maintenance"]:
+            state += ",maintenance"
         click.echo(
             f"{row['slug']}\t{row['name'] or '-'}\t{state}\t"
             f"hosts={','.join(row['hosts']) or '-'}\tblueprints={','.join(row['blueprints'])}"
@@ -169,6 +172,33 @@ def tenants_enable(ctx, slug):
     """Enable SLUG again."""
     _refusing(set_enabled, _home(ctx), slug, True)
     click.echo(f"enabled tenant {slug}")
+
+
+@tenants.command("down")
+@click.argument("slug")
+@click.option(
+    "--retry-after",
+    default=DEFAULT_RETRY_AFTER,
+    show_default=True,
+    type=click.IntRange(1, 86400),
+    help="Seconds clients are told to wait (Retry-After).",
+)
+@click.pass_context
+def tenants_down(ctx, slug, retry_after):
+    """Take SLUG down for maintenance: every route answers 503.
+
+    Every worker of a running server sees it within 2 seconds; `up` ends it."""
+    _refusing(set_maintenance, _home(ctx), slug, retry_after)
+    click.echo(f"tenant {slug} is down for maintenance (Retry-After: {retry_after})")
+
+
+@tenants.command("up")
+@click.argument("slug")
+@click.pass_context
+def tenants_up(ctx, slug):
+    """Bring SLUG back from maintenance."""
+    _refusing(set_maintenance, _home(ctx), slug, None)
+    click.echo(f"tenant {slug} is up")
 
 
 @tenants.command("rotate-secret")

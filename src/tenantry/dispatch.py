@@ -15,6 +15,7 @@ HEALTH_PATH = "/healthz"
 # The same words as a known tenant's unknown route: a 404 must not tell them apart.
 NO_SUCH_TENANT = NotFound.description
 TENANT_UNAVAILABLE = "This tenant is temporarily unavailable."
+TENANT_DOWN = "This tenant is down for maintenance; try again later."
 
 
 def request_host(environ) -> str:
@@ -27,11 +28,15 @@ def request_host(environ) -> str:
 
 
 def serve_tenant(registry: TenantRegistry, slug: str, environ, start_response):
-    """Call the tenant's app: 404 if unknown or disabled, 503 if it cannot start."""
+    """Call the tenant's app: 404 if unknown or disabled, 503 if down for maintenance
+    (with Retry-After) or if it cannot start."""
     tenant = registry.lookup(slug)
     if tenant is None:
         return error_response(404, NO_SUCH_TENANT)(environ, start_response)
     set_request_tenant(slug)
+    if tenant.maintenance is not None:
+        retry = [("Retry-After", str(tenant.maintenance))]
+        return error_response(503, TENANT_DOWN, retry)(environ, start_response)
     if tenant.app is None:
         return error_response(503, TENANT_UNAVAILABLE)(environ, start_response)
     return tenant.app(environ, start_response)

@@ -20,6 +20,8 @@ DATABASE_URL_ENV_VAR = "TENANTRY_DATABASE_URL"
 # without its password. Written by the first command that creates a tenant.
 BACKEND_FILE = ".backend"
 SQLITE = "sqlite"
+# Seconds a tenant down for maintenance tells clients to wait, unless told otherwise.
+DEFAULT_RETRY_AFTER = 300
 HOME_HINT = f"point --home (or {HOME_ENV_VAR}) at the folder that holds config/ and tenants/"
 
 
@@ -99,6 +101,24 @@ class TenantHome:
 
     def disabled_marker(self, slug: str) -> Path:
         return self.instance_dir(slug) / "disabled"
+
+    def maintenance_marker(self, slug: str) -> Path:
+        return self.instance_dir(slug) / "maintenance"
+
+    def maintenance(self, slug: str) -> int | None:
+        """Seconds of ``Retry-After`` while the tenant is down for maintenance; None when
+        it is up. A marker that does not hold a whole number means the default 300."""
+        try:
+            text = self.maintenance_marker(slug).read_text().strip()
+        except FileNotFoundError:
+            return None
+        except OSError:
+            return DEFAULT_RETRY_AFTER
+        return (
+            int(text)
+            if text.isascii() and text.isdigit() and int(text) > 0
+            else DEFAULT_RETRY_AFTER
+        )
 
     def database_file(self, slug: str) -> Path:
         return self.instance_dir(slug) / "tenant.db"

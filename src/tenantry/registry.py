@@ -54,6 +54,9 @@ class LoadedTenant:
     key_digest: str | None = None
     # Refused for a SECRET_KEY another loaded tenant has: re-checked even if unchanged.
     shares_key: bool = False
+    # Retry-After seconds while the tenant is down for maintenance (None: up). Read at each
+    # re-check, without a rebuild.
+    maintenance: int | None = None
 
     def release(self) -> None:
         """Let go of the app's database connections."""
@@ -180,6 +183,7 @@ class TenantRegistry:
         entry = self._loaded.get(slug)
         if entry is not None and entry.fingerprint == fingerprint and not entry.shares_key:
             entry.checked_at = now
+            entry.maintenance = self.home.maintenance(slug)
             self._touch(slug)
             return entry
         if entry is not None:
@@ -193,6 +197,7 @@ class TenantRegistry:
             entry = LoadedTenant(slug, fingerprint, now, enabled=False)
         else:
             entry = self._build(slug, fingerprint, now)
+        entry.maintenance = self.home.maintenance(slug)
         with self._lock:
             if entry.app is not None:
                 self._claim_key(entry)

@@ -194,6 +194,25 @@ def set_enabled(home: TenantHome, slug: str, enabled: bool) -> None:
         marker.touch()
 
 
+def set_maintenance(home: TenantHome, slug: str, retry_after: int | None) -> None:
+    """Take the tenant down for maintenance (every route answers 503 with ``Retry-After:
+    retry_after``), or with None bring it up again. Every worker sees it within 2 s.
+
+    :raises UnknownTenant: :raises TenantError: ``retry_after`` is not 1-86400 seconds.
+    """
+    require_tenant(home, slug)
+    marker = home.maintenance_marker(slug)
+    if retry_after is None:
+        marker.unlink(missing_ok=True)
+        return
+    if isinstance(retry_after, bool) or not isinstance(retry_after, int):
+        raise TenantError("retry-after must be a whole number of seconds")
+    if not 1 <= retry_after <= 86400:
+        raise TenantError("retry-after must be 1 to 86400 seconds")
+    marker.parent.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+    write_atomically(marker, f"{retry_after}\n")
+
+
 def rotate_secret(home: TenantHome, slug: str) -> None:
     """Give the tenant a fresh SECRET_KEY, keeping the other lines of its .env.
 
@@ -204,7 +223,8 @@ def rotate_secret(home: TenantHome, slug: str) -> None:
 
 
 def describe_tenant(home: TenantHome, slug: str) -> dict:
-    """slug, name, hosts, blueprints and enabled of one tenant (plus ``error`` if broken)."""
+    """slug, name, hosts, blueprints, enabled and maintenance of one tenant (plus
+    ``error`` if broken)."""
     try:
         config_class = load_config_class(home, slug)
     except TenantConfigError as exc:
@@ -214,6 +234,7 @@ def describe_tenant(home: TenantHome, slug: str) -> dict:
             "hosts": [],
             "blueprints": [],
             "enabled": home.is_enabled(slug),
+            "maintenance": home.maintenance(slug) is not None,
             "error": "; ".join(exc.problems),
         }
     return {
@@ -222,6 +243,7 @@ def describe_tenant(home: TenantHome, slug: str) -> dict:
         "hosts": list(config_class.HOSTS),
         "blueprints": list(enabled_blueprints(config_class)),
         "enabled": home.is_enabled(slug),
+        "maintenance": home.maintenance(slug) is not None,
     }
 
 
