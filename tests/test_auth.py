@@ -324,7 +324,7 @@ def test_tenants_sharing_a_secret_key_do_not_start(home, client, acme, globex):
 
 def test_passwords_and_tokens_never_reach_the_logs(client, alice, login, caplog):
     caplog.handler.addFilter(RequestContextFilter())
-    with caplog.at_level(logging.DEBUG):
+    with caplog.at_level(logging.DEBUG, logger="tenantry"):
         token = login("acme", "alice")
         client.get("/acme/auth/me", headers=bearer(token))
         client.post("/acme/auth/login", json={"username": "alice", "password": "wrong-secret-9"})

@@ -88,3 +88,22 @@ def test_what_has_no_file_descriptor_goes_gevents_own_way(pair):
     sender, receiver = pair
     assert cooperative_sendfile(sender, io.BytesIO(b"abc" * 1000)) == 3000
     assert drain(receiver, 3000) == b"abc" * 1000
+
+
+def test_a_socket_of_another_kind_never_gets_raw_file_bytes(tmp_path, pair, monkeypatch):
+    """TLS sockets subclass gevent's socket: sendfile would write past the encryption."""
+
+    class Wrapped(gevent_socket.socket):
+        pass
+
+    sender, receiver = pair
+    wrapped = Wrapped(sender.family, sender.type, fileno=sender.detach())
+    calls = []
+    monkeypatch.setattr(gevent_worker.os, "sendfile", lambda *args: calls.append(args))
+    path = tmp_path / "small.bin"
+    path.write_bytes(b"x" * 5000)
+    with open(path, "rb") as handle:
+        assert cooperative_sendfile(wrapped, handle) == 5000
+    assert drain(receiver, 5000) == b"x" * 5000
+    assert calls == []
+    wrapped.close()

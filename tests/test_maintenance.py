@@ -86,3 +86,17 @@ def test_a_running_server_sees_down_and_up_within_2_s_in_every_worker(home, acme
         assert httpx.get(url).headers["Retry-After"] == "7"
         tenantry("tenants", "up", "acme")
         poll_until(lambda: all_answer(200), timeout=2.5)
+
+
+def test_a_tenant_down_is_not_built_so_its_database_can_be_worked_on(home, client, acme, tenantry):
+    assert client.get("/acme/status").status_code == 200  # built, database open
+    assert tenantry("tenants", "down", "acme").exit_code == 0
+    assert client.get("/acme/status").status_code == 503  # let go of the database
+    if not home.database_url:
+        for suffix in ("", "-wal", "-shm"):
+            home.instance_dir("acme").joinpath("tenant.db" + suffix).unlink(missing_ok=True)
+        for _ in range(3):
+            assert client.get("/acme/status").status_code == 503
+        assert not home.database_file("acme").exists()  # nothing opened, created, migrated
+    assert tenantry("tenants", "up", "acme").exit_code == 0
+    assert client.get("/acme/status").status_code == 200  # built again (and migrated)

@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from tenantry.cli import main
-from tenantry.home import DATABASE_URL_ENV_VAR, TenantHome, describe_backend
+from tenantry.home import DATABASE_URL_ENV_VAR, HomeError, TenantHome, describe_backend
 from tenantry.tenants import create_tenant
 from tenantry.users import LastAdmin, has_active_admin, update_user
 from tests import postgres
@@ -569,3 +569,55 @@ def test_passwd_of_an_unknown_user_asks_for_no_password(tenantry, acme):
     assert result.exit_code == 2
     assert "no user named 'nobody'" in result.output
     assert "Password" not in result.output
+
+
+def test_a_url_that_cannot_be_read_is_refused_with_exit_2(tmp_path):
+    home = TenantHome(tmp_path / "home")
+    create_tenant(home, "acme")
+    for url in ("garbage", "postgresql+psycopg://u:pw@h:notaport/db"):
+        result = run(home, "tenants", "list", url=url)
+        assert result.exit_code == 2, result.output
+        assert "TENANTRY_DATABASE_URL is not a database URL" in result.output
+        assert "pw" not in result.output
+    assert describe_backend("postgresql+psycopg://u@h/db?password=s3cret&sslmode=require") == (
+        "postgresql+psycopg://u@h/db?sslmode=require"
+    )
+
+
+def test_a_server_started_before_the_record_keeps_to_the_first_backend(tmp_path):
+    """A server on PostgreSQL over an empty home; then a tenant is made on SQLite: the
+    server refuses to build it (503) rather than give it a schema as well."""
+    needs_postgres()
+    from tenantry.registry import TenantRegistry
+
+    root = tmp_path / "home"
+    (root / "config").mkdir(parents=True)
+    registry = TenantRegistry(TenantHome(root, postgres.session_url()), check_interval=0)
+    try:
+        assert registry.lookup("acme") is None
+        create_tenant(TenantHome(root), "acme")  # records sqlite
+        entry = registry.lookup("acme")
+        assert entry.app is None and "sqlite" in entry.error
+        assert postgres.tenant_schemas() == []
+        # and a second create on the other backend is refused, not recorded over
+        with pytest.raises(HomeError):
+            create_tenant(TenantHome(root, postgres.session_url()), "globex")
+        assert postgres.tenant_schemas() == []
+        assert not TenantHome(root).exists("globex")
+    finally:
+        registry.close()
+
+
+def test_users_list_reads_a_database_not_migrated_yet(tmp_path):
+    import sqlite3
+
+    home = TenantHome(tmp_path / "home")
+    create_tenant(home, "acme")
+    run(home, "users", "add", "acme", "alice", "--role", "admin", "--password-stdin",
+        input=PASSWORD + "\n")  # fmt: skip
+    with sqlite3.connect(home.database_file("acme")) as connection:  # as at revision 0005
+        connection.execute("ALTER TABLE users DROP COLUMN token_generation")
+        connection.execute("UPDATE alembic_version SET version_num = '0005'")
+    listed = run(home, "users", "list", "acme", "--json")
+    assert listed.exit_code == 0, listed.output
+    assert json.loads(listed.stdout) == [{"username": "alice", "roles": ["admin"], "active": True}]

@@ -43,8 +43,8 @@ from tenantry.users import (
     delete_user,
     find_user,
     has_active_admin,
-    list_users,
     update_user,
+    user_rows,
 )
 from tenantry.wsgi import server_settings
 
@@ -74,7 +74,7 @@ def _home(ctx: click.Context, creating: bool = False) -> TenantHome:
 def _refusing(operation, *args, **kwargs):
     try:
         return operation(*args, **kwargs)
-    except TenantError as exc:
+    except (TenantError, HomeError) as exc:
         raise InputError(str(exc)) from exc
 
 
@@ -273,14 +273,14 @@ def users_list(ctx, slug, as_json):
     try:
         if not database.exists():
             click.echo(f"tenant {slug} has no database yet: no users", err=True)
-            users_found = []
+            found = []
         else:
-            users_found = list_users(database)
+            found = user_rows(database)
     finally:
         database.dispose()
     rows = [
-        {"username": user.username, "roles": user.rolenames, "active": user.active}
-        for user in users_found
+        {"username": username, "roles": roles, "active": active}
+        for username, roles, active in found
     ]
     if as_json:
         click.echo(json.dumps(rows, indent=2))

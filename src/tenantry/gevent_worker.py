@@ -10,6 +10,7 @@ never the worker; and a fast reader yields to the others every :data:`FAIR_SHARE
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 
@@ -21,6 +22,10 @@ from gunicorn.workers.ggevent import GeventWorker
 # others of the worker run (a fast client on loopback would otherwise take the worker).
 SENDFILE_BLOCK = 1024 * 1024
 FAIR_SHARE = 8 * 1024 * 1024
+# os.sendfile cannot do this file (a filesystem without it): send it the slow way
+NO_SENDFILE = {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSOCK}
+# The class of plain TCP sockets under gevent; gevent's TLS socket is a subclass
+PLAIN_SOCKET = gevent_socket.socket
 
 
 def cooperative_sendfile(sock, file, offset: int = 0, count: int | None = None) -> int:
@@ -29,6 +34,8 @@ def cooperative_sendfile(sock, file, offset: int = 0, count: int | None = None) 
     leaves the file's position after the last byte sent, like ``socket.sendfile``. A file
     without a real descriptor goes gevent's own way."""
     sock._check_sendfile_params(file, offset, count)
+    if type(sock) is not PLAIN_SOCKET:  # TLS (the bytes must be encrypted) or another kind
+        return sock._sendfile_use_send(file, offset, count)
     try:
         source = file.fileno()
         os.fstat(source)
@@ -45,6 +52,10 @@ def cooperative_sendfile(sock, file, offset: int = 0, count: int | None = None) 
                 gevent_socket.wait_write(target, timeout=timeout)
                 since_yield = 0
                 continue
+            except OSError as exc:
+                if total == 0 and exc.errno in NO_SENDFILE:  # as socket.sendfile does
+                    return sock._sendfile_use_send(file, offset, count)
+                raise
             if sent == 0:  # the end of the file
                 break
             total += sent

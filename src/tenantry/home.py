@@ -30,13 +30,23 @@ class HomeError(Exception):
 
 
 def describe_backend(database_url: str | None) -> str:
-    """How a home records its backend: ``sqlite``, or the URL with no password."""
+    """How a home records its backend: ``sqlite``, or the URL with no password (neither
+    its own nor a ``?password=`` parameter).
+
+    :raises HomeError: the URL cannot be read (the message does not repeat it).
+    """
     if not database_url:
         return SQLITE
     from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
 
-    # URL.set(password=None) would keep the password: None there means "unchanged"
-    return make_url(database_url)._replace(password=None).render_as_string(hide_password=False)
+    try:
+        url = make_url(database_url)
+        url = url.difference_update_query([key for key in url.query if key.lower() == "password"])
+        # URL.set(password=None) would keep the password: None there means "unchanged"
+        return url._replace(password=None).render_as_string(hide_password=False)
+    except (ArgumentError, ValueError):
+        raise HomeError(f"{DATABASE_URL_ENV_VAR} is not a database URL that can be read") from None
 
 
 def _same_database(recorded: str, database_url: str | None) -> bool:
@@ -141,7 +151,9 @@ class TenantHome:
         return "postgresql" if slugs else None
 
     def check_backend(self) -> None:
-        """:raises HomeError: TENANTRY_DATABASE_URL disagrees with the home's backend."""
+        """:raises HomeError: TENANTRY_DATABASE_URL disagrees with the home's backend, or
+        cannot be read."""
+        describe_backend(self.database_url)  # a URL that cannot be read is refused first
         recorded = self.recorded_backend()
         if recorded is None:
             return
@@ -167,13 +179,19 @@ class TenantHome:
             )
 
     def record_backend(self) -> None:
-        """Write the backend record if the home has none yet (call after check_backend)."""
-        if self.backend_file.exists():
-            return
-        from tenantry.atomic import write_atomically
-
-        self.tenants_dir.mkdir(parents=True, exist_ok=True)
-        write_atomically(self.backend_file, describe_backend(self.database_url) + "\n")
+        """Write the backend record if the home has none yet; if another process wrote
+        one meanwhile, it must agree. :raises HomeError:"""
+        if not self.backend_file.exists():
+            self.tenants_dir.mkdir(parents=True, exist_ok=True)
+            temp = self.tenants_dir / f".backend.{os.getpid()}.tmp"
+            temp.write_text(describe_backend(self.database_url) + "\n")
+            try:
+                os.link(temp, self.backend_file)  # never replaces a record
+            except FileExistsError:
+                pass
+            finally:
+                temp.unlink(missing_ok=True)
+        self.check_backend()
 
     def check_layout(self) -> None:
         """:raises HomeError: the folder is not a home (it has no ``config/``)."""

@@ -23,7 +23,7 @@ from flask import Flask
 from tenantry.config import TenantConfigError, is_valid_slug
 from tenantry.config_loader import load_config_class
 from tenantry.factory import create_app
-from tenantry.home import TenantHome
+from tenantry.home import HomeError, TenantHome
 from tenantry.hosts import HostIndex, normalised_hosts
 from tenantry.locking import file_lock_if_free
 from tenantry.tenants import collect_garbage, needs_sweeping
@@ -54,8 +54,9 @@ class LoadedTenant:
     key_digest: str | None = None
     # Refused for a SECRET_KEY another loaded tenant has: re-checked even if unchanged.
     shares_key: bool = False
-    # Retry-After seconds while the tenant is down for maintenance (None: up). Read at each
-    # re-check, without a rebuild.
+    # Retry-After seconds while the tenant is down for maintenance (None: up), read at each
+    # re-check. A tenant down is not built (its database is not opened, let alone created
+    # or migrated, while an operator works on it); coming up builds it.
     maintenance: int | None = None
 
     def release(self) -> None:
@@ -180,10 +181,16 @@ class TenantRegistry:
         """Re-check one tenant's files and rebuild it if they changed (slug lock held)."""
         now = time.monotonic()
         fingerprint = self.home.fingerprint(slug)
+        maintenance = self.home.maintenance(slug)
         entry = self._loaded.get(slug)
-        if entry is not None and entry.fingerprint == fingerprint and not entry.shares_key:
+        if (
+            entry is not None
+            and entry.fingerprint == fingerprint
+            and not entry.shares_key
+            and (entry.maintenance is None) == (maintenance is None)
+        ):
             entry.checked_at = now
-            entry.maintenance = self.home.maintenance(slug)
+            entry.maintenance = maintenance
             self._touch(slug)
             return entry
         if entry is not None:
@@ -195,9 +202,11 @@ class TenantRegistry:
             return None
         if disabled:
             entry = LoadedTenant(slug, fingerprint, now, enabled=False)
+        elif maintenance is not None:
+            entry = LoadedTenant(slug, fingerprint, now, enabled=True)  # not built while down
         else:
             entry = self._build(slug, fingerprint, now)
-        entry.maintenance = self.home.maintenance(slug)
+        entry.maintenance = maintenance
         with self._lock:
             if entry.app is not None:
                 self._claim_key(entry)
@@ -246,9 +255,15 @@ class TenantRegistry:
         self.builds += 1
         entry = LoadedTenant(slug, fingerprint, now, enabled=True)
         try:
+            # A tenant made on another backend since this server started (the record is
+            # written by the first create) must not get a database here too.
+            self.home.check_backend()
             config_class = load_config_class(self.home, slug)
             entry.hosts = normalised_hosts(config_class.HOSTS)
             entry.app = create_app(config_class, self.home)
+        except HomeError as exc:
+            log.error("tenant %s cannot start: %s", slug, exc, extra={"tenant": slug})
+            entry.error = str(exc)
         except TenantConfigError as exc:
             problems = "; ".join(exc.problems)
             log.error("tenant %s cannot start: %s", slug, problems, extra={"tenant": slug})

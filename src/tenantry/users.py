@@ -201,6 +201,19 @@ def find_user(database: TenantDatabase, username: str) -> User | None:
         return session.scalars(select(User).where(User.username == username)).first()
 
 
+def user_rows(database: TenantDatabase) -> list[tuple[str, list[str], bool]]:
+    """(username, roles, active) of every user, by name: only the columns every schema
+    revision has, so it reads a database not yet migrated (read-only commands)."""
+    query = select(User.username, User.roles, User.active).order_by(
+        database.by_bytes(User.username)
+    )
+    with database.engine.connect() as connection:
+        rows = connection.execute(query).all()
+    return [
+        (name, [r for r in (roles or "").split(",") if r], bool(on)) for name, roles, on in rows
+    ]
+
+
 def list_users(database: TenantDatabase) -> list[User]:
     with database.transaction() as session:
         return list(session.scalars(select(User).order_by(database.by_bytes(User.username))))

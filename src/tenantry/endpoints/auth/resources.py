@@ -7,7 +7,7 @@ from tenantry.auth import (
     auth_required,
     authenticate,
     current_identity,
-    guard_of,
+    hash_password,
     issue_token,
     password_matches,
     refreshed_token,
@@ -155,7 +155,7 @@ class Users(TenantResource):
         try:
             user = create_user(
                 self.database,
-                guard_of(current_app).hash_password,
+                hash_password,
                 body.get("username"),
                 body.get("password"),
                 body.get("roles", ["user"]),
@@ -203,7 +203,7 @@ class UserByName(TenantResource):
         with _user_errors():
             user = update_user(
                 self.database,
-                guard_of(current_app).hash_password,
+                hash_password,
                 username,
                 password=body.get("password"),
                 active=body.get("active"),
