@@ -290,6 +290,17 @@ def users_list(ctx, slug, as_json):
         click.echo(f"{row['username']}\t{','.join(row['roles'])}\t{state}")
 
 
+def _user_command(name: str):
+    """``users NAME SLUG USERNAME [...]``: the command's function gets (ctx, slug,
+    username, ...)."""
+
+    def decorate(function):
+        function = click.pass_context(function)
+        return users.command(name)(click.argument("slug")(click.argument("username")(function)))
+
+    return decorate
+
+
 def _change_user(ctx, slug: str, username: str, done: str, read_password=None, **changes) -> None:
     """Apply ``changes`` (update_user's keywords; ``delete=True`` deletes) to a user, then
     say ``done`` (formatted with ``user``). ``read_password`` is asked for the new password
@@ -321,10 +332,7 @@ def _change_user(ctx, slug: str, username: str, done: str, read_password=None, *
         click.echo(f"note: tenant {slug} has no active admin now", err=True)
 
 
-@users.command("disable")
-@click.argument("slug")
-@click.argument("username")
-@click.pass_context
+@_user_command("disable")
 def users_disable(ctx, slug, username):
     """Disable USERNAME of tenant SLUG and end its tokens.
 
@@ -332,39 +340,27 @@ def users_disable(ctx, slug, username):
     _change_user(ctx, slug, username, "disabled {user}", active=False)
 
 
-@users.command("enable")
-@click.argument("slug")
-@click.argument("username")
-@click.pass_context
+@_user_command("enable")
 def users_enable(ctx, slug, username):
     """Enable USERNAME of tenant SLUG again."""
     _change_user(ctx, slug, username, "enabled {user}", active=True)
 
 
-@users.command("delete")
-@click.argument("slug")
-@click.argument("username")
-@click.pass_context
+@_user_command("delete")
 def users_delete(ctx, slug, username):
     """Delete USERNAME of tenant SLUG: its tokens stop working at once."""
     _change_user(ctx, slug, username, "deleted {user}", delete=True)
 
 
-@users.command("role")
-@click.argument("slug")
-@click.argument("username")
+@_user_command("role")
 @click.argument("role", type=click.Choice(ROLES))
-@click.pass_context
 def users_role(ctx, slug, username, role):
     """Make USERNAME of tenant SLUG an admin or a plain user."""
     _change_user(ctx, slug, username, f"{{user}} now has the role {role}", roles=[role])
 
 
-@users.command("passwd")
-@click.argument("slug")
-@click.argument("username")
+@_user_command("passwd")
 @click.option("--password-stdin", is_flag=True, help="Read the password from stdin's first line.")
-@click.pass_context
 def users_passwd(ctx, slug, username, password_stdin):
     """Set a new password for USERNAME of tenant SLUG.
 
