@@ -100,6 +100,15 @@ def tenants() -> None:
     """Create, list, check, enable, disable and maintain tenants."""
 
 
+def _tenant_command(name: str):
+    """``tenants NAME SLUG [...]``: the command's function gets (ctx, slug, ...)."""
+
+    def decorate(function):
+        return tenants.command(name)(click.argument("slug")(click.pass_context(function)))
+
+    return decorate
+
+
 @tenants.command("create")
 @click.argument("slug")
 @click.option("--name", help="Display name (default: the slug).")
@@ -156,26 +165,21 @@ def tenants_check(ctx, slug):
         sys.exit(1)
 
 
-@tenants.command("disable")
-@click.argument("slug")
-@click.pass_context
+@_tenant_command("disable")
 def tenants_disable(ctx, slug):
     """Disable SLUG: it answers 404 like an unknown tenant."""
     _refusing(set_enabled, _home(ctx), slug, False)
     click.echo(f"disabled tenant {slug}")
 
 
-@tenants.command("enable")
-@click.argument("slug")
-@click.pass_context
+@_tenant_command("enable")
 def tenants_enable(ctx, slug):
     """Enable SLUG again."""
     _refusing(set_enabled, _home(ctx), slug, True)
     click.echo(f"enabled tenant {slug}")
 
 
-@tenants.command("down")
-@click.argument("slug")
+@_tenant_command("down")
 @click.option(
     "--retry-after",
     default=DEFAULT_RETRY_AFTER,
@@ -183,7 +187,6 @@ def tenants_enable(ctx, slug):
     type=click.IntRange(1, 86400),
     help="Seconds clients are told to wait (Retry-After).",
 )
-@click.pass_context
 def tenants_down(ctx, slug, retry_after):
     """Take SLUG down for maintenance: every route answers 503.
 
@@ -192,18 +195,14 @@ def tenants_down(ctx, slug, retry_after):
     click.echo(f"tenant {slug} is down for maintenance (Retry-After: {retry_after})")
 
 
-@tenants.command("up")
-@click.argument("slug")
-@click.pass_context
+@_tenant_command("up")
 def tenants_up(ctx, slug):
     """Bring SLUG back from maintenance."""
     _refusing(set_maintenance, _home(ctx), slug, None)
     click.echo(f"tenant {slug} is up")
 
 
-@tenants.command("rotate-secret")
-@click.argument("slug")
-@click.pass_context
+@_tenant_command("rotate-secret")
 def tenants_rotate_secret(ctx, slug):
     """Give SLUG a new SECRET_KEY; all of its tokens stop working."""
     _refusing(rotate_secret, _home(ctx), slug)
