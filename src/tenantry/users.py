@@ -81,7 +81,7 @@ class User(Base):
 
     @property
     def rolenames(self) -> list[str]:
-        return [role for role in (self.roles or "").split(",") if role]
+        return role_names(self.roles)
 
     @property
     def password(self) -> str:
@@ -172,6 +172,11 @@ def _roles_column(roles: list[str]) -> str:
     return ",".join(role for role in ROLES if role in roles)
 
 
+def role_names(column: str | None) -> list[str]:
+    """The roles a ``users.roles`` column holds (the reverse of :func:`_roles_column`)."""
+    return [role for role in (column or "").split(",") if role]
+
+
 def create_user(database: TenantDatabase, password_hash_of, username, password, roles) -> User:
     """Add a user; ``password_hash_of`` is the tenant guard's ``hash_password``.
 
@@ -209,9 +214,7 @@ def user_rows(database: TenantDatabase) -> list[tuple[str, list[str], bool]]:
     )
     with database.engine.connect() as connection:
         rows = connection.execute(query).all()
-    return [
-        (name, [r for r in (roles or "").split(",") if r], bool(on)) for name, roles, on in rows
-    ]
+    return [(name, role_names(roles), bool(active)) for name, roles, active in rows]
 
 
 def list_users(database: TenantDatabase) -> list[User]:
@@ -305,13 +308,15 @@ def _user_for_change(session, username: str) -> User:
 
 def _keep_an_admin(session, user: User) -> None:
     """:raises LastAdmin: ``user`` is the only active admin left."""
-    if not (user.active and "admin" in user.rolenames):
-        return
-    others = session.scalars(
-        select(User.roles).where(User.active.is_(True), User.id != user.id)
-    ).all()
-    if not any("admin" in (roles or "").split(",") for roles in others):
+    if user.active and "admin" in user.rolenames and not _another_admin(session, user.id):
         raise LastAdmin(user.username)
+
+
+def _another_admin(session, but: int | None = None) -> bool:
+    """Whether an active admin exists other than user id ``but`` (None: any user; SQL
+    renders ``id != NULL`` as ``IS NOT NULL``)."""
+    active = select(User.roles).where(User.active.is_(True), User.id != but)
+    return any("admin" in role_names(roles) for roles in session.scalars(active))
 
 
 @dataclass(frozen=True)
@@ -324,7 +329,7 @@ class TokenHolder:
 
     @property
     def rolenames(self) -> list[str]:
-        return [role for role in self.roles.split(",") if role]
+        return role_names(self.roles)
 
 
 def token_holder(
@@ -407,5 +412,4 @@ def clear_login_failures(database: TenantDatabase, username: str) -> None:
 
 def has_active_admin(database: TenantDatabase) -> bool:
     with database.transaction() as session:
-        rows = session.scalars(select(User.roles).where(User.active.is_(True))).all()
-    return any("admin" in (roles or "").split(",") for roles in rows)
+        return _another_admin(session)
