@@ -621,3 +621,12 @@ def test_users_list_reads_a_database_not_migrated_yet(tmp_path):
     listed = run(home, "users", "list", "acme", "--json")
     assert listed.exit_code == 0, listed.output
     assert json.loads(listed.stdout) == [{"username": "alice", "roles": ["admin"], "active": True}]
+
+
+def test_a_record_edited_into_nonsense_is_a_mismatch_not_a_traceback(tmp_path):
+    home = TenantHome(tmp_path / "home")
+    create_tenant(home, "acme")
+    home.backend_file.write_text("garbage\n")
+    result = run(home, "tenants", "list", url="postgresql+psycopg://u@h/db")
+    assert result.exit_code == 2, result.output
+    assert "garbage" in result.output and "postgresql+psycopg://u@h/db" in result.output

@@ -53,13 +53,14 @@ def _same_database(recorded: str, database_url: str | None) -> bool:
     if recorded == SQLITE or not database_url:
         return recorded == describe_backend(database_url)
     from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
 
     def identity(url):
         return (url.get_backend_name(), url.username, url.host, url.port or 5432, url.database)
 
     try:
         return identity(make_url(recorded)) == identity(make_url(database_url))
-    except ValueError:  # a record edited into nonsense
+    except (ArgumentError, ValueError):  # a record edited into nonsense
         return False
 
 
@@ -137,24 +138,27 @@ class TenantHome:
     def backend_file(self) -> Path:
         return self.tenants_dir / BACKEND_FILE
 
-    def recorded_backend(self) -> str | None:
+    def recorded_backend(self, infer: bool = True) -> str | None:
         """The backend the home's tenants use: its record, else (a home made before the
-        record) what its tenants show: a ``tenant.db`` means SQLite, tenants without one
-        mean PostgreSQL (``"postgresql"``, any URL). None for a home without tenants."""
+        record; not with ``infer`` False) what its tenants show: a ``tenant.db`` means
+        SQLite, tenants without one mean PostgreSQL (``"postgresql"``, any URL). None for
+        a home without tenants."""
         try:
             return self.backend_file.read_text().strip() or None
         except FileNotFoundError:
-            pass
+            if not infer:
+                return None
         slugs = [slug for slug in self.slugs() if self.instance_dir(slug).is_dir()]
         if any(self.database_file(slug).exists() for slug in slugs):
             return SQLITE
         return "postgresql" if slugs else None
 
-    def check_backend(self) -> None:
+    def check_backend(self, infer: bool = True) -> None:
         """:raises HomeError: TENANTRY_DATABASE_URL disagrees with the home's backend, or
-        cannot be read."""
+        cannot be read. ``infer`` False checks the record alone (no look at every
+        tenant's files: what a server does at each build, having checked it all at start)."""
         describe_backend(self.database_url)  # a URL that cannot be read is refused first
-        recorded = self.recorded_backend()
+        recorded = self.recorded_backend(infer)
         if recorded is None:
             return
         if recorded == "postgresql":  # inferred: any PostgreSQL database will do

@@ -256,8 +256,9 @@ class TenantRegistry:
         entry = LoadedTenant(slug, fingerprint, now, enabled=True)
         try:
             # A tenant made on another backend since this server started (the record is
-            # written by the first create) must not get a database here too.
-            self.home.check_backend()
+            # written by the first create) must not get a database here too. The record
+            # alone: a home without one was judged by its tenants' files at start.
+            self.home.check_backend(infer=False)
             config_class = load_config_class(self.home, slug)
             entry.hosts = normalised_hosts(config_class.HOSTS)
             entry.app = create_app(config_class, self.home)
