@@ -24,6 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Session
 
 from tenantry.locking import file_lock
+from tenantry.storage import PRIVATE_DIR, PRIVATE_FILE
 
 if TYPE_CHECKING:
     from tenantry.modules import EndpointModule
@@ -203,7 +204,7 @@ class TenantDatabase:
         else:
             self.schema = None
             if not read_only:
-                instance_path.mkdir(mode=0o700, parents=True, exist_ok=True)
+                instance_path.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
             self.path = instance_path / "tenant.db"
         self._lock_path = instance_path / ".migrate.lock"
 
@@ -216,7 +217,7 @@ class TenantDatabase:
             # SQLite creates the file, and its -wal and -shm later with the same mode,
             # as the umask allows (0644): create it private first.
             with contextlib.suppress(FileExistsError):
-                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE))
         engine = create_engine(f"sqlite:///{self.path}")
         event.listen(engine, "connect", _configure_sqlite)
         return engine
