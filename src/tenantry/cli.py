@@ -24,16 +24,23 @@ from tenantry.home import DEFAULT_RETRY_AFTER, HOME_ENV_VAR, HomeError, TenantHo
 from tenantry.log import configure_logging, level_from_environ
 from tenantry.serving import gunicorn_options
 from tenantry.tenants import (
+    OperationFailed,
     TenantError,
+    backup_tenant,
     check_tenants,
+    clone_tenant,
     collect_garbage,
     create_tenant,
+    delete_tenant,
     describe_tenant,
     migrate_tenants,
+    remove_leftovers,
     require_tenant,
+    restore_tenant,
     rotate_secret,
     set_enabled,
     set_maintenance,
+    verify_archive,
 )
 from tenantry.users import (
     ROLES,
@@ -72,10 +79,14 @@ def _home(ctx: click.Context, creating: bool = False) -> TenantHome:
 
 
 def _refusing(operation, *args, **kwargs):
+    """Run ``operation``: refused input exits 2, a failed operation (a bad archive, a
+    failing write) exits 1."""
     try:
         return operation(*args, **kwargs)
     except (TenantError, HomeError) as exc:
         raise InputError(str(exc)) from exc
+    except OperationFailed as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 @click.group()
@@ -200,6 +211,85 @@ def tenants_up(ctx, slug):
     """Bring SLUG back from maintenance."""
     _refusing(set_maintenance, _home(ctx), slug, None)
     click.echo(f"tenant {slug} is up")
+
+
+@_tenant_command("backup")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=True),
+    help="Archive file, or folder for the default name SLUG-<UTC time>.tar.gz (default: .).",
+)
+@click.option("--no-files", is_flag=True, help="Leave the stored files out.")
+def tenants_backup(ctx, slug, out, no_files):
+    """Write one archive of SLUG: config, .env, database and files; prints its path.
+
+    The tenant's writes answer 503 while it runs; reads go on. The archive appears
+    under its name only once it is complete, readable by its owner only."""
+    path = _refusing(backup_tenant, _home(ctx), slug, out, files=not no_files)
+    click.echo(path)
+
+
+@tenants.command("verify")
+@click.argument("archive", type=click.Path(dir_okay=False))
+def tenants_verify(archive):
+    """Check ARCHIVE's manifest and every member's sha256; exit 1 naming the first bad one.
+
+    Touches no tenant."""
+    manifest = _refusing(verify_archive, archive)
+    click.echo(
+        f"{archive}: ok (tenant {manifest['slug']}, {len(manifest['members'])} members, "
+        f"database revision {manifest.get('revisions', {}).get('alembic_version')}, "
+        f"made {manifest.get('created')})"
+    )
+
+
+@tenants.command("restore")
+@click.argument("archive", type=click.Path(dir_okay=False))
+@click.option("--as", "as_slug", help="Restore as a copy under this slug, with a fresh key.")
+@click.option("--force", is_flag=True, help="Replace the existing tenant (atomically).")
+@click.pass_context
+def tenants_restore(ctx, archive, as_slug, force):
+    """Recreate a tenant from ARCHIVE, after checking every member.
+
+    An older database revision is migrated forward; a newer one is refused. With
+    --force, the tenant there keeps serving until the restored one is complete."""
+    home = _home(ctx, creating=True)
+    restored = _refusing(restore_tenant, home, archive, as_slug=as_slug, force=force)
+    for note in restored.notes:
+        click.echo(f"note: {note}", err=True)
+    click.echo(f"restored tenant {restored.slug} ({restored.users} users, {restored.files} files)")
+
+
+@tenants.command("clone")
+@click.argument("source")
+@click.argument("new")
+@click.pass_context
+def tenants_clone(ctx, source, new):
+    """Create tenant NEW as a copy of SOURCE (config, users, files, datasets) with a
+    fresh SECRET_KEY."""
+    copied = _refusing(clone_tenant, _home(ctx), source, new)
+    for note in copied.notes:
+        click.echo(f"note: {note}", err=True)
+    click.echo(f"cloned {source} as {new} ({copied.users} users, {copied.files} files)")
+
+
+@_tenant_command("delete")
+@click.option("--yes", is_flag=True, help="Do not ask (for scripts).")
+@click.option("--no-backup", is_flag=True, help="Do not keep an archive in tenants/.trash/.")
+def tenants_delete(ctx, slug, yes, no_backup):
+    """Remove SLUG: config module, instance folder, database or schema.
+
+    An archive of it is kept in tenants/.trash/ first (unless --no-backup); if that
+    fails, nothing is removed. Asks on a terminal; --yes for scripts."""
+    home = _home(ctx)
+    _refusing(require_tenant, home, slug)
+    if not yes:
+        if not (sys.stdin.isatty() and sys.stdout.isatty()):
+            raise InputError(f"deleting {slug} needs --yes when there is no terminal to ask")
+        kept = "" if no_backup else " (an archive is kept in tenants/.trash/)"
+        click.confirm(f"Delete tenant {slug} and all its data{kept}?", abort=True)
+    archive = _refusing(delete_tenant, home, slug, keep_backup=not no_backup)
+    click.echo(f"deleted tenant {slug}" + (f"; its archive: {archive}" if archive else ""))
 
 
 @_tenant_command("rotate-secret")
@@ -394,8 +484,14 @@ def migrate(ctx, slug):
 def gc(ctx, slug):
     """Remove expired snapshots and zips, and dead uploads, now.
 
-    Of SLUG, or of every tenant; the server does it on its own every few minutes."""
-    results = _refusing(collect_garbage, _home(ctx), [slug] if slug else None)
+    Of SLUG, or of every tenant (and what killed restores left); the server does it on
+    its own every few minutes."""
+    home = _home(ctx)
+    results = _refusing(collect_garbage, home, [slug] if slug else None)
+    if not slug:
+        left = remove_leftovers(home)
+        if left:
+            click.echo(f"removed {left} left-overs of killed restores or clones")
     _report_per_tenant(results, lambda removed: f"removed {removed} files")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import types
+from pathlib import Path
 
 from tenantry.config import TenantConfig, TenantConfigError
 from tenantry.home import TenantHome
@@ -14,7 +15,15 @@ def load_config_class(home: TenantHome, slug: str) -> type[TenantConfig]:
     :raises TenantConfigError: the module is missing, fails to run, or does not hold
         exactly one TenantConfig subclass whose SLUG is ``slug``.
     """
-    path = home.config_file(slug)
+    return load_config_file(home.config_file(slug), slug)
+
+
+def load_config_file(path: Path, slug: str) -> type[TenantConfig]:
+    """Execute the config module at ``path`` (a tenant's, or one being restored) and
+    return its TenantConfig subclass whose SLUG is ``slug``.
+
+    :raises TenantConfigError: as :func:`load_config_class`.
+    """
     module_name = "tenantry_tenant_config_" + slug.replace("-", "_")
     module = types.ModuleType(module_name)
     module.__file__ = str(path)

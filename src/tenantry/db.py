@@ -192,11 +192,13 @@ class TenantDatabase:
         instance_path: Path,
         database_url: str | None = None,
         read_only: bool = False,
+        schema: str | None = None,
     ):
         self.slug = slug
         self.read_only = read_only
         if database_url:
-            self.schema = schema_name(slug)
+            # ``schema`` names another (a restore builds the tenant in one of its own).
+            self.schema = schema or schema_name(slug)
             options = {"postgresql_readonly": True} if read_only else {}
             self.engine = shared_engine(database_url).execution_options(
                 schema_translate_map={None: self.schema}, **options
@@ -351,7 +353,22 @@ class TenantDatabase:
             Base.metadata.create_all(connection, tables=module.tables(), checkfirst=True)
         return module, None
 
-    def _run_alembic(self, versions: Path, version_table: str) -> None:
+    def migrate_to(self, revision: str, module: EndpointModule | None = None) -> None:
+        """Bring the platform's schema (or ``module``'s tables) to ``revision``, no
+        further: a restore loads an archive's rows at the revision they were written at.
+
+        :raises alembic.util.CommandError: the revision is not one this tenantry knows.
+        """
+        with self.migration_lock():
+            if module is not None:
+                self._run_alembic(module.migrations, module.version_table, revision)
+                return
+            if self.is_postgres:
+                with self.engine.begin() as connection:
+                    connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
+            self._run_alembic(MIGRATIONS_DIR / "versions", "alembic_version", revision)
+
+    def _run_alembic(self, versions: Path, version_table: str, target: str = "heads") -> None:
         from alembic import command
 
         config = _alembic_config(versions)
@@ -361,7 +378,7 @@ class TenantDatabase:
             config.attributes["connection"] = connection
             config.attributes["schema"] = self.schema
             config.attributes["version_table"] = version_table
-            command.upgrade(config, "heads")
+            command.upgrade(config, target)
 
     def dispose(self) -> None:
         """Release the connections this tenant holds (not the shared pool's)."""

@@ -8,6 +8,7 @@ from flask import Response
 from werkzeug.exceptions import NotFound
 
 from tenantry.errors import error_response
+from tenantry.home import WRITES_HELD_RETRY_AFTER
 from tenantry.log import set_request_tenant
 from tenantry.registry import TenantRegistry
 
@@ -16,6 +17,8 @@ HEALTH_PATH = "/healthz"
 NO_SUCH_TENANT = NotFound.description
 TENANT_UNAVAILABLE = "This tenant is temporarily unavailable."
 TENANT_DOWN = "This tenant is down for maintenance; try again later."
+WRITES_HELD = "This tenant is being backed up or restored: reads only for now; try again shortly."
+READ_METHODS = frozenset(("GET", "HEAD", "OPTIONS"))
 
 
 def request_host(environ) -> str:
@@ -29,7 +32,8 @@ def request_host(environ) -> str:
 
 def serve_tenant(registry: TenantRegistry, slug: str, environ, start_response):
     """Call the tenant's app: 404 if unknown or disabled, 503 if down for maintenance
-    (with Retry-After) or if it cannot start."""
+    (with Retry-After) or if it cannot start, and 503 with Retry-After for a write while
+    a backup or restore holds the tenant's writes."""
     tenant = registry.lookup(slug)
     if tenant is None:
         return error_response(404, NO_SUCH_TENANT)(environ, start_response)
@@ -39,6 +43,9 @@ def serve_tenant(registry: TenantRegistry, slug: str, environ, start_response):
         return error_response(503, TENANT_DOWN, retry)(environ, start_response)
     if tenant.app is None:
         return error_response(503, TENANT_UNAVAILABLE)(environ, start_response)
+    if tenant.writes_held and environ.get("REQUEST_METHOD") not in READ_METHODS:
+        retry = [("Retry-After", str(WRITES_HELD_RETRY_AFTER))]
+        return error_response(503, WRITES_HELD, retry)(environ, start_response)
     return tenant.app(environ, start_response)
 
 

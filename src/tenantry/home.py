@@ -10,6 +10,7 @@ database by :func:`tenantry.db.tenant_database`.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from tenantry.config import is_valid_slug
@@ -22,6 +23,12 @@ BACKEND_FILE = ".backend"
 SQLITE = "sqlite"
 # Seconds a tenant down for maintenance tells clients to wait, unless told otherwise.
 DEFAULT_RETRY_AFTER = 300
+# While a backup (or a restore over the tenant) runs, its writes are held: the operation
+# touches the marker every WRITES_HELD_HEARTBEAT seconds, and a marker older than
+# WRITES_HELD_STALE (its process was killed) no longer holds anything.
+WRITES_HELD_HEARTBEAT = 5.0
+WRITES_HELD_STALE = 30.0
+WRITES_HELD_RETRY_AFTER = 10
 HOME_HINT = f"point --home (or {HOME_ENV_VAR}) at the folder that holds config/ and tenants/"
 
 
@@ -130,6 +137,17 @@ class TenantHome:
             if text.isascii() and text.isdigit() and int(text) > 0
             else DEFAULT_RETRY_AFTER
         )
+
+    def writes_held_marker(self, slug: str) -> Path:
+        return self.instance_dir(slug) / "writes-held"
+
+    def writes_held(self, slug: str) -> bool:
+        """Whether a backup or restore holds the tenant's writes now (one stat)."""
+        try:
+            touched = os.stat(self.writes_held_marker(slug)).st_mtime
+        except OSError:
+            return False
+        return time.time() - touched < WRITES_HELD_STALE
 
     def database_file(self, slug: str) -> Path:
         return self.instance_dir(slug) / "tenant.db"

@@ -26,7 +26,7 @@ from tenantry.factory import create_app
 from tenantry.home import HomeError, TenantHome
 from tenantry.hosts import HostIndex, normalised_hosts
 from tenantry.locking import file_lock_if_free
-from tenantry.tenants import collect_garbage, needs_sweeping
+from tenantry.tenants import collect_garbage, needs_sweeping, remove_leftovers
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,9 @@ class LoadedTenant:
     # re-check. A tenant down is not built (its database is not opened, let alone created
     # or migrated, while an operator works on it); coming up builds it.
     maintenance: int | None = None
+    # A backup or restore holds its writes (503 with Retry-After; reads go on), read at
+    # each re-check.
+    writes_held: bool = False
 
     def release(self) -> None:
         """Let go of the app's database connections."""
@@ -144,6 +147,8 @@ class TenantRegistry:
         while not self._stopped.wait(self.sweep_interval):
             try:
                 with file_lock_if_free(lock_path) as mine:
+                    if mine:
+                        remove_leftovers(self.home)  # what killed restores left aside
                     for slug in self.home.slugs() if mine else ():  # else another is on it
                         if not self._stopped.is_set() and needs_sweeping(self.home, slug):
                             collect_garbage(self.home, [slug])
@@ -191,6 +196,7 @@ class TenantRegistry:
         ):
             entry.checked_at = now
             entry.maintenance = maintenance
+            entry.writes_held = self.home.writes_held(slug)
             self._touch(slug)
             return entry
         if entry is not None:
@@ -207,6 +213,7 @@ class TenantRegistry:
         else:
             entry = self._build(slug, fingerprint, now)
         entry.maintenance = maintenance
+        entry.writes_held = self.home.writes_held(slug)
         with self._lock:
             if entry.app is not None:
                 self._claim_key(entry)

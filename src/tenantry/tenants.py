@@ -17,6 +17,7 @@ import shutil
 import stat
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 
 from tenantry.atomic import write_atomically
 from tenantry.config import (
@@ -77,6 +78,11 @@ class TenantError(Exception):
 class UnknownTenant(TenantError):
     def __init__(self, slug: str):
         super().__init__(f"no tenant named {slug!r}")
+
+
+class OperationFailed(Exception):
+    """A backup, verify, restore, clone or delete failed (a bad archive, a failing write);
+    no tenant was changed."""
 
 
 def _is_text(value: str) -> bool:
@@ -411,11 +417,19 @@ def collect_garbage(home: TenantHome, slugs: list[str] | None = None) -> dict[st
     return results
 
 
+def remove_leftovers(home: TenantHome) -> int:
+    """Remove what killed restores and clones left in ``tenants/`` (and their PostgreSQL
+    schemas); returns how many. One that is still running is left alone."""
+    from tenantry.backup import remove_stale_staging
+
+    return remove_stale_staging(home)
+
+
 def needs_sweeping(home: TenantHome, slug: str) -> bool:
     """Whether the tenant has anything a sweep could remove (one look at two folders), so
     that a home of idle tenants costs a few stats, not a database each."""
     storage = TenantStorage(home.instance_dir(slug) / "storage")
-    for folder in (storage.links, storage.incoming):
+    for folder in (storage.links, storage.incoming, storage.root / ".pins"):
         with contextlib.suppress(OSError), os.scandir(folder) as entries:
             if next(entries, None) is not None:
                 return True
@@ -423,14 +437,95 @@ def needs_sweeping(home: TenantHome, slug: str) -> bool:
 
 
 def _sweep_tenant(home: TenantHome, slug: str) -> int:
+    from tenantry.backup import remove_stale_pins
+
+    pins = remove_stale_pins(home, slug)
     modules = tenant_modules(load_config_class(home, slug))
     sweepers = [module.sweep for module in modules if module.sweep is not None]
     if not sweepers:
-        return 0
+        return pins
     storage = TenantStorage(home.instance_dir(slug) / "storage")
     database = tenant_database(home, slug)
     try:
         database.ensure_current(modules)
-        return sum(sweep(database, storage) for sweep in sweepers)
+        return pins + sum(sweep(database, storage) for sweep in sweepers)
     finally:
         database.dispose()
+
+
+# Backup, verify, restore, clone and delete (CONTRACT §12); the work is in tenantry.backup.
+
+
+def backup_tenant(
+    home: TenantHome, slug: str, out: str | os.PathLike[str] | None = None, files: bool = True
+):
+    """Write one archive of the tenant (default ``SLUG-<UTC>.tar.gz`` in the current
+    folder, or in ``out`` if it is a folder); returns its path. The tenant's writes answer
+    503 while it runs; reads go on.
+
+    :raises UnknownTenant: :raises TenantError: the target exists, or another operation
+        on the tenant runs. :raises OperationFailed: a write failed (no archive is left).
+    """
+    from tenantry import backup
+
+    require_tenant(home, slug)
+    home.check_backend()
+    return backup.backup(home, slug, None if out is None else Path(out), with_files=files)
+
+
+def verify_archive(archive: str | os.PathLike[str]) -> dict:
+    """Check an archive's manifest and every member's sha256; returns its manifest.
+
+    :raises TenantError: it cannot be read. :raises OperationFailed: naming the first bad
+        member.
+    """
+    from tenantry import backup
+
+    return backup.verify(Path(archive))
+
+
+def restore_tenant(
+    home: TenantHome,
+    archive: str | os.PathLike[str],
+    as_slug: str | None = None,
+    force: bool = False,
+):
+    """Recreate the tenant of ``archive`` (as ``as_slug``, with a fresh SECRET_KEY),
+    replacing an existing one only with ``force`` (atomically). Returns what was restored
+    (slug, users, files, notes).
+
+    :raises TenantError: invalid slug, an existing tenant without ``force``, an unreadable
+        file. :raises OperationFailed: the archive is damaged or newer than this tenantry;
+        nothing changed.
+    """
+    from tenantry import backup
+
+    home.check_backend()
+    return backup.restore(home, Path(archive), as_slug, force)
+
+
+def clone_tenant(home: TenantHome, source: str, new: str):
+    """A new tenant ``new`` with ``source``'s config, users, files and datasets and a
+    fresh SECRET_KEY; returns what was copied.
+
+    :raises UnknownTenant: :raises TenantError: ``new`` is invalid or exists.
+    """
+    from tenantry import backup
+
+    require_tenant(home, source)
+    home.check_backend()
+    return backup.clone(home, source, new)
+
+
+def delete_tenant(home: TenantHome, slug: str, keep_backup: bool = True):
+    """Remove the tenant (config module, instance folder, database or schema, host index
+    entry), after an archive of it in ``tenants/.trash/`` (returned) unless
+    ``keep_backup`` is False; if that backup fails, nothing is removed.
+
+    :raises UnknownTenant: :raises OperationFailed: the backup failed.
+    """
+    from tenantry import backup
+
+    require_tenant(home, slug)
+    home.check_backend()
+    return backup.delete(home, slug, keep_backup)
