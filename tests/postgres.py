@@ -93,10 +93,22 @@ def tenant_schemas() -> list[str]:
     return [row[0] for row in rows]
 
 
-def drop_tenant_schemas() -> None:
-    """Drop every ``tenant_*`` schema: each test starts from an empty database."""
+def staging_schemas() -> list[str]:
+    """Schemas a restore or clone builds aside (``tenantry_*``): none once it ended."""
     with _connect() as connection:
-        for schema in tenant_schemas():  # one at a time: hundreds at once run out of locks
+        rows = connection.execute(
+            "SELECT schema_name FROM information_schema.schemata "
+            "WHERE schema_name LIKE 'tenantry\\_%' ORDER BY schema_name"
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
+def drop_tenant_schemas() -> None:
+    """Drop every ``tenant_*`` (and staging) schema: each test starts from an empty database."""
+    with _connect() as connection:
+        for schema in (
+            tenant_schemas() + staging_schemas()
+        ):  # one at a time: hundreds at once run out of locks
             connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 

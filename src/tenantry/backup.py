@@ -246,7 +246,10 @@ def _sequences(connection, database: TenantDatabase, metadata) -> dict[str, dict
 
     found = {}
     if not database.is_postgres:
-        if "sqlite_sequence" in {table.name for table in metadata.sorted_tables}:
+        has_counters = connection.exec_driver_sql(
+            "SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'"
+        ).first()  # reflection leaves SQLite's own tables out
+        if has_counters:
             for name, value in connection.exec_driver_sql("SELECT name, seq FROM sqlite_sequence"):
                 table = metadata.tables.get(name)
                 if table is not None and len(table.primary_key.columns) == 1:
@@ -404,10 +407,14 @@ def _load_tables(
                     },
                 )
             else:
-                connection.exec_driver_sql(
-                    "INSERT OR REPLACE INTO sqlite_sequence (name, seq) VALUES (?, ?)",
-                    (name, highest),
+                # sqlite_sequence has no key: update the row the inserts made, if any
+                updated = connection.exec_driver_sql(
+                    "UPDATE sqlite_sequence SET seq = ? WHERE name = ?", (highest, name)
                 )
+                if not updated.rowcount:
+                    connection.exec_driver_sql(
+                        "INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", (name, highest)
+                    )
 
 
 def _load_table(connection, table, path: Path) -> None:

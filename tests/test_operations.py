@@ -1,0 +1,582 @@
+"""Tenant operations (contract §12): backup, verify, restore, clone, delete.
+
+Round trips on both backends and across them; hostile archives; failing writes. The
+end-to-end half (a running server, kill -9) is in test_e2e_operations.py.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import stat
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from tenantry import archive as archive_format
+from tenantry.db import SCHEMA_REVISION, tenant_database
+from tenantry.home import TenantHome
+from tenantry.tenants import (
+    backup_tenant,
+    create_tenant,
+    delete_tenant,
+    restore_tenant,
+    verify_archive,
+)
+from tests import postgres
+from tests.conftest import bearer
+
+CSV = b"when,what\n" + b"2026-01-01,thing\n" * 4000
+BINARY = os.urandom(2 * 1024 * 1024 + 17)
+
+
+def fill(client, add_user, login, slug: str = "acme") -> dict:
+    """Users, files (two names sharing one content), a dataset and a revoked token;
+    returns what a faithful copy must show."""
+    add_user(slug, "alice", "alice-password-1", roles=("admin",))
+    add_user(slug, "bob", "bob-password-12")
+    token = login(slug, "alice", "alice-password-1")
+    for name, body in (("a.csv", CSV), ("b.bin", BINARY), ("c.csv", CSV)):
+        assert (
+            client.put(f"/{slug}/files/{name}", data=body, headers=bearer(token)).status_code == 201
+        )
+    dataset = {
+        "name": "sales",
+        "description": "Q3 sales",
+        "uses": ["report"],
+        "files": ["a.csv", "b.bin"],
+    }
+    assert (
+        client.post(f"/{slug}/api/datasets", json=dataset, headers=bearer(token)).status_code == 201
+    )
+    revoked = login(slug, "bob", "bob-password-12")
+    assert client.post(f"/{slug}/auth/logout", headers=bearer(revoked)).status_code == 204
+    return {"token": token, "revoked": revoked, **state(client, slug, token)}
+
+
+def state(client, slug: str, token: str) -> dict:
+    files = client.get(f"/{slug}/files", headers=bearer(token)).json["files"]
+    return {
+        "users": sorted(
+            (u["username"], tuple(u["roles"]), u["active"])
+            for u in client.get(f"/{slug}/users", headers=bearer(token)).json["users"]
+        ),
+        "files": {
+            f["name"]: hashlib.sha256(
+                client.get(f"/{slug}/files/{f['name']}", headers=bearer(token)).data
+            ).hexdigest()
+            for f in files
+        },
+        "datasets": client.get(f"/{slug}/api/datasets", headers=bearer(token)).json,
+    }
+
+
+def logged_in(client, login, slug: str) -> str:
+    token = login(slug, "alice", "alice-password-1")
+    assert client.get(f"/{slug}/auth/me", headers=bearer(token)).status_code == 200
+    return token
+
+
+def test_backup_delete_restore_round_trip(home, acme, client, add_user, login, tmp_path):
+    before = fill(client, add_user, login)
+    path = backup_tenant(home, acme, tmp_path)
+    assert (
+        path.parent == tmp_path and path.name.startswith("acme-") and path.name.endswith("Z.tar.gz")
+    )
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    manifest = verify_archive(path)
+    assert manifest["revisions"]["alembic_version"] == SCHEMA_REVISION
+    assert manifest["slug"] == "acme" and manifest["rows"]["users"] == 2
+    # one member per content: two names share one blob
+    assert sum(m["name"].startswith("files/") for m in manifest["members"]) == 2
+    assert "database/login_failures.jsonl" not in {m["name"] for m in manifest["members"]}
+
+    delete_tenant(home, acme, keep_backup=False)
+    assert client.get("/acme/").status_code == 404
+    restored = restore_tenant(home, path)
+    assert (restored.slug, restored.users, restored.files) == ("acme", 2, 3)
+
+    token = logged_in(client, login, "acme")  # the old password
+    assert state(client, "acme", token) == {k: before[k] for k in ("users", "files", "datasets")}
+    # a plain restore keeps the key: old tokens work, and a revoked one stays revoked
+    assert client.get("/acme/auth/me", headers=bearer(before["token"])).status_code == 200
+    assert client.get("/acme/auth/me", headers=bearer(before["revoked"])).status_code == 401
+
+
+def test_a_restored_tenant_never_hands_out_an_id_again(
+    home, acme, client, add_user, login, tmp_path
+):
+    """A token names its user by id: the id of a user deleted before the backup must not
+    come back as someone else's after a restore."""
+    add_user("acme", "alice", "alice-password-1", roles=("admin",))
+    add_user("acme", "bob")
+    token = login("acme", "alice", "alice-password-1")
+    assert client.delete("/acme/users/bob", headers=bearer(token)).status_code == 204
+    path = backup_tenant(home, acme, tmp_path)
+    restore_tenant(home, path, force=True)
+    carol = {"username": "carol", "password": "carol-password-1", "roles": ["user"]}
+    assert client.post("/acme/users", json=carol, headers=bearer(token)).status_code == 201
+    ids = {
+        u["username"]: u["id"]
+        for u in client.get("/acme/users", headers=bearer(token)).json["users"]
+    }
+    assert ids == {"alice": 1, "carol": 3}
+
+
+def test_restore_as_a_copy_gets_a_fresh_key(home, acme, client, add_user, login, tmp_path):
+    before = fill(client, add_user, login)
+    path = backup_tenant(home, acme, tmp_path)
+    restored = restore_tenant(home, path, as_slug="acme-copy")
+    assert restored.slug == "acme-copy"
+    token = logged_in(client, login, "acme-copy")
+    assert state(client, "acme-copy", token)["files"] == before["files"]
+    # no token of the original works at the copy, nor the reverse
+    assert client.get("/acme-copy/auth/me", headers=bearer(before["token"])).status_code == 401
+    assert client.get("/acme/auth/me", headers=bearer(token)).status_code == 401
+    assert client.get("/acme/auth/me", headers=bearer(before["token"])).status_code == 200
+    assert client.get("/acme-copy/").json["tenant"] == "acme-copy"
+    # the original's host stays the original's
+    assert client.get("/", headers={"Host": "acme.localhost"}).json["tenant"] == "acme"
+
+
+def test_restore_refuses_an_existing_tenant_without_force_and_replaces_it_with(
+    home, acme, client, add_user, login, tmp_path, tenantry
+):
+    before = fill(client, add_user, login)
+    path = backup_tenant(home, acme, tmp_path)
+    result = tenantry("tenants", "restore", str(path))
+    assert result.exit_code == 2 and "--force" in result.output
+    # change the tenant, then put the archive back over it
+    token = before["token"]
+    client.put("/acme/files/late.txt", data=b"after the backup", headers=bearer(token))
+    result = tenantry("tenants", "restore", str(path), "--force")
+    assert result.exit_code == 0, result.output
+    assert "restored tenant acme (2 users, 3 files)" in result.output
+    assert state(client, "acme", token)["files"] == before["files"]
+    assert not [p for p in home.tenants_dir.iterdir() if p.name.startswith(".restore-")]
+    if home.database_url:
+        assert postgres.staging_schemas() == []
+
+
+def test_clone_copies_everything_with_a_fresh_key(home, acme, client, add_user, login, tenantry):
+    before = fill(client, add_user, login)
+    result = tenantry("tenants", "clone", "acme", "initech")
+    assert result.exit_code == 0, result.output
+    assert "cloned acme as initech (2 users, 3 files)" in result.output
+    assert "hosts not carried" in result.output and "acme.localhost" in result.output
+    token = logged_in(client, login, "initech")
+    assert state(client, "initech", token) == {k: before[k] for k in ("users", "files", "datasets")}
+    assert client.get("/initech/auth/me", headers=bearer(before["token"])).status_code == 401
+    assert client.get("/acme/auth/me", headers=bearer(token)).status_code == 401
+    # the two are apart from now on
+    client.delete("/initech/files/c.csv", headers=bearer(token))
+    assert "c.csv" in state(client, "acme", before["token"])["files"]
+    assert client.get("/initech/").json["name"] == "Acme Corp"
+    assert tenantry("tenants", "clone", "acme", "initech").exit_code == 2
+    assert tenantry("tenants", "clone", "nobody", "other").exit_code == 2
+    assert tenantry("tenants", "clone", "acme", "Bad_Slug").exit_code == 2
+
+
+def test_delete_keeps_an_archive_in_the_trash_and_leaves_nothing_behind(
+    home, acme, globex, client, add_user, login, tenantry
+):
+    fill(client, add_user, login)
+    result = tenantry("tenants", "delete", "acme")
+    assert result.exit_code == 2 and "--yes" in result.output  # no terminal to ask on
+    assert home.exists("acme")
+    result = tenantry("tenants", "delete", "acme", "--yes")
+    assert result.exit_code == 0, result.output
+    trash = list((home.tenants_dir / ".trash").iterdir())
+    assert len(trash) == 1 and stat.S_IMODE(trash[0].stat().st_mode) == 0o600
+    verify_archive(trash[0])
+    assert not home.config_file("acme").exists() and not home.instance_dir("acme").exists()
+    assert "acme" not in json.loads((home.tenants_dir / ".hosts.json").read_text())["modules"]
+    if home.database_url:
+        assert not tenant_database(home, "acme").exists()
+    assert client.get("/acme/").status_code == 404
+    assert client.get("/", headers={"Host": "acme.localhost"}).status_code == 404
+    assert client.get("/globex/").status_code == 200
+    # a new tenant of the slug starts empty
+    create_tenant(home, "acme")
+    add_user("acme", "zed")
+    token = login("acme", "zed")
+    assert client.get("/acme/files", headers=bearer(token)).json["total"] == 0
+    users = client.get("/acme/users", headers=bearer(token))
+    assert users.status_code == 403  # zed is a plain user: the old admins are gone
+    assert (
+        client.post(
+            "/acme/auth/login", json={"username": "alice", "password": "alice-password-1"}
+        ).status_code
+        == 401
+    )
+    assert tenantry("tenants", "delete", "nobody", "--yes").exit_code == 2
+    # and the archive brings the old one back, as a copy beside it
+    assert tenantry("tenants", "restore", str(trash[0]), "--as", "acme-old").exit_code == 0
+    assert logged_in(client, login, "acme-old")
+
+
+def test_unknown_tenants_and_bad_arguments_exit_2(tenantry, acme, tmp_path):
+    assert tenantry("tenants", "backup", "nobody").exit_code == 2
+    assert tenantry("tenants", "verify", str(tmp_path / "missing.tar.gz")).exit_code == 2
+    assert tenantry("tenants", "restore", str(tmp_path / "missing.tar.gz")).exit_code == 2
+    out = tmp_path / "taken.tar.gz"
+    out.write_bytes(b"mine")
+    result = tenantry("tenants", "backup", "acme", "--out", str(out))
+    assert result.exit_code == 2 and out.read_bytes() == b"mine"  # never overwritten
+    path = tmp_path / "good.tar.gz"
+    assert tenantry("tenants", "backup", "acme", "--out", str(path)).exit_code == 0
+    assert tenantry("tenants", "restore", str(path), "--as", "Not A Slug").exit_code == 2
+
+
+def test_backup_without_files_restores_users_and_no_dangling_files(
+    home, acme, client, add_user, login, tmp_path, tenantry
+):
+    fill(client, add_user, login)
+    result = tenantry("tenants", "backup", "acme", "--no-files", "--out", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    path = Path(result.output.strip())
+    manifest = verify_archive(path)
+    assert manifest["files"] is False
+    assert not [m for m in manifest["members"] if m["name"].startswith("files/")]
+    restore_tenant(home, path, as_slug="bare")
+    token = logged_in(client, login, "bare")
+    assert client.get("/bare/files", headers=bearer(token)).json["total"] == 0
+
+
+def test_writes_are_held_while_a_backup_runs_and_reads_go_on(home, acme, client, add_user, login):
+    from tenantry.backup import writes_held
+
+    add_user("acme", "alice", "alice-password-1", roles=("admin",))
+    token = login("acme", "alice", "alice-password-1")
+    with writes_held(home, acme):
+        response = client.put("/acme/files/x.txt", data=b"x", headers=bearer(token))
+        assert response.status_code == 503 and response.json["error"] == "service_unavailable"
+        assert response.headers["Retry-After"] == "10"
+        assert client.get("/acme/files", headers=bearer(token)).status_code == 200
+        assert client.get("/globex/").status_code in (200, 404)
+    assert client.put("/acme/files/x.txt", data=b"x", headers=bearer(token)).status_code == 201
+    # a marker whose holder died (no heartbeat for 30 s) holds nothing
+    marker = home.writes_held_marker(acme)
+    marker.touch()
+    assert home.writes_held(acme)
+    os.utime(marker, (0, 0))
+    assert not home.writes_held(acme)
+
+
+# -- across backends and revisions ----------------------------------------------------------
+
+
+def test_an_archive_moves_between_sqlite_and_postgresql(
+    database_url, tmp_path, client, add_user, login, monkeypatch
+):
+    """From the other backend to this test's: SQLite → PostgreSQL and back."""
+    from tenantry.dispatch import TenantDispatcher
+    from tenantry.log import RequestLog
+    from tenantry.registry import TenantRegistry
+    from tenantry.testing import BufferedClient
+
+    reason = postgres.unreachable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    other = TenantHome(tmp_path / "other", None if database_url else postgres.session_url())
+    (other.root / "config").mkdir(parents=True)
+    create_tenant(other, "acme")
+    registry = TenantRegistry(other, check_interval=0)
+    other_client = BufferedClient(RequestLog(TenantDispatcher(registry)))
+    try:
+        from tenantry.auth import guard_of
+        from tenantry.users import create_user
+
+        app = registry.lookup("acme").app
+        for name, password, roles in (
+            ("alice", "alice-password-1", ["admin"]),
+            ("bob", "bob-password-12", ["user"]),
+        ):
+            create_user(
+                app.extensions["tenantry.db"], guard_of(app).hash_password, name, password, roles
+            )
+        response = other_client.post(
+            "/acme/auth/login", json={"username": "alice", "password": "alice-password-1"}
+        )
+        token = response.json["access_token"]
+        for name, body in (("a.csv", CSV), ("b.bin", BINARY)):
+            assert (
+                other_client.put(
+                    f"/acme/files/{name}", data=body, headers=bearer(token)
+                ).status_code
+                == 201
+            )
+        dataset = {"name": "sales", "description": "Q3", "uses": ["report"], "files": ["a.csv"]}
+        other_client.post("/acme/api/datasets", json=dataset, headers=bearer(token))
+        before = state(other_client, "acme", token)
+        path = backup_tenant(other, "acme", tmp_path)
+    finally:
+        registry.close()
+        if other.database_url:
+            tenant_database(other, "acme").drop_schema()
+    here = TenantHome(tmp_path / "home", database_url)
+    restore_tenant(here, path)
+    token = logged_in(client, login, "acme")
+    assert state(client, "acme", token) == before
+
+
+def rewrite(path: Path, out: Path, change) -> Path:
+    """Copy an archive with ``change(manifest, members)`` applied (members: name → bytes),
+    the manifest's sizes and sha256s made to match again."""
+    with tarfile.open(path) as tar:
+        members = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
+    manifest = json.loads(members.pop("manifest.json"))
+    change(manifest, members)
+    manifest["members"] = [archive_format.describe(name, data) for name, data in members.items()]
+    with open(out, "wb") as sink:
+        writer = archive_format.ArchiveWriter(sink, manifest)
+        for name, data in members.items():
+            writer.add(name, io.BytesIO(data))
+        writer.close()
+    return out
+
+
+def test_an_older_revision_is_migrated_forward_and_a_newer_one_refused(
+    home, acme, client, add_user, login, tmp_path, tenantry
+):
+    fill(client, add_user, login)
+    path = backup_tenant(home, acme, tmp_path)
+
+    def as_0005(manifest, members):  # users had no token_generation before 0006
+        manifest["revisions"]["alembic_version"] = "0005"
+        lines = members["database/users.jsonl"].decode().splitlines()
+        header = json.loads(lines[0])
+        at = header["columns"].index("token_generation")
+        for key in ("columns", "kinds"):
+            del header[key][at]
+        rows = [json.loads(line) for line in lines[1:]]
+        for row in rows:
+            del row[at]
+        members["database/users.jsonl"] = (
+            "\n".join(json.dumps(x) for x in [header, *rows]).encode() + b"\n"
+        )
+
+    old = rewrite(path, tmp_path / "old.tar.gz", as_0005)
+    result = tenantry("tenants", "restore", str(old), "--as", "acme-0005")
+    assert result.exit_code == 0, result.output
+    logged_in(client, login, "acme-0005")
+    assert tenant_database(home, "acme-0005").current_revision() == SCHEMA_REVISION
+
+    def as_newer(manifest, members):
+        manifest["revisions"]["alembic_version"] = "0099"
+
+    newer = rewrite(path, tmp_path / "newer.tar.gz", as_newer)
+    assert tenantry("tenants", "verify", str(newer)).exit_code == 0  # whole, just too new
+    result = tenantry("tenants", "restore", str(newer), "--as", "acme-new")
+    assert result.exit_code == 1 and "0099" in result.output
+    assert not home.exists("acme-new")
+
+
+# -- hostile archives -----------------------------------------------------------------------
+
+
+def raw_archive(out: Path, manifest: dict, members: list[tuple[tarfile.TarInfo, bytes]]) -> Path:
+    """An archive written by tarfile itself, exactly as given (for what tenantry never writes)."""
+    with tarfile.open(out, "w:gz") as tar:
+        body = json.dumps(manifest).encode()
+        info = tarfile.TarInfo("manifest.json")
+        info.size = len(body)
+        tar.addfile(info, io.BytesIO(body))
+        for info, data in members:
+            tar.addfile(info, io.BytesIO(data) if info.isreg() else None)
+    return out
+
+
+def hostile_archives(path: Path, tmp_path: Path) -> dict[str, Path]:
+    good = path.read_bytes()
+    with tarfile.open(path) as tar:
+        members = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
+    manifest = json.loads(members.pop("manifest.json"))
+    made = {}
+
+    def write(name: str, data: bytes) -> None:
+        made[name] = tmp_path / f"{name}.tar.gz"
+        made[name].write_bytes(data)
+
+    write("truncated", good[: len(good) // 2])
+    flipped = bytearray(good)
+    flipped[len(good) * 2 // 3] ^= 0x01
+    write("flipped-byte", bytes(flipped))
+    write("not-gzip", b"this is not an archive at all")
+
+    def regular(name: str, data: bytes) -> tarfile.TarInfo:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        return info
+
+    listed = [(regular(name, data), data) for name, data in members.items()]
+    extra = b"surprise"
+    made["member-added"] = raw_archive(
+        tmp_path / "added.tar.gz",
+        manifest,
+        [*listed, (regular("files/" + hashlib.sha256(extra).hexdigest(), extra), extra)],
+    )
+    made["member-missing"] = raw_archive(tmp_path / "missing.tar.gz", manifest, listed[:-1])
+    for label, name in (
+        ("dot-dot", "../../escaped.txt"),
+        ("absolute", "/tmp/escaped.txt"),
+        ("nested", "files/../../escaped.txt"),
+    ):
+        hostile_manifest = {
+            **manifest,
+            "members": [*manifest["members"], archive_format.describe(name, extra)],
+        }
+        made[label] = raw_archive(
+            tmp_path / f"{label}.tar.gz", hostile_manifest, [*listed, (regular(name, extra), extra)]
+        )
+        made[label + "-unlisted"] = raw_archive(
+            tmp_path / f"{label}-unlisted.tar.gz",
+            manifest,
+            [(regular(name, extra), extra), *listed],
+        )
+    link = tarfile.TarInfo(CONFIG := "tenant/config.py")
+    link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+    made["symlink"] = raw_archive(tmp_path / "symlink.tar.gz", manifest, [(link, b""), *listed[1:]])
+    lying = {
+        **manifest,
+        "members": [
+            dict(m, size=m["size"] + 1) if m["name"] == CONFIG else m for m in manifest["members"]
+        ],
+    }
+    made["lying-size"] = raw_archive(tmp_path / "lying.tar.gz", lying, listed)
+    made["lying-sha256"] = raw_archive(
+        tmp_path / "lying-sha.tar.gz",
+        {
+            **manifest,
+            "members": [
+                dict(m, sha256="0" * 64) if m["name"] == CONFIG else m for m in manifest["members"]
+            ],
+        },
+        listed,
+    )
+    # a gzip bomb: a member whose header claims a terabyte the manifest never mentioned,
+    # and one whose manifest honestly claims a petabyte (no disk holds it)
+    made["bomb-header"] = bomb(tmp_path / "bomb.tar.gz", manifest, listed, 1 << 40, claimed=100)
+    made["bomb-manifest"] = bomb(
+        tmp_path / "bomb2.tar.gz", manifest, listed, 1 << 50, claimed=1 << 50
+    )
+    return made
+
+
+def bomb(out: Path, manifest: dict, listed, size: int, claimed: int) -> Path:
+    """A tar.gz whose last member declares ``size`` bytes of zeros, of which 64 MiB are
+    actually there (compressed to about 64 KiB)."""
+    name = "files/" + "ab" * 32
+    manifest = {
+        **manifest,
+        "members": [*manifest["members"], {"name": name, "size": claimed, "sha256": "ab" * 32}],
+    }
+    body = json.dumps(manifest).encode()
+    info = tarfile.TarInfo("manifest.json")
+    info.size = len(body)
+    with gzip.open(out, "wb", compresslevel=9) as sink:
+        for member_info, data in [(info, body), *listed]:
+            sink.write(member_info.tobuf(tarfile.PAX_FORMAT))
+            sink.write(data + bytes(-len(data) % tarfile.BLOCKSIZE))
+        info = tarfile.TarInfo(name)
+        info.size = size
+        sink.write(info.tobuf(tarfile.PAX_FORMAT))
+        zeros = bytes(1024 * 1024)
+        for _ in range(64):
+            sink.write(zeros)
+    return out
+
+
+def test_hostile_archives_are_refused_and_change_nothing(
+    home, acme, client, add_user, login, tmp_path, tenantry
+):
+    before = fill(client, add_user, login)
+    path = backup_tenant(home, acme, tmp_path)
+    (tmp_path / "hostile").mkdir()
+    made = hostile_archives(path, tmp_path / "hostile")
+    outside = sorted(p.name for p in tmp_path.iterdir())
+    for label, hostile in made.items():
+        result = tenantry("tenants", "verify", str(hostile))
+        assert result.exit_code == 1, (label, result.output)
+        for args in (("--force",), ("--as", "acme-copy")):
+            result = tenantry("tenants", "restore", str(hostile), *args)
+            assert result.exit_code == 1, (label, args, result.output)
+            assert "Traceback" not in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == outside
+    assert not list(Path("/tmp").glob("escaped.txt"))
+    assert not [p for p in home.tenants_dir.iterdir() if p.name.startswith(".restore-")]
+    assert not home.exists("acme-copy")
+    assert state(client, "acme", before["token"]) == {
+        k: before[k] for k in ("users", "files", "datasets")
+    }
+    if home.database_url:
+        assert postgres.staging_schemas() == []
+
+
+def test_hostile_archives_name_what_is_wrong(home, acme, tmp_path, tenantry):
+    path = backup_tenant(home, acme, tmp_path)
+    (tmp_path / "hostile").mkdir()
+    made = hostile_archives(path, tmp_path / "hostile")
+    expected = {
+        "member-added": "not in the manifest",
+        "member-missing": "is missing",
+        "dot-dot": "invalid member entry",
+        "dot-dot-unlisted": "not in the manifest",
+        "symlink": "not a regular file",
+        "lying-size": "the manifest says",
+        "lying-sha256": "does not match its sha256",
+        "bomb-header": "the manifest says 100",
+        "truncated": "",
+        "flipped-byte": "",
+    }
+    for label, words in expected.items():
+        result = tenantry("tenants", "verify", str(made[label]))
+        assert result.exit_code == 1 and words in result.output, (label, result.output)
+    result = tenantry("tenants", "restore", str(made["bomb-manifest"]), "--as", "boom")
+    assert result.exit_code == 1 and "free" in result.output
+
+
+def test_a_failing_write_leaves_no_archive_and_removes_nothing(
+    home, acme, client, add_user, login, tmp_path
+):
+    """A disk that fills up mid-write (simulated: a file-size limit on the backup's process)."""
+    import subprocess
+    import sys
+
+    fill(client, add_user, login)
+    script = (
+        "import resource, signal, sys\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (512 * 1024, 512 * 1024))\n"
+        "from tenantry.cli import main\n"
+        "main()\n"
+    )
+    env = {**os.environ, "TENANTRY_HOME": str(home.root)}
+    result = subprocess.run(
+        [sys.executable, "-c", script, "tenants", "backup", "acme", "--out", str(tmp_path)],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert "File too large" in result.stderr and "Traceback" not in result.stderr
+    assert list(tmp_path.glob("*.tar.gz")) == [] and list(tmp_path.glob(".*.part")) == []
+    result = subprocess.run(
+        [sys.executable, "-c", script, "tenants", "delete", "acme", "--yes"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert home.exists("acme") and client.get("/acme/").status_code == 200
+    assert not home.writes_held(acme)
+    path = backup_tenant(home, acme, tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-c", script, "tenants", "restore", str(path), "--force"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert "File too large" in result.stderr and "Traceback" not in result.stderr
+    token = login("acme", "alice", "alice-password-1")
+    assert client.get("/acme/files/b.bin", headers=bearer(token)).data == BINARY
+    assert not [p for p in home.tenants_dir.iterdir() if p.name.startswith(".restore-")]
