@@ -786,7 +786,10 @@ def restore(
                 f"{archive}: restoring needs {reader.total_size} bytes; the disk has {free} free"
             )
         home.tenants_dir.mkdir(parents=True, exist_ok=True)
-        with operation_lock(home, slug), Staging.create(home) as staging:
+        replacing = exists and force
+        # A write to the tenant being replaced would be lost with it: held from the start.
+        holding = writes_held(home, slug) if replacing else contextlib.nullcontext()
+        with operation_lock(home, slug), holding, Staging.create(home) as staging:
             try:
                 tables, config, env = _extract(reader, staging)
             except ArchiveError as exc:
@@ -810,7 +813,7 @@ def restore(
                 revisions,
                 manifest.get("sequences") or {},
                 notes,
-                exists and force,
+                replacing,
             )
             rows = manifest.get("rows")
             result.files = rows.get("stored_files", 0) if isinstance(rows, dict) else 0
@@ -981,7 +984,7 @@ def _swap_in(
     for marker in ("disabled", "maintenance"):  # the deployment's state, not the data's
         with contextlib.suppress(FileNotFoundError):
             shutil.copy2(instance / marker, staging.folder / marker)
-    with writes_held(home, slug, staging.folder):
+    with writes_held(home, staging.folder):  # the tenant's own: held by restore()
         if staging.schema:
             old = f"tenantry_old_{secrets.token_hex(6)}"
             with staging.database(slug).engine.begin() as connection:

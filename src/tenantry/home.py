@@ -26,8 +26,8 @@ DEFAULT_RETRY_AFTER = 300
 # While a backup (or a restore over the tenant) runs, its writes are held: the operation
 # touches the marker every WRITES_HELD_HEARTBEAT seconds, and a marker older than
 # WRITES_HELD_STALE (its process was killed) no longer holds anything.
-WRITES_HELD_HEARTBEAT = 5.0
-WRITES_HELD_STALE = 30.0
+WRITES_HELD_HEARTBEAT = 2.0
+WRITES_HELD_STALE = 10.0
 WRITES_HELD_RETRY_AFTER = 10
 HOME_HINT = f"point --home (or {HOME_ENV_VAR}) at the folder that holds config/ and tenants/"
 
