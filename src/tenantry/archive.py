@@ -31,6 +31,7 @@ import tarfile
 import time
 import zlib
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -105,6 +106,7 @@ class ArchiveWriter:
 
     def __init__(self, out: BinaryIO, manifest: dict):
         self.stream = _GzipChunks(out)
+        self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tenantry-gzip")
         self.expected = iter(manifest["members"])
         self.mtime = int(time.time())
         body = json.dumps(manifest, indent=1, sort_keys=True).encode()
@@ -124,19 +126,33 @@ class ArchiveWriter:
         self._header(name, member["size"])
         digest = hashlib.sha256()
         size = 0
+        # Hashing and gzip both release the GIL: a chunk is hashed here while the one
+        # before it is compressed and written in a helper thread.
+        written = None
         while chunk := source.read(min(CHUNK, member["size"] - size)):
             digest.update(chunk)
-            self.stream.write(chunk)
+            if written is not None:
+                written.result()
+            written = self.writer.submit(self.stream.write, chunk)
             size += len(chunk)
+        if written is not None:
+            written.result()
         if size != member["size"] or digest.hexdigest() != member["sha256"]:
             raise ArchiveError(f"{name} changed while it was written (or its bytes are damaged)")
         self._pad(size)
 
     def close(self) -> None:
+        """Write the end of the archive. :raises AssertionError: members are missing."""
         if next(self.expected, None) is not None:
             raise AssertionError("members of the manifest were not written")
         self.stream.write(bytes(2 * BLOCK))
         self.stream.close()
+
+    def __enter__(self) -> ArchiveWriter:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.writer.shutdown()
 
     def _header(self, name: str, size: int) -> None:
         info = tarfile.TarInfo(name)
@@ -217,6 +233,7 @@ class ArchiveReader:
         except ValueError:
             raise ArchiveError("manifest.json is not valid JSON") from None
         self.manifest = _check_manifest(manifest)
+        self.hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tenantry-sha256")
         self.entries = {member["name"]: Member(**member) for member in manifest["members"]}
 
     @property
@@ -244,7 +261,7 @@ class ArchiveReader:
                     f"member {name} is {info.size} bytes; the manifest says {member.size}"
                 )
             seen.add(name)
-            stream = _CheckedStream(self._open(info), member)
+            stream = _CheckedStream(self._open(info), member, self.hasher)
             yield member, stream
             stream.finish()
         missing = [name for name in self.entries if name not in seen]
@@ -267,19 +284,29 @@ class ArchiveReader:
         return data
 
     def close(self) -> None:
+        self.hasher.shutdown()
         self.tar.close()
         self.gzip.close()
+
+    def __enter__(self) -> ArchiveReader:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
 
 
 class _CheckedStream(io.RawIOBase):
     """A member's bytes, hashed as they are read; ``finish`` reads what is left and raises
     :class:`ArchiveError` unless size and sha256 are the manifest's."""
 
-    def __init__(self, raw: BinaryIO, member: Member):
+    def __init__(self, raw: BinaryIO, member: Member, hasher: ThreadPoolExecutor):
         self.raw = raw
         self.member = member
         self.digest = hashlib.sha256()
         self.size = 0
+        # A chunk is hashed in a helper thread while the next one is decompressed.
+        self.hasher = hasher
+        self.hashed = None
 
     def readable(self) -> bool:
         return True
@@ -291,7 +318,9 @@ class _CheckedStream(io.RawIOBase):
             data = self.raw.read(size)
         except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
             raise ArchiveError(f"member {self.member.name} cannot be read: {exc}") from None
-        self.digest.update(data)
+        if self.hashed is not None:
+            self.hashed.result()
+        self.hashed = self.hasher.submit(self.digest.update, data)
         self.size += len(data)
         return data
 
@@ -303,6 +332,8 @@ class _CheckedStream(io.RawIOBase):
     def finish(self) -> None:
         while self.read(CHUNK):
             pass
+        if self.hashed is not None:
+            self.hashed.result()
         if self.size != self.member.size:
             raise ArchiveError(f"member {self.member.name} is truncated")
         if self.digest.hexdigest() != self.member.sha256:

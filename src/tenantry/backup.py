@@ -537,15 +537,15 @@ def _write_archive(
     temp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
     try:
         with open(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE), "wb") as out:
-            writer = ArchiveWriter(out, manifest)
-            for member, data in small:
-                writer.add(member, _BytesSource(data))
-            for _name, spool, entry in snapshot.tables:
-                writer.add(entry["name"], spool)
-            for sha256 in sorted(snapshot.blobs):
-                with open(snapshot.pins / sha256, "rb") as blob:
-                    writer.add(f"files/{sha256}", blob)
-            writer.close()
+            with ArchiveWriter(out, manifest) as writer:
+                for member, data in small:
+                    writer.add(member, _BytesSource(data))
+                for _name, spool, entry in snapshot.tables:
+                    writer.add(entry["name"], spool)
+                for sha256 in sorted(snapshot.blobs):
+                    with open(snapshot.pins / sha256, "rb") as blob:
+                        writer.add(f"files/{sha256}", blob)
+                writer.close()
             out.flush()
             os.fsync(out.fileno())
         os.link(temp, target)  # never over a file that appeared meanwhile
@@ -577,8 +577,7 @@ def verify(archive: Path) -> dict:
     :raises OperationFailed: naming the first bad member.
     """
     try:
-        with open(archive, "rb") as source:
-            reader = ArchiveReader(source)
+        with open(archive, "rb") as source, ArchiveReader(source) as reader:
             for _member, stream in reader.members():
                 while stream.read(1024 * 1024):
                     pass
@@ -771,53 +770,57 @@ def restore(
             reader = ArchiveReader(source)
         except ArchiveError as exc:
             raise OperationFailed(f"{archive}: {exc}") from None
-        manifest = reader.manifest
-        original = manifest.get("slug")
-        if not isinstance(original, str) or not is_valid_slug(original):
-            raise OperationFailed(f"{archive}: the manifest names no valid slug")
-        slug = as_slug or original
-        exists = home.exists(slug)
-        if not (force and exists):
-            _require_new_slot(home, slug)
-        revisions = _check_revisions(manifest.get("revisions"))
-        free = shutil.disk_usage(home.tenants_dir if home.tenants_dir.exists() else home.root).free
-        if reader.total_size + DISK_MARGIN > free:
-            raise OperationFailed(
-                f"{archive}: restoring needs {reader.total_size} bytes; the disk has {free} free"
-            )
-        home.tenants_dir.mkdir(parents=True, exist_ok=True)
-        replacing = exists and force
-        # A write to the tenant being replaced would be lost with it: held from the start.
-        holding = writes_held(home, slug) if replacing else contextlib.nullcontext()
-        with operation_lock(home, slug), holding, Staging.create(home) as staging:
-            try:
-                tables, config, env = _extract(reader, staging)
-            except ArchiveError as exc:
-                raise OperationFailed(f"{archive}: {exc}") from None
-            except OSError as exc:
-                raise OperationFailed(f"restoring failed: {exc.strerror or exc}") from None
-            notes = []
-            copy = slug != original
-            env_text = env.decode()
-            if copy:
-                env_text = _fresh_env(env_text)
-            config_text = config.decode()
-            result = _build(
-                home,
-                staging,
-                slug,
-                original,
-                config_text,
-                env_text,
-                tables,
-                revisions,
-                manifest.get("sequences") or {},
-                notes,
-                replacing,
-            )
-            rows = manifest.get("rows")
-            result.files = rows.get("stored_files", 0) if isinstance(rows, dict) else 0
-            return result
+        with reader:
+            manifest = reader.manifest
+            original = manifest.get("slug")
+            if not isinstance(original, str) or not is_valid_slug(original):
+                raise OperationFailed(f"{archive}: the manifest names no valid slug")
+            slug = as_slug or original
+            exists = home.exists(slug)
+            if not (force and exists):
+                _require_new_slot(home, slug)
+            revisions = _check_revisions(manifest.get("revisions"))
+            free = shutil.disk_usage(
+                home.tenants_dir if home.tenants_dir.exists() else home.root
+            ).free
+            if reader.total_size + DISK_MARGIN > free:
+                raise OperationFailed(
+                    f"{archive}: restoring needs {reader.total_size} bytes; "
+                    f"the disk has {free} free"
+                )
+            home.tenants_dir.mkdir(parents=True, exist_ok=True)
+            replacing = exists and force
+            # A write to the tenant being replaced would be lost with it: held from the start.
+            holding = writes_held(home, slug) if replacing else contextlib.nullcontext()
+            with operation_lock(home, slug), holding, Staging.create(home) as staging:
+                try:
+                    tables, config, env = _extract(reader, staging)
+                except ArchiveError as exc:
+                    raise OperationFailed(f"{archive}: {exc}") from None
+                except OSError as exc:
+                    raise OperationFailed(f"restoring failed: {exc.strerror or exc}") from None
+                notes = []
+                copy = slug != original
+                env_text = env.decode()
+                if copy:
+                    env_text = _fresh_env(env_text)
+                config_text = config.decode()
+                result = _build(
+                    home,
+                    staging,
+                    slug,
+                    original,
+                    config_text,
+                    env_text,
+                    tables,
+                    revisions,
+                    manifest.get("sequences") or {},
+                    notes,
+                    replacing,
+                )
+                rows = manifest.get("rows")
+                result.files = rows.get("stored_files", 0) if isinstance(rows, dict) else 0
+                return result
 
 
 def _extract(reader: ArchiveReader, staging: Staging):
