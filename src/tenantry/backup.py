@@ -30,6 +30,7 @@ import contextlib
 import ctypes
 import datetime as dt
 import errno
+import functools
 import json
 import os
 import re
@@ -38,7 +39,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -812,9 +813,12 @@ def restore(
                     original,
                     config_text,
                     env_text,
-                    tables,
-                    revisions,
-                    manifest.get("sequences") or {},
+                    functools.partial(
+                        _migrate_and_load,
+                        tables=tables,
+                        revisions=revisions,
+                        sequences=manifest.get("sequences") or {},
+                    ),
                     notes,
                     replacing,
                 )
@@ -860,13 +864,12 @@ def _build(
     original: str,
     config_text: str,
     env_text: str,
-    tables: list[tuple[str, Path]],
-    revisions: dict[str, str],
-    sequences: dict,
+    fill: Callable[[TenantDatabase, tuple], None],
     notes: list[str],
     replacing: bool,
 ) -> Restored:
-    """Finish the tenant in ``staging`` (config, .env, database) and swap it in."""
+    """Finish the tenant in ``staging`` (config, .env; its database made by ``fill``,
+    given the database and the config's modules) and swap it in."""
     try:
         config_class = load_config_file(_write_config(staging, config_text), original)
     except TenantConfigError as exc:
@@ -893,11 +896,11 @@ def _build(
     (staging.folder / "wsgi.py").write_text(WSGI_MODULE.format(slug=slug))
     database = staging.database(slug)
     try:
-        _migrate_and_load(database, modules, tables, revisions, sequences)
+        fill(database, modules)
         users = _count(database, "users")
     finally:
         database.dispose()
-    shutil.rmtree(staging.folder / ".tables")
+    shutil.rmtree(staging.folder / ".tables", ignore_errors=True)
     _swap_in(home, staging, slug, config_text, replacing)
     return Restored(slug, users, 0, notes)
 
@@ -1009,55 +1012,107 @@ def _swap_in(
 
 def clone(home: TenantHome, source: str, new: str) -> Restored:
     """A new tenant ``new`` with ``source``'s config, users, files and datasets and a fresh
-    SECRET_KEY. ``source``'s writes are held only while its snapshot is taken; the files
-    are hard links of its blobs (copied where the disk cannot link).
+    SECRET_KEY. ``source``'s writes are held only while its data is read; the files are
+    hard links of its blobs (copied where the disk cannot link). On SQLite the database
+    file is copied as it is (no migration runs); on PostgreSQL its rows are.
 
     :raises OperationError: ``new`` is invalid or exists. :raises OperationFailed:
     """
     if not is_valid_slug(new):
         raise OperationError(f"invalid slug {new!r}")
     _require_new_slot(home, new)
-    database = tenant_database(home, source)
+    config_text = home.config_file(source).read_text()
+    env_text = _fresh_env(home.env_file(source).read_text())
+    with operation_lock(home, new), Staging.create(home) as staging:
+        storage = TenantStorage(staging.folder / "storage")
+        storage.ensure()
+        if home.database_url:
+            snapshot = _snapshot_of(home, source)
+            try:
+                for sha256 in snapshot.blobs:
+                    _link_or_copy(snapshot.pins / sha256, storage.blobs / sha256)
+                tables = _tables_from(snapshot, staging.folder / ".tables")
+                fill = functools.partial(
+                    _migrate_and_load,
+                    tables=tables,
+                    revisions=snapshot.revisions,
+                    sequences=snapshot.sequences,
+                )
+            finally:
+                snapshot.close()
+        else:
+            _copy_sqlite_tenant(home, source, staging)
+            fill = _finish_copy
+        result = _build(home, staging, new, source, config_text, env_text, fill, [], False)
+    database = tenant_database(home, new)
     try:
-        with operation_lock(home, source), writes_held(home, source):
-            snapshot = take_snapshot(home, source, database)
+        result.files = _count(database, "stored_files")
     finally:
         database.dispose()
+    return result
+
+
+def _snapshot_of(home: TenantHome, slug: str) -> Snapshot:
+    database = tenant_database(home, slug)
     try:
-        with operation_lock(home, new), Staging.create(home) as staging:
-            storage = TenantStorage(staging.folder / "storage")
-            storage.ensure()
-            for sha256 in snapshot.blobs:
-                try:
-                    os.link(snapshot.pins / sha256, storage.blobs / sha256)
-                except OSError:
-                    shutil.copyfile(snapshot.pins / sha256, storage.blobs / sha256)
-            tables_dir = staging.folder / ".tables"
-            tables_dir.mkdir(mode=PRIVATE_DIR)
-            tables = []
-            for name, spool, _entry in snapshot.tables:
-                with open(tables_dir / f"{name}.jsonl", "wb") as out:
-                    shutil.copyfileobj(spool, out, 1024 * 1024)
-                tables.append((name, tables_dir / f"{name}.jsonl"))
-            config_text = home.config_file(source).read_text()
-            env_text = _fresh_env(home.env_file(source).read_text())
-            result = _build(
-                home,
-                staging,
-                new,
-                source,
-                config_text,
-                env_text,
-                tables,
-                snapshot.revisions,
-                snapshot.sequences,
-                [],
-                False,
-            )
-            result.files = snapshot.rows.get("stored_files", 0)
-            return result
+        with operation_lock(home, slug), writes_held(home, slug):
+            return take_snapshot(home, slug, database)
     finally:
-        snapshot.close()
+        database.dispose()
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except FileExistsError:
+        pass
+    except OSError:
+        shutil.copyfile(source, target)
+        os.chmod(target, PRIVATE_FILE)
+
+
+def _tables_from(snapshot: Snapshot, folder: Path) -> list[tuple[str, Path]]:
+    folder.mkdir(mode=PRIVATE_DIR)
+    tables = []
+    for name, spool, _entry in snapshot.tables:
+        with open(folder / f"{name}.jsonl", "wb") as out:
+            shutil.copyfileobj(spool, out, 1024 * 1024)
+        tables.append((name, folder / f"{name}.jsonl"))
+    return tables
+
+
+def _copy_sqlite_tenant(home: TenantHome, slug: str, staging: Staging) -> None:
+    """Copy the tenant's SQLite database as it is (SQLite's online backup: one moment)
+    and link its blobs, under its storage lock and with its writes held."""
+    import sqlite3
+
+    storage = TenantStorage(home.instance_dir(slug) / "storage")
+    blobs = staging.folder / "storage" / ".blobs"
+    target = staging.folder / "tenant.db"
+    os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE))
+    with operation_lock(home, slug), writes_held(home, slug), storage.lock():
+        source = sqlite3.connect(home.database_file(slug), timeout=30)
+        copy = sqlite3.connect(target)
+        try:
+            source.backup(copy)
+            for name, sha256 in copy.execute("SELECT name, sha256 FROM stored_files"):
+                _link_or_copy(storage.stored_path(name, sha256), blobs / sha256)
+        finally:
+            source.close()
+            copy.close()
+
+
+def _finish_copy(database: TenantDatabase, modules: tuple) -> None:
+    """Drop from a copied database what a copy does not carry; bring it up to date."""
+    from sqlalchemy import text
+
+    with database.engine.begin() as connection:
+        for table in sorted(SKIPPED_TABLES):
+            connection.execute(text(f"DELETE FROM {table}"))  # noqa: S608 (our names)
+        connection.execute(
+            text("DELETE FROM revoked_tokens WHERE expires_at <= :now"), {"now": time.time()}
+        )
+    database.ensure_current(modules)
 
 
 # -- delete --------------------------------------------------------------------------------
