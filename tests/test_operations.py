@@ -580,3 +580,23 @@ def test_a_failing_write_leaves_no_archive_and_removes_nothing(
     token = login("acme", "alice", "alice-password-1")
     assert client.get("/acme/files/b.bin", headers=bearer(token)).data == BINARY
     assert not [p for p in home.tenants_dir.iterdir() if p.name.startswith(".restore-")]
+
+
+def test_an_endpoint_modules_tables_and_revision_travel_too(
+    home, make_tenant, client, add_user, login, tmp_path
+):
+    """The notes example brings its own tables and alembic line: they come back."""
+    make_tenant("shop", blueprints=("landing", "auth", "notes"))
+    add_user("shop", "sam")
+    token = login("shop", "sam")
+    created = client.post("/shop/notes", json={"text": "buy milk"}, headers=bearer(token))
+    assert created.status_code == 201
+    path = backup_tenant(home, "shop", tmp_path)
+    manifest = verify_archive(path)
+    assert "database/notes.jsonl" in {m["name"] for m in manifest["members"]}
+    module_lines = [table for table in manifest["revisions"] if table != "alembic_version"]
+    assert len(module_lines) == 1 and manifest["revisions"][module_lines[0]] == "notes_0001"
+    restore_tenant(home, path, as_slug="shop-copy")
+    copy_token = login("shop-copy", "sam")
+    listed = client.get("/shop-copy/notes", headers=bearer(copy_token)).json["notes"]
+    assert [note["text"] for note in listed] == ["buy milk"]
