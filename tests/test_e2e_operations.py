@@ -212,7 +212,7 @@ def test_kill_9_during_restore_force_leaves_the_old_tenant_serving(home, server,
     def restoring() -> bool:
         return any(
             p.stat().st_size > 16 * MiB
-            for p in home.tenants_dir.glob(".restore-*/storage/.blobs/*")
+            for p in home.tenants_dir.glob(".restore-*/tenant/storage/.blobs/*")
         )
 
     kill_when(process, restoring)
@@ -253,8 +253,9 @@ def test_the_server_sweeps_what_a_killed_restore_left(home, acme, tmp_path):
     process.wait()
     assert process.returncode == 0
     left = home.tenants_dir / ".restore-deadbeef0000"
-    left.mkdir()
-    (left / "tenant.db").write_bytes(b"half")
+    (left / "tenant").mkdir(parents=True)
+    (left / "slug").write_text("acme-two\n")
+    (left / "tenant" / "tenant.db").write_bytes(b"half")
     with GunicornServer(home, workers=2, env={"TENANTRY_SWEEP_INTERVAL": "0.5"}) as server:
         assert every_worker(f"{server.url}/acme-two/", 200)  # the workers' sweepers start
         poll_until(lambda: not left.exists(), timeout=5)

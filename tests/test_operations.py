@@ -21,9 +21,11 @@ from tenantry import archive as archive_format
 from tenantry.db import SCHEMA_REVISION, tenant_database
 from tenantry.home import TenantHome
 from tenantry.tenants import (
+    OperationFailed,
     backup_tenant,
     create_tenant,
     delete_tenant,
+    migrate_tenants,
     restore_tenant,
     verify_archive,
 )
@@ -600,3 +602,217 @@ def test_an_endpoint_modules_tables_and_revision_travel_too(
     copy_token = login("shop-copy", "sam")
     listed = client.get("/shop-copy/notes", headers=bearer(copy_token)).json["notes"]
     assert [note["text"] for note in listed] == ["buy milk"]
+
+
+# -- what a review found ----------------------------------------------------------------------
+
+
+def test_a_failed_swap_leaves_the_tenant_as_it_was(
+    home, acme, client, add_user, login, tmp_path, monkeypatch
+):
+    """The one step that puts the restored tenant in place fails (a busy mount, say): the
+    tenant there, with what it got after the backup, is untouched, and nothing is left."""
+    from tenantry import backup as operations
+
+    before = fill(client, add_user, login)
+    path = backup_tenant(home, acme, tmp_path)
+    late = client.put("/acme/files/late.txt", data=b"after", headers=bearer(before["token"]))
+    assert late.status_code == 201
+
+    def busy(*_args):
+        raise OSError(16, "Device or resource busy")
+
+    monkeypatch.setattr(operations, "_rename_schemas" if home.database_url else "_exchange", busy)
+    with pytest.raises(OperationFailed, match=r"busy.*as it was"):
+        restore_tenant(home, path, force=True)
+    files = state(client, "acme", before["token"])["files"]
+    assert set(files) == {"a.csv", "b.bin", "c.csv", "late.txt"}
+    assert not home.writes_held(acme)
+    assert not [p for p in home.tenants_dir.iterdir() if p.name.startswith(".restore-")]
+    if home.database_url:
+        assert postgres.staging_schemas() == []
+
+
+def test_gc_leaves_a_running_restore_alone(home, acme, tmp_path, monkeypatch):
+    from tenantry import backup as operations
+
+    path = backup_tenant(home, acme, tmp_path)
+    swap = operations._swap_in
+    removed = []
+
+    def gc_first(*args):
+        removed.append(operations.remove_stale_staging(home))
+        return swap(*args)
+
+    monkeypatch.setattr(operations, "_swap_in", gc_first)
+    restore_tenant(home, path, force=True)
+    assert removed == [0]
+
+
+def test_gc_puts_back_a_tenant_a_killed_replacement_moved_aside(home, acme, client):
+    """Where the folders cannot be exchanged in one step, a replacement renames twice; gc
+    puts the old folder back if the process died between the two."""
+    staging = home.tenants_dir / ".restore-0123456789ab"
+    staging.mkdir()
+    (staging / "slug").write_text("acme\n")
+    os.rename(home.instance_dir(acme), staging / "old")
+    from tenantry.tenants import remove_leftovers
+
+    assert remove_leftovers(home) == 1
+    assert not staging.exists() and home.env_file(acme).exists()
+    assert client.get("/acme/status").status_code == 200
+
+
+def test_restore_force_brings_back_a_tenant_that_lost_its_folder_or_schema(
+    home, acme, client, add_user, login, tmp_path
+):
+    before = fill(client, add_user, login)
+    path = backup_tenant(home, acme, tmp_path)
+    if home.database_url:
+        tenant_database(home, acme).drop_schema()
+    else:
+        import shutil
+
+        shutil.rmtree(home.instance_dir(acme))
+    restore_tenant(home, path, force=True)
+    assert state(client, "acme", before["token"])["files"] == before["files"]
+
+
+def test_sessions_ended_since_the_backup_stay_ended_after_restore_force(
+    home, acme, client, add_user, login, tmp_path
+):
+    add_user("acme", "alice", "alice-password-1", roles=("admin",))
+    for name in ("mallory", "bob", "carol"):
+        add_user("acme", name)
+    admin = login("acme", "alice", "alice-password-1")
+    tokens = {name: login("acme", name) for name in ("mallory", "bob", "carol")}
+    path = backup_tenant(home, acme, tmp_path)
+    assert client.post("/acme/auth/logout", headers=bearer(tokens["mallory"])).status_code == 204
+    disable = client.patch("/acme/users/bob", json={"active": False}, headers=bearer(admin))
+    assert disable.status_code == 200
+    assert client.delete("/acme/users/carol", headers=bearer(admin)).status_code == 204
+    restore_tenant(home, path, force=True)
+    for name, token in tokens.items():
+        assert client.get("/acme/auth/me", headers=bearer(token)).status_code == 401, name
+    # the restored users are back (as they were) and log in afresh
+    assert client.get("/acme/auth/me", headers=bearer(login("acme", "carol"))).status_code == 200
+    assert client.get("/acme/auth/me", headers=bearer(admin)).status_code == 200
+
+
+def test_a_disabled_modules_tables_travel_and_a_module_table_counts_on(
+    home, make_tenant, client, add_user, login, tmp_path
+):
+    """Disabling a module keeps its data, so the archive carries it and a restore makes
+    its tables; ids go on past the restored ones (on PostgreSQL, its sequence is set)."""
+    make_tenant("shop", blueprints=("landing", "auth", "notes"))
+    add_user("shop", "sam")
+    token = login("shop", "sam")
+    for text in ("one", "two"):
+        assert (
+            client.post("/shop/notes", json={"text": text}, headers=bearer(token)).status_code
+            == 201
+        )
+    path = backup_tenant(home, "shop", tmp_path)
+    restore_tenant(home, path, as_slug="shop-two")
+    token = login("shop-two", "sam")
+    added = client.post("/shop-two/notes", json={"text": "three"}, headers=bearer(token))
+    assert added.status_code == 201, added.json
+    config = home.config_file("shop")
+    config.write_text(config.read_text().replace('"notes"', '"files"'))
+    later = tmp_path / "later"
+    later.mkdir()
+    path = backup_tenant(home, "shop", later)
+    assert "database/notes.jsonl" in {m["name"] for m in verify_archive(path)["members"]}
+    restore_tenant(home, path, as_slug="shop-three")
+    with tenant_database(home, "shop-three").engine.connect() as connection:
+        from sqlalchemy import text
+
+        table = (
+            f'"{tenant_database(home, "shop-three").schema}".notes'
+            if home.database_url
+            else "notes"
+        )
+        assert connection.execute(text(f"SELECT count(*) FROM {table}")).scalar() == 2  # noqa: S608
+
+
+def test_a_table_an_archive_cannot_name_fails_the_backup_instead_of_vanishing(home, acme, tmp_path):
+    from sqlalchemy import text
+
+    database = tenant_database(home, acme)
+    prefix = f'"{database.schema}".' if database.schema else ""
+    with database.engine.begin() as connection:
+        connection.execute(text(f'CREATE TABLE {prefix}"odd name" (id INTEGER PRIMARY KEY)'))
+        connection.execute(text(f'CREATE TABLE {prefix}"userBadges" (id INTEGER PRIMARY KEY)'))
+    database.dispose()
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(OperationFailed, match="odd name"):
+        backup_tenant(home, acme, out)
+    assert list(out.iterdir()) == []
+    assert archive_format.TABLE_MEMBER.fullmatch("database/userBadges.jsonl")
+
+
+def test_a_backup_without_files_leaves_datasets_without_files(
+    home, acme, client, add_user, login, tmp_path
+):
+    fill(client, add_user, login)
+    path = backup_tenant(home, acme, tmp_path, files=False)
+    restore_tenant(home, path, as_slug="bare")
+    token = logged_in(client, login, "bare")
+    dataset = client.get("/bare/api/datasets/sales", headers=bearer(token)).json
+    assert dataset["files"] == [] and dataset["size"] == 0
+    download = client.post(
+        "/bare/api/datasets/download", json={"datasets": ["sales"]}, headers=bearer(token)
+    )
+    assert download.status_code == 201
+
+
+def test_malformed_archives_are_refused_without_a_traceback(home, acme, tmp_path, tenantry):
+    path = backup_tenant(home, acme, tmp_path)
+
+    def latin_env(manifest, members):
+        members["tenant/env"] = b"SECRET_KEY=caf\xe9-" + b"x" * 60 + b"\n"
+
+    def lots(manifest, members):
+        manifest["sequences"] = {"users": {"column": "id", "value": "lots"}}
+
+    def listed(manifest, members):
+        manifest["sequences"] = ["users"]
+
+    for change in (latin_env, lots, listed):
+        bad = rewrite(path, tmp_path / f"{change.__name__}.tar.gz", change)
+        result = tenantry("tenants", "restore", str(bad), "--as", "bad-copy")
+        assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    deep = tmp_path / "deep.tar.gz"
+    with tarfile.open(deep, "w:gz") as tar:
+        body = b"[" * 100_000 + b"]" * 100_000
+        info = tarfile.TarInfo("manifest.json")
+        info.size = len(body)
+        tar.addfile(info, io.BytesIO(body))
+    result = tenantry("tenants", "verify", str(deep))
+    assert result.exit_code == 1 and "not valid JSON" in result.output
+    junk = tmp_path / "junk.tar.gz"
+    junk.write_bytes(path.read_bytes() + gzip.compress(b"appended data"))
+    result = tenantry("tenants", "verify", str(junk))
+    assert result.exit_code == 1 and "after its end" in result.output
+    assert not home.exists("bad-copy")
+
+
+def test_copies_of_a_hand_written_config_and_archive_targets(home, tmp_path, tenantry):
+    (home.config_dir / "hand.py").write_text(
+        "from tenantry.config import TenantConfig\n\n\n"
+        "class Hand(TenantConfig):\n"
+        "    SLUG = 'hand'  # written by hand\n"
+        "    NAME = 'hand'\n"
+    )
+    instance = home.instance_dir("hand")
+    instance.mkdir(parents=True)
+    (instance / ".env").write_text("SECRET_KEY=" + "k" * 64 + "\n")
+    migrate_tenants(home, ["hand"])
+    result = tenantry("tenants", "clone", "hand", "hand-two")
+    assert result.exit_code == 0, result.output
+    text = home.config_file("hand-two").read_text()
+    assert 'SLUG = "hand-two"  # written by hand' in text and 'NAME = "hand-two"' in text
+    result = tenantry("tenants", "backup", "hand", "--out", str(tmp_path / "missing") + os.sep)
+    assert result.exit_code == 2 and "not a folder" in result.output
+    assert tenantry("tenants", "clone", "hand", "hand-two").output.count("--force") == 0

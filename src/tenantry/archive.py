@@ -40,7 +40,7 @@ KIND = "tenantry-backup"
 MANIFEST = "manifest.json"
 CONFIG_MEMBER = "tenant/config.py"
 ENV_MEMBER = "tenant/env"
-TABLE_MEMBER = re.compile(r"database/([a-z][a-z0-9_]{0,62})\.jsonl")
+TABLE_MEMBER = re.compile(r"database/([A-Za-z0-9_][A-Za-z0-9_-]{0,126})\.jsonl")
 FILE_MEMBER = re.compile(r"files/([0-9a-f]{64})")
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 MAX_SMALL_MEMBER = 1024 * 1024  # the config module and .env are read into memory
@@ -49,6 +49,8 @@ SAMPLE = 16 * 1024
 # A sample that does not shrink below this share of its size is stored, not compressed.
 STORE_RATIO = 0.9
 BLOCK = tarfile.BLOCKSIZE
+# Zeros a tar writer may pad its end with (tar pads to 10 KiB records).
+MAX_TRAILING = 64 * 1024
 
 
 class ArchiveError(Exception):
@@ -218,8 +220,11 @@ class ArchiveReader:
 
     def __init__(self, source: BinaryIO):
         self.gzip = gzip.GzipFile(fileobj=source, mode="rb")
+        self.stream = _Tail(self.gzip)
         try:
-            self.tar = tarfile.open(fileobj=self.gzip, mode="r|")  # noqa: SIM115 (close())
+            self.tar = tarfile.open(  # noqa: SIM115 (close())
+                fileobj=self.stream, mode="r|", bufsize=CHUNK
+            )
             first = self.tar.next()
         except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
             raise ArchiveError(f"not a readable .tar.gz: {exc}") from None
@@ -230,7 +235,7 @@ class ArchiveReader:
         body = self._read_all(first)
         try:
             manifest = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise ArchiveError("manifest.json is not valid JSON") from None
         self.manifest = _check_manifest(manifest)
         self.hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tenantry-sha256")
@@ -249,6 +254,7 @@ class ArchiveReader:
                 damaged = f"the archive is damaged after {len(seen)} members: {exc}"
                 raise ArchiveError(damaged) from None
             if info is None:
+                self._check_end()
                 break
             name = info.name
             member = self.entries.get(name)
@@ -267,6 +273,17 @@ class ArchiveReader:
         missing = [name for name in self.entries if name not in seen]
         if missing:
             raise ArchiveError(f"member {missing[0]} is missing (the archive is truncated?)")
+
+    def _check_end(self) -> None:
+        """:raises ArchiveError: anything but zeros after the end of the archive (tar
+        has read ahead of it: what it read past its end is in the stream's tail)."""
+        try:
+            trailing = self.gzip.read(MAX_TRAILING + 1)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise ArchiveError(f"the end of the archive is damaged: {exc}") from None
+        read_ahead = self.stream.after(self.tar.offset)
+        if len(trailing) > MAX_TRAILING or (read_ahead + trailing).strip(b"\0"):
+            raise ArchiveError("the archive has data after its end")
 
     def _open(self, info: tarfile.TarInfo) -> BinaryIO:
         try:
@@ -293,6 +310,27 @@ class ArchiveReader:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
+
+
+class _Tail:
+    """A read-only stream that remembers its last two reads (what tar read ahead)."""
+
+    def __init__(self, raw: BinaryIO):
+        self.raw = raw
+        self.position = 0
+        self.previous = self.last = b""
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size)
+        self.previous, self.last = self.last, data
+        self.position += len(data)
+        return data
+
+    def after(self, offset: int) -> bytes:
+        """The bytes read beyond ``offset`` (as far as the last two reads go back)."""
+        tail = self.previous + self.last
+        beyond = self.position - offset
+        return tail[-beyond:] if beyond > 0 else b""
 
 
 class _CheckedStream(io.RawIOBase):

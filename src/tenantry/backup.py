@@ -31,6 +31,7 @@ import ctypes
 import datetime as dt
 import errno
 import functools
+import io
 import json
 import os
 import re
@@ -44,6 +45,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
+from dotenv import dotenv_values
+
 from tenantry import __version__
 from tenantry.archive import (
     CONFIG_MEMBER,
@@ -56,9 +59,9 @@ from tenantry.archive import (
     ArchiveWriter,
     describe,
 )
-from tenantry.config import TenantConfigError, is_valid_slug, tenant_modules
+from tenantry.config import TenantConfigError, is_valid_slug, tenant_modules, tenant_settings
 from tenantry.config_loader import load_config_file
-from tenantry.db import TenantDatabase, tenant_database
+from tenantry.db import Base, TenantDatabase, schema_name, tenant_database
 from tenantry.home import WRITES_HELD_HEARTBEAT, TenantHome
 from tenantry.hosts import HostIndex
 from tenantry.locking import file_lock_if_free
@@ -72,7 +75,14 @@ SKIPPED_TABLES = frozenset(("login_failures", "upload_reservations", "one_time_l
 VERSION_TABLES = re.compile(r"alembic_version(_[a-z0-9_]+)?")
 BATCH = 1000
 SPOOL_BYTES = 8 * 1024 * 1024
-STAGING_PREFIX = ".restore-"
+# Folders of tenants/ where restores, clones and deletes work aside: ".restore-<token>".
+STAGING_NAME = re.compile(r"\.(restore|delete)-[0-9a-f]{12}")
+# A staging folder before it is locked and named; gc removes one older than a minute.
+BUILDING_PREFIX = ".building-"
+BUILDING_GRACE = 60.0
+# In a restored instance folder until its config module is written (a crash before that
+# leaves a folder gc knows to remove).
+RESTORING = ".restoring"
 PINS = ".pins"
 TRASH = ".trash"
 LOCKS = ".locks"
@@ -105,6 +115,8 @@ class Snapshot:
             spool.close()
         if self.pins is not None:
             shutil.rmtree(self.pins, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                self.pins.parent.rmdir()  # when no other backup pins anything
 
 
 # -- holding writes, and one operation per tenant at a time --------------------------------
@@ -139,7 +151,8 @@ def writes_held(home: TenantHome, *slugs_or_folders: str | Path) -> Iterator[Non
         for item in slugs_or_folders
     ]
     for marker in markers:
-        marker.touch()
+        with contextlib.suppress(FileNotFoundError):  # a tenant that lost its folder
+            marker.touch()
     stop = threading.Event()
 
     def beat() -> None:
@@ -297,16 +310,18 @@ def take_snapshot(
                 name = table.name
                 if name in SKIPPED_TABLES or name.startswith("sqlite_"):
                     continue
-                if (
-                    VERSION_TABLES.fullmatch(name)
-                    or TABLE_MEMBER.fullmatch(f"database/{name}.jsonl") is None
-                ):
+                if VERSION_TABLES.fullmatch(name):
                     continue
+                if TABLE_MEMBER.fullmatch(f"database/{name}.jsonl") is None:
+                    raise OperationFailed(
+                        f"table {name!r} cannot be carried: an archive names tables of "
+                        "letters, digits, '_' and '-' (up to 127)"
+                    )
+                if not with_files and name in ("stored_files", "dataset_files"):
+                    continue  # no records of files whose bytes are not there
                 query = select(table)
                 if name == "revoked_tokens":  # a revoked token that expired needs no record
                     query = query.where(table.c.expires_at > now)
-                if name == "stored_files" and not with_files:
-                    continue
                 snapshot.tables.append(_spool_table(connection, table, query, snapshot))
             if with_files:
                 snapshot.pins = _pin_blobs(storage, snapshot)
@@ -375,47 +390,55 @@ def _load_tables(
     database: TenantDatabase, tables: list[tuple[str, Path]], sequences: dict[str, dict]
 ) -> None:
     """Insert the rows of each JSON-lines table file into the (migrated, empty) database,
-    parents before children, in one transaction."""
-    from sqlalchemy import func, select, text
-
+    parents before children, in one transaction; then set the id counters past every id
+    the tenant ever handed out."""
     with database.engine.begin() as connection:
         metadata = _reflect(connection, database.schema)
-        by_name = {table.name: table for table in metadata.sorted_tables}
+        by_name = _tables_by_name(metadata)
         order = {table.name: index for index, table in enumerate(metadata.sorted_tables)}
         for name, _path in tables:
             if name not in by_name:
-                raise OperationFailed(f"the archive holds table {name}, which this tenant lacks")
+                raise OperationFailed(
+                    f"the archive holds table {name}, and no installed endpoint module makes "
+                    "it: install the module it came from"
+                )
         for name, path in sorted(tables, key=lambda item: order[item[0]]):
             _load_table(connection, by_name[name], path)
-        for name, counter in sequences.items():
-            table = by_name.get(name)
-            if table is None or counter.get("column") not in table.c:
-                continue
-            column = table.c[counter["column"]]
-            highest = max(
-                int(counter.get("value") or 0),
-                connection.execute(select(func.max(column))).scalar() or 0,
+        for name, _path in tables:
+            _set_counter(connection, database, by_name[name], sequences.get(name))
+
+
+def _set_counter(connection, database: TenantDatabase, table, recorded: dict | None) -> None:
+    """The next id of ``table`` beyond its highest and beyond what the archive recorded."""
+    from sqlalchemy import Integer, func, select, text
+
+    columns = list(table.primary_key.columns)
+    if len(columns) != 1 or not isinstance(columns[0].type, Integer):
+        return
+    column = columns[0]
+    highest = connection.execute(select(func.max(column))).scalar() or 0
+    if recorded and recorded.get("column") == column.name:
+        highest = max(highest, recorded["value"])
+    if highest <= 0:
+        return
+    if database.is_postgres:
+        qualified = f'"{database.schema}"."{table.name}"'
+        sequence = connection.execute(
+            text("SELECT pg_get_serial_sequence(:table, :column)"),
+            {"table": qualified, "column": column.name},
+        ).scalar()
+        if sequence:
+            connection.execute(
+                text("SELECT setval(:sequence, :value)"), {"sequence": sequence, "value": highest}
             )
-            if highest <= 0:
-                continue
-            if database.is_postgres:
-                connection.execute(
-                    text("SELECT setval(pg_get_serial_sequence(:table, :column), :value)"),
-                    {
-                        "table": f'"{database.schema}"."{name}"',
-                        "column": column.name,
-                        "value": highest,
-                    },
-                )
-            else:
-                # sqlite_sequence has no key: update the row the inserts made, if any
-                updated = connection.exec_driver_sql(
-                    "UPDATE sqlite_sequence SET seq = ? WHERE name = ?", (highest, name)
-                )
-                if not updated.rowcount:
-                    connection.exec_driver_sql(
-                        "INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", (name, highest)
-                    )
+    elif recorded:  # SQLite keeps counters only for AUTOINCREMENT tables; no key, so:
+        updated = connection.exec_driver_sql(
+            "UPDATE sqlite_sequence SET seq = ? WHERE name = ?", (highest, table.name)
+        )
+        if not updated.rowcount:
+            connection.exec_driver_sql(
+                "INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", (table.name, highest)
+            )
 
 
 def _load_table(connection, table, path: Path) -> None:
@@ -441,7 +464,7 @@ def _load_table(connection, table, path: Path) -> None:
                     name: _decode(value, kind, column)
                     for name, value, kind, column in zip(names, values, kinds, columns, strict=True)
                 }
-            except (ValueError, TypeError) as exc:
+            except (ValueError, TypeError, ArithmeticError) as exc:
                 raise OperationFailed(
                     f"database/{table.name}.jsonl line {number} is invalid: {exc}"
                 ) from None
@@ -460,7 +483,12 @@ def default_archive_name(slug: str) -> str:
     return f"{slug}-{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%SZ')}.tar.gz"
 
 
-def backup(home: TenantHome, slug: str, out: Path | None = None, with_files: bool = True) -> Path:
+def backup(
+    home: TenantHome,
+    slug: str,
+    out: str | os.PathLike[str] | None = None,
+    with_files: bool = True,
+) -> Path:
     """Write the tenant's archive to ``out`` (a file, or a folder for the default name;
     default: the current folder); returns its path. The archive appears under its name
     only once complete (mode 0600); an existing file is never overwritten.
@@ -487,8 +515,10 @@ def _backup(home: TenantHome, slug: str, target: Path, with_files: bool) -> None
         database.dispose()
 
 
-def _archive_target(slug: str, out: Path | None) -> Path:
+def _archive_target(slug: str, out: str | os.PathLike[str] | None) -> Path:
     target = Path(out) if out is not None else Path.cwd()
+    if os.fspath(out or "").endswith(os.sep) and not target.is_dir():
+        raise OperationError(f"{target} is not a folder")
     if target.is_dir():
         target = target / default_archive_name(slug)
     if target.exists():
@@ -549,7 +579,7 @@ def _write_archive(
                 writer.close()
             out.flush()
             os.fsync(out.fileno())
-        os.link(temp, target)  # never over a file that appeared meanwhile
+        _publish(temp, target)
     except FileExistsError:
         raise OperationError(f"{target} appeared meanwhile: choose another --out") from None
     except ArchiveError as exc:
@@ -558,6 +588,21 @@ def _write_archive(
         raise OperationFailed(f"writing {target} failed: {exc.strerror or exc}") from None
     finally:
         temp.unlink(missing_ok=True)
+
+
+def _publish(temp: Path, target: Path) -> None:
+    """Give the finished archive its name, never over a file that appeared meanwhile
+    (a hard link, or where the filesystem has none, a rename after a look)."""
+    try:
+        os.link(temp, target)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
+            raise
+        if target.exists():
+            raise FileExistsError(target) from None
+        os.rename(temp, target)
 
 
 class _BytesSource:
@@ -592,63 +637,124 @@ def verify(archive: Path) -> dict:
 # -- restore and clone ---------------------------------------------------------------------
 
 
-@dataclass
 class Staging:
-    """A tenant built aside: its folder under ``tenants/`` and, on PostgreSQL, its schema."""
+    """A tenant built aside, in a folder of ``tenants/`` (``.restore-<token>``) holding
+    ``tenant/`` (the instance folder being built), the operation's lock, the slug it works
+    on and, on PostgreSQL, naming its schemas: ``tenantry_restore_<token>`` (the one being
+    built) and ``tenantry_old_<token>`` (the one it replaced). While the lock is held, gc
+    leaves it alone; once its process is gone, gc finishes or undoes what it left
+    (:func:`remove_stale_staging`)."""
 
-    home: TenantHome
-    folder: Path
-    schema: str | None
-    lock: object = None
+    def __init__(self, home: TenantHome, folder: Path, slug: str):
+        self.home = home
+        self.folder = folder
+        self.slug = slug
+        token = folder.name.rpartition("-")[2]
+        self.schema = f"tenantry_restore_{token}" if home.database_url else None
+        self.old_schema = f"tenantry_old_{token}" if home.database_url else None
+
+    @property
+    def tenant(self) -> Path:
+        return self.folder / "tenant"
 
     @classmethod
     @contextlib.contextmanager
-    def create(cls, home: TenantHome) -> Iterator[Staging]:
-        """A fresh staging folder (removed, with its schema, unless :meth:`keep` ran)."""
+    def create(cls, home: TenantHome, slug: str, kind: str = "restore") -> Iterator[Staging]:
+        """A fresh staging folder, removed (with its schemas) when the block ends. It is
+        made under another name and renamed once its lock is held, so gc never sees it
+        unheld while its process lives."""
         token = secrets.token_hex(6)
-        folder = home.tenants_dir / f"{STAGING_PREFIX}{token}"
         home.tenants_dir.mkdir(parents=True, exist_ok=True)
-        folder.mkdir(mode=PRIVATE_DIR)
-        schema = f"tenantry_restore_{token}" if home.database_url else None
-        if schema:
-            (folder / "schema").write_text(schema + "\n")
-        staging = cls(home, folder, schema)
+        building = home.tenants_dir / f"{BUILDING_PREFIX}{kind}-{token}"
+        building.mkdir(mode=PRIVATE_DIR)
         try:
-            with file_lock_if_free(folder / ".lock"):  # gc leaves a held staging alone
-                yield staging
+            with file_lock_if_free(building / ".lock"):  # the lock goes with the rename
+                (building / "slug").write_text(slug + "\n")
+                (building / "tenant").mkdir(mode=PRIVATE_DIR)
+                folder = home.tenants_dir / f".{kind}-{token}"
+                os.rename(building, folder)
+                staging = cls(home, folder, slug)
+                try:
+                    yield staging
+                finally:
+                    staging.remove()
         finally:
-            staging.remove()
+            shutil.rmtree(building, ignore_errors=True)
+
+    @property
+    def kind(self) -> str:
+        return self.folder.name[1:].partition("-")[0]
 
     def database(self, slug: str) -> TenantDatabase:
-        return TenantDatabase(slug, self.folder, self.home.database_url, schema=self.schema)
+        return TenantDatabase(slug, self.tenant, self.home.database_url, schema=self.schema)
+
+    def journal(self, step: str) -> None:
+        """Note a step before it is taken, for gc to finish or undo it after a crash."""
+        (self.folder / step).touch()
 
     def remove(self) -> None:
-        if self.schema:
-            with contextlib.suppress(Exception):
-                database = self.database("staging")
-                database.drop_schema()
+        for schema in (self.schema, self.old_schema):
+            if schema:
+                _drop_schema(self.home, schema)
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
+def _drop_schema(home: TenantHome, schema: str) -> None:
+    from sqlalchemy import text
+
+    from tenantry.db import shared_engine
+
+    with shared_engine(home.database_url).begin() as connection:
+        connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+
+
 def remove_stale_staging(home: TenantHome) -> int:
-    """Remove what killed restores and clones left aside (folders nobody holds, and their
-    schemas) and pins of killed backups; returns how many."""
+    """Finish or undo what killed restores, clones and deletes left in ``tenants/`` (once
+    no process holds them); returns how many. A restore killed while it put a tenant in
+    place is undone, a delete finished."""
     removed = 0
     if not home.tenants_dir.is_dir():
         return 0
     for entry in os.scandir(home.tenants_dir):
-        if not entry.name.startswith(STAGING_PREFIX) or not entry.is_dir():
+        if entry.name.startswith(BUILDING_PREFIX) and entry.is_dir():
+            with contextlib.suppress(OSError):
+                if time.time() - entry.stat().st_mtime > BUILDING_GRACE:
+                    shutil.rmtree(entry.path)
+                    removed += 1
+            continue
+        if not STAGING_NAME.fullmatch(entry.name) or not entry.is_dir():
             continue
         folder = Path(entry.path)
         with contextlib.suppress(OSError), file_lock_if_free(folder / ".lock") as free:
             if not free:
                 continue
-            schema = None
-            with contextlib.suppress(OSError):
-                schema = (folder / "schema").read_text().strip()
-            Staging(home, folder, schema if home.database_url else None).remove()
+            slug = (folder / "slug").read_text().strip()
+            if not is_valid_slug(slug):
+                continue
+            _recover(Staging(home, folder, slug))
             removed += 1
     return removed
+
+
+def _recover(staging: Staging) -> None:
+    """Put things right after a process died holding ``staging``, then remove it."""
+    home, slug = staging.home, staging.slug
+    instance = home.instance_dir(slug)
+    configured = home.config_file(slug).exists()
+    if staging.kind == "restore":
+        old = staging.folder / "old"
+        if old.is_dir() and not instance.exists():
+            os.rename(old, instance)  # killed between the two renames of a replacement
+        if not configured:  # a new tenant that never got its config: not there at all
+            if (instance / RESTORING).exists():
+                shutil.rmtree(instance, ignore_errors=True)
+            if home.database_url and (staging.folder / "schema-renamed").exists():
+                _drop_schema(home, schema_name(slug))
+    elif staging.kind == "delete" and not configured:  # the tenant is gone: finish it
+        shutil.rmtree(instance, ignore_errors=True)
+        if home.database_url:
+            _drop_schema(home, schema_name(slug))
+    staging.remove()
 
 
 def remove_stale_pins(home: TenantHome, slug: str) -> int:
@@ -704,14 +810,11 @@ def _rewrite_config(source: str, old: str, new: str, drop_hosts: bool) -> str:
             )
         return found[0]
 
-    old_slug = re.escape(_literal(old))
-    text = replace(rf"^(\s+)SLUG = {old_slug}\s*$", rf"\1SLUG = {_literal(new)}", source)
-    text = replace(
-        rf"^(\s+)NAME = {re.escape(_literal(old))}\s*$",
-        rf"\1NAME = {_literal(new)}",
-        text,
-        required=False,
-    )
+    def assigned(name: str, value: str) -> str:  # NAME = "value" (either quotes, a comment)
+        return rf"^(\s+){name}\s*=\s*([\"']){re.escape(value)}\2(\s*#.*)?\s*$"
+
+    text = replace(assigned("SLUG", old), rf"\1SLUG = {_literal(new)}\3", source)
+    text = replace(assigned("NAME", old), rf"\1NAME = {_literal(new)}\3", text, required=False)
     text = replace(
         rf"^class {_class_name(old)}\(", f"class {_class_name(new)}(", text, required=False
     )
@@ -733,9 +836,14 @@ def _taken_hosts(home: TenantHome, hosts, besides: str) -> list[str]:
     return sorted(h for h in hosts if any(slug != besides for slug in index.claims.get(h, ())))
 
 
-def _require_new_slot(home: TenantHome, slug: str) -> None:
-    if home.config_file(slug).exists() or home.instance_dir(slug).exists():
-        raise OperationError(f"tenant {slug!r} already exists: --force replaces it")
+def _require_new_slot(home: TenantHome, slug: str, hint: str = ": --force replaces it") -> None:
+    if home.config_file(slug).exists():
+        raise OperationError(f"tenant {slug!r} already exists{hint}")
+    if home.instance_dir(slug).exists():
+        raise OperationError(
+            f"tenants/{slug}/ exists without a config module (left by a tenant removed by "
+            "hand, or a killed restore: `tenantry gc` removes the latter)"
+        )
     if home.database_url and tenant_database(home, slug).exists():
         raise OperationError(
             f"the database already holds the schema of an earlier tenant {slug!r}: drop it "
@@ -757,8 +865,8 @@ def restore(
     """Recreate a tenant from an archive (see the module's docstring).
 
     :raises OperationError: the slug is invalid, or exists without ``force``; the archive
-        cannot be opened. :raises OperationFailed: the archive is bad or too new; nothing
-        of any tenant changed.
+        cannot be opened. :raises OperationFailed: the archive is bad or too new, or the
+        restore failed; the tenant there (if any) is as it was.
     """
     if as_slug is not None and not is_valid_slug(as_slug):
         raise OperationError(f"invalid slug {as_slug!r}")
@@ -768,70 +876,137 @@ def restore(
         raise OperationError(f"{archive} cannot be read: {exc.strerror or exc}") from None
     with source:
         try:
-            reader = ArchiveReader(source)
+            with ArchiveReader(source) as reader:
+                return _restore(home, reader, as_slug, force)
         except ArchiveError as exc:
             raise OperationFailed(f"{archive}: {exc}") from None
-        with reader:
-            manifest = reader.manifest
-            original = manifest.get("slug")
-            if not isinstance(original, str) or not is_valid_slug(original):
-                raise OperationFailed(f"{archive}: the manifest names no valid slug")
-            slug = as_slug or original
-            exists = home.exists(slug)
-            if not (force and exists):
-                _require_new_slot(home, slug)
-            revisions = _check_revisions(manifest.get("revisions"))
-            free = shutil.disk_usage(
-                home.tenants_dir if home.tenants_dir.exists() else home.root
-            ).free
-            if reader.total_size + DISK_MARGIN > free:
-                raise OperationFailed(
-                    f"{archive}: restoring needs {reader.total_size} bytes; "
-                    f"the disk has {free} free"
+
+
+def _restore(home: TenantHome, reader: ArchiveReader, as_slug: str | None, force: bool) -> Restored:
+    manifest = reader.manifest
+    original = manifest.get("slug")
+    if not isinstance(original, str) or not is_valid_slug(original):
+        raise ArchiveError("the manifest names no valid slug")
+    slug = as_slug or original
+    revisions = _check_revisions(manifest.get("revisions"))
+    sequences = _check_sequences(manifest.get("sequences"))
+    if not (force and home.exists(slug)):
+        _require_new_slot(home, slug)
+    root = home.tenants_dir if home.tenants_dir.exists() else home.root
+    free = shutil.disk_usage(root).free
+    if reader.total_size + DISK_MARGIN > free:
+        raise ArchiveError(f"restoring needs {reader.total_size} bytes; the disk has {free} free")
+    home.tenants_dir.mkdir(parents=True, exist_ok=True)
+    with operation_lock(home, slug):
+        replacing = force and home.exists(slug)
+        if not replacing:
+            _require_new_slot(home, slug)  # again, now that no other operation can take it
+        # A write to the tenant being replaced would be lost with it: held from the start.
+        holding = writes_held(home, slug) if replacing else contextlib.nullcontext()
+        with holding, Staging.create(home, slug) as staging:
+            try:
+                tables, config, env = _extract(reader, staging)
+            except OSError as exc:
+                raise OperationFailed(f"restoring failed: {exc.strerror or exc}") from None
+            try:
+                config_text, env_text = config.decode(), env.decode()
+            except UnicodeDecodeError:
+                raise ArchiveError("the config module or the .env is not UTF-8 text") from None
+            if slug != original:
+                env_text = _fresh_env(env_text)
+            fill = functools.partial(
+                _migrate_and_load,
+                tables=tables,
+                revisions=revisions,
+                sequences=sequences,
+                blobs=staging.tenant / "storage" / ".blobs" if manifest.get("files") else None,
+            )
+            if replacing:
+                fill = _and_then(fill, functools.partial(_keep_sessions_ended, home, slug))
+            result = _build(home, staging, slug, original, config_text, env_text, fill, replacing)
+    rows = manifest.get("rows")
+    result.files = rows.get("stored_files", 0) if isinstance(rows, dict) else 0
+    return result
+
+
+def _and_then(first, then):
+    def both(database, modules):
+        first(database, modules)
+        then(database)
+
+    return both
+
+
+def _check_sequences(sequences: object) -> dict[str, dict]:
+    if sequences is None:
+        return {}
+    if not isinstance(sequences, dict) or not all(
+        isinstance(counter, dict)
+        and isinstance(counter.get("column"), str)
+        and isinstance(counter.get("value"), int)
+        and not isinstance(counter.get("value"), bool)
+        for counter in sequences.values()
+    ):
+        raise ArchiveError("the manifest's sequences are not {table: {column, value}}")
+    return sequences
+
+
+def _keep_sessions_ended(home: TenantHome, slug: str, restored: TenantDatabase) -> None:
+    """Over a live tenant, a restore must not bring back sessions ended since the backup:
+    the live tenant's revocations are kept, a user's token generation never goes back,
+    and users deleted since then come back with none of their old tokens valid."""
+    from sqlalchemy import select, update
+    from sqlalchemy.exc import SQLAlchemyError
+
+    live = tenant_database(home, slug)
+    try:
+        with live.engine.connect() as connection:
+            tables = _tables_by_name(_reflect(connection, live.schema))
+            users, revoked = tables.get("users"), tables.get("revoked_tokens")
+            if users is None or "token_generation" not in users.c:
+                return  # a database from before generations, or none: nothing to keep
+            query = select(users.c.username, users.c.token_generation)
+            generations = {username: gen for username, gen in connection.execute(query)}
+            ended = []
+            if revoked is not None:
+                alive = revoked.c.expires_at > time.time()
+                ended = [
+                    dict(row) for row in connection.execute(select(revoked).where(alive)).mappings()
+                ]
+    except SQLAlchemyError:
+        return  # the live database is broken (why restore, else): nothing to carry
+    finally:
+        live.dispose()
+    with restored.engine.begin() as connection:
+        tables = _tables_by_name(_reflect(connection, restored.schema))
+        users, revoked = tables["users"], tables["revoked_tokens"]
+        for username, generation in list(
+            connection.execute(select(users.c.username, users.c.token_generation))
+        ):
+            kept = (
+                max(generation, generations[username])
+                if username in generations
+                else generation + 1
+            )
+            if kept != generation:
+                connection.execute(
+                    update(users).where(users.c.username == username).values(token_generation=kept)
                 )
-            home.tenants_dir.mkdir(parents=True, exist_ok=True)
-            replacing = exists and force
-            # A write to the tenant being replaced would be lost with it: held from the start.
-            holding = writes_held(home, slug) if replacing else contextlib.nullcontext()
-            with operation_lock(home, slug), holding, Staging.create(home) as staging:
-                try:
-                    tables, config, env = _extract(reader, staging)
-                except ArchiveError as exc:
-                    raise OperationFailed(f"{archive}: {exc}") from None
-                except OSError as exc:
-                    raise OperationFailed(f"restoring failed: {exc.strerror or exc}") from None
-                notes = []
-                copy = slug != original
-                env_text = env.decode()
-                if copy:
-                    env_text = _fresh_env(env_text)
-                config_text = config.decode()
-                result = _build(
-                    home,
-                    staging,
-                    slug,
-                    original,
-                    config_text,
-                    env_text,
-                    functools.partial(
-                        _migrate_and_load,
-                        tables=tables,
-                        revisions=revisions,
-                        sequences=manifest.get("sequences") or {},
-                    ),
-                    notes,
-                    replacing,
-                )
-                rows = manifest.get("rows")
-                result.files = rows.get("stored_files", 0) if isinstance(rows, dict) else 0
-                return result
+        present = set(connection.execute(select(revoked.c.jti)).scalars())
+        missing = [row for row in ended if row["jti"] not in present]
+        if missing:
+            connection.execute(revoked.insert(), missing)
+
+
+def _tables_by_name(metadata) -> dict:
+    return {table.name: table for table in metadata.sorted_tables}
 
 
 def _extract(reader: ArchiveReader, staging: Staging):
     """Stream every member into the staging folder, checking each; returns the table
     files, the config module and the .env. :raises ArchiveError:"""
-    blobs = staging.folder / "storage" / ".blobs"
-    TenantStorage(staging.folder / "storage").ensure()
+    blobs = staging.tenant / "storage" / ".blobs"
+    TenantStorage(staging.tenant / "storage").ensure()
     tables_dir = staging.folder / ".tables"
     tables_dir.mkdir(mode=PRIVATE_DIR)
     tables: list[tuple[str, Path]] = []
@@ -844,8 +1019,11 @@ def _extract(reader: ArchiveReader, staging: Staging):
             continue
         table = TABLE_MEMBER.fullmatch(member.name)
         if table is not None:
-            path = tables_dir / f"{table.group(1)}.jsonl"
-            tables.append((table.group(1), path))
+            name = table.group(1)
+            if name in SKIPPED_TABLES or VERSION_TABLES.fullmatch(name):
+                raise ArchiveError(f"member {member.name} is not one a backup carries")
+            path = tables_dir / f"{name}.jsonl"
+            tables.append((name, path))
         else:
             path = blobs / FILE_MEMBER.fullmatch(member.name).group(1)
         part = path.with_name(path.name + ".part")
@@ -865,44 +1043,64 @@ def _build(
     config_text: str,
     env_text: str,
     fill: Callable[[TenantDatabase, tuple], None],
-    notes: list[str],
     replacing: bool,
 ) -> Restored:
     """Finish the tenant in ``staging`` (config, .env; its database made by ``fill``,
-    given the database and the config's modules) and swap it in."""
-    try:
-        config_class = load_config_file(_write_config(staging, config_text), original)
-    except TenantConfigError as exc:
-        raise OperationFailed("the archived config module: " + "; ".join(exc.problems)) from None
-    if slug != original:
-        taken = _taken_hosts(home, config_class.HOSTS, besides=slug)
-        if taken:
-            notes.append(f"hosts not carried (another tenant has them): {', '.join(taken)}")
-        config_text = _rewrite_config(config_text, original, slug, drop_hosts=bool(taken))
-        try:
-            config_class = load_config_file(_write_config(staging, config_text), slug)
-        except TenantConfigError as exc:
-            raise OperationFailed("; ".join(exc.problems)) from None
-    else:
-        taken = _taken_hosts(home, config_class.HOSTS, besides=slug)
-        if taken:
-            raise OperationFailed(f"host already used by another tenant: {', '.join(taken)}")
+    given the database and the config's modules) and swap it in.
+
+    :raises OperationFailed: the tenant cannot be made or put in place (the one there,
+        if any, is as it was).
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    notes: list[str] = []
+    config_class, config_text = _restored_config(home, staging, slug, original, config_text, notes)
     try:
         modules = tenant_modules(config_class)
+        tenant_settings(config_class, dotenv_values(stream=io.StringIO(env_text)), staging.tenant)
     except TenantConfigError as exc:
         raise OperationFailed("; ".join(exc.problems)) from None
-    (staging.folder / ".env").write_text(env_text)
-    os.chmod(staging.folder / ".env", PRIVATE_FILE)
-    (staging.folder / "wsgi.py").write_text(WSGI_MODULE.format(slug=slug))
-    database = staging.database(slug)
+    env = staging.tenant / ".env"
+    os.close(os.open(env, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE))
+    env.write_text(env_text)
+    (staging.tenant / "wsgi.py").write_text(WSGI_MODULE.format(slug=slug))
     try:
-        fill(database, modules)
-        users = _count(database, "users")
-    finally:
-        database.dispose()
-    shutil.rmtree(staging.folder / ".tables", ignore_errors=True)
-    _swap_in(home, staging, slug, config_text, replacing)
+        database = staging.database(slug)
+        try:
+            fill(database, modules)
+            users = _count(database, "users")
+        finally:
+            database.dispose()
+        shutil.rmtree(staging.folder / ".tables", ignore_errors=True)
+        _swap_in(home, staging, slug, config_text, replacing)
+    except (OSError, SQLAlchemyError) as exc:
+        raise OperationFailed(
+            f"putting {slug} in place failed ({_reason(exc)}); the tenant there is as it was"
+        ) from None
     return Restored(slug, users, 0, notes)
+
+
+def _restored_config(
+    home: TenantHome, staging: Staging, slug: str, original: str, text: str, notes: list[str]
+):
+    """The config class and module source the tenant gets: the archived one, or for a
+    copy, rewritten to its slug (hosts another tenant has are dropped, with a note)."""
+    try:
+        config_class = load_config_file(_write_config(staging, text), original)
+    except TenantConfigError as exc:
+        raise OperationFailed("the archived config module: " + "; ".join(exc.problems)) from None
+    taken = _taken_hosts(home, config_class.HOSTS, besides=slug)
+    if slug == original:
+        if taken:
+            raise OperationFailed(f"host already used by another tenant: {', '.join(taken)}")
+        return config_class, text
+    if taken:
+        notes.append(f"hosts not carried (another tenant has them): {', '.join(taken)}")
+    text = _rewrite_config(text, original, slug, drop_hosts=bool(taken))
+    try:
+        return load_config_file(_write_config(staging, text), slug), text
+    except TenantConfigError as exc:
+        raise OperationFailed("; ".join(exc.problems)) from None
 
 
 def _write_config(staging: Staging, text: str) -> Path:
@@ -919,31 +1117,69 @@ def _count(database: TenantDatabase, table: str) -> int:
         return connection.execute(text(f"SELECT count(*) FROM {name}")).scalar()  # noqa: S608
 
 
-def _migrate_and_load(database, modules, tables, revisions, sequences) -> None:
+def _migrate_and_load(
+    database: TenantDatabase,
+    modules: tuple,
+    tables: list[tuple[str, Path]],
+    revisions: dict[str, str],
+    sequences: dict[str, dict],
+    blobs: Path | None = None,
+) -> None:
+    """Build the schema at the archive's revisions (the platform's, each module's; also
+    the tables of modules the tenant had once and disabled, whose data it keeps), load the
+    rows, migrate forward. With ``blobs``, every stored file's bytes must be there."""
     from alembic.util import CommandError
     from sqlalchemy.exc import SQLAlchemyError
 
-    from tenantry.db import Base
-
     try:
         database.migrate_to(revisions["alembic_version"])
-        for module in modules:
-            if module.is_builtin:
-                continue
+        for module in _modules_with_tables(modules, {name for name, _ in tables}, revisions):
             if module.migrations is not None:
-                if module.version_table in revisions:
-                    database.migrate_to(revisions[module.version_table], module)
-            elif module.tables():
+                database.migrate_to(revisions[module.version_table], module)
+            else:
                 with database.engine.begin() as connection:
                     Base.metadata.create_all(connection, tables=module.tables(), checkfirst=True)
         _load_tables(database, tables, sequences)
         database.upgrade(modules)
+        if blobs is not None:
+            _check_blobs(database, blobs)
     except CommandError as exc:
         raise OperationFailed(f"the archive's revisions cannot be built here: {exc}") from None
     except SQLAlchemyError as exc:
-        raise OperationFailed(
-            f"loading the archived rows failed: {type(exc).__name__}: {str(exc)[:300]}"
-        ) from None
+        raise OperationFailed(f"loading the archived rows failed: {_reason(exc)}") from None
+
+
+def _modules_with_tables(modules: tuple, names: set[str], revisions: dict[str, str]) -> list:
+    """The endpoint modules (not built in) whose tables the archive holds: the tenant's,
+    and installed ones it no longer enables."""
+    from tenantry.modules import EndpointModuleError, installed_module_names, load_module
+
+    found = {module.key: module for module in modules if not module.is_builtin}
+    for name in installed_module_names():
+        try:
+            module = load_module(name)
+        except EndpointModuleError:
+            continue
+        if not module.is_builtin:
+            found.setdefault(module.key, module)
+
+    def archived(module) -> bool:
+        if module.migrations is not None:
+            return module.version_table in revisions
+        return any(table.name in names for table in module.tables())
+
+    return [module for module in found.values() if archived(module)]
+
+
+def _check_blobs(database: TenantDatabase, blobs: Path) -> None:
+    """:raises OperationFailed: a stored file's bytes are not in the archive."""
+    from sqlalchemy import text
+
+    name = f'"{database.schema}".stored_files' if database.is_postgres else "stored_files"
+    with database.engine.connect() as connection:
+        for file, sha256 in connection.execute(text(f"SELECT name, sha256 FROM {name}")):  # noqa: S608
+            if not (blobs / sha256).is_file():
+                raise OperationFailed(f"the archive lacks the bytes of stored file {file!r}")
 
 
 def _exchange(first: Path, second: Path) -> bool:
@@ -965,49 +1201,87 @@ def _exchange(first: Path, second: Path) -> bool:
 def _swap_in(
     home: TenantHome, staging: Staging, slug: str, config_text: str, replacing: bool
 ) -> None:
-    """Put the tenant built in ``staging`` in place of ``slug`` (replacing the one there)."""
-    from sqlalchemy import text
-
+    """Put the tenant built in ``staging`` in place of ``slug``: one step that cannot be
+    half done (a schema rename transaction on PostgreSQL, a folder exchange on SQLite),
+    then its config module. ``replacing``: a tenant of that slug is configured."""
     from tenantry.atomic import write_atomically
-    from tenantry.db import schema_name
 
     instance = home.instance_dir(slug)
-    for name in ("config.py", "schema", ".lock"):  # the staging's own, not the tenant's
-        (staging.folder / name).unlink(missing_ok=True)
-    if not replacing:
-        if staging.schema:
-            with staging.database(slug).engine.begin() as connection:
-                connection.execute(
-                    text(f'ALTER SCHEMA "{staging.schema}" RENAME TO "{schema_name(slug)}"')
-                )
-            staging.schema = None
-        os.rename(staging.folder, instance)
-        staging.folder = instance.with_name(instance.name + ".gone")  # nothing left to remove
-        home.config_dir.mkdir(parents=True, exist_ok=True)
-        write_atomically(home.config_file(slug), config_text)
-        home.record_backend()
-        return
-    for marker in ("disabled", "maintenance"):  # the deployment's state, not the data's
+    if not replacing or not instance.exists():
+        _swap_in_new(home, staging, slug, instance)
+    elif home.database_url:
+        _swap_in_schema(home, staging, slug, instance)
+    else:
+        _swap_in_folder(staging, instance)
+    home.config_dir.mkdir(parents=True, exist_ok=True)
+    write_atomically(home.config_file(slug), config_text)
+    (instance / RESTORING).unlink(missing_ok=True)
+    home.record_backend()
+
+
+def _swap_in_new(home: TenantHome, staging: Staging, slug: str, instance: Path) -> None:
+    """The slot is empty (or a tenant lost its folder): the schema renamed into place,
+    then the folder, marked until its config module is written."""
+    (staging.tenant / RESTORING).touch()
+    if staging.schema:
+        staging.journal("schema-renamed")
+        _rename_schemas(home, {schema_name(slug): staging.old_schema}, staging.schema, slug)
+    os.rename(staging.tenant, instance)
+
+
+def _swap_in_schema(home: TenantHome, staging: Staging, slug: str, instance: Path) -> None:
+    """PostgreSQL, over a tenant: its blobs linked in (content-addressed: the old tenant
+    does not see them), then its schema and the restored one swap names in one
+    transaction, the commit point; then the .env. The old blobs, links and schema go."""
+    storage = TenantStorage(instance / "storage")
+    storage.ensure()
+    keep = set()
+    for entry in os.scandir(staging.tenant / "storage" / ".blobs"):
+        _link_or_copy(Path(entry.path), storage.blobs / entry.name)
+        keep.add(entry.name)
+    _rename_schemas(home, {schema_name(slug): staging.old_schema}, staging.schema, slug)
+    os.replace(staging.tenant / ".env", instance / ".env")
+    for folder in (storage.links, storage.blobs):  # the old tenant's links, unused blobs
+        for entry in os.scandir(folder):
+            if folder == storage.links or entry.name not in keep:
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+
+
+def _swap_in_folder(staging: Staging, instance: Path) -> None:
+    """SQLite, over a tenant: its folder (database included) and the restored one swap
+    places in one ``renameat2(RENAME_EXCHANGE)``; where the filesystem cannot, two renames,
+    which gc puts back if the process dies between them."""
+    for marker in ("disabled", "maintenance", "writes-held"):  # the deployment's state
         with contextlib.suppress(FileNotFoundError):
-            shutil.copy2(instance / marker, staging.folder / marker)
-    with writes_held(home, staging.folder):  # the tenant's own: held by restore()
-        if staging.schema:
-            old = f"tenantry_old_{secrets.token_hex(6)}"
-            with staging.database(slug).engine.begin() as connection:
-                connection.execute(text(f'ALTER SCHEMA "{schema_name(slug)}" RENAME TO "{old}"'))
-                connection.execute(
-                    text(f'ALTER SCHEMA "{staging.schema}" RENAME TO "{schema_name(slug)}"')
-                )
-            staging.schema = old
-        if not _exchange(staging.folder, instance):
-            aside = staging.folder.with_name(staging.folder.name + "-old")
-            os.rename(instance, aside)
-            os.rename(staging.folder, instance)
-            staging.folder = aside
-        # staging.folder now holds the old tenant's files: removed with the staging
-        write_atomically(home.config_file(slug), config_text)
-        if staging.schema:
-            (staging.folder / "schema").write_text(staging.schema + "\n")
+            shutil.copy2(instance / marker, staging.tenant / marker)
+    if _exchange(staging.tenant, instance):
+        return
+    old = staging.folder / "old"
+    os.rename(instance, old)
+    try:
+        os.rename(staging.tenant, instance)
+    except OSError:
+        os.rename(old, instance)
+        raise
+
+
+def _rename_schemas(home: TenantHome, aside: dict[str, str], new: str, slug: str) -> None:
+    """In one transaction: move each existing schema of ``aside`` to its new name, and
+    ``new`` to the tenant's."""
+    from sqlalchemy import text
+
+    from tenantry.db import shared_engine
+
+    with shared_engine(home.database_url).begin() as connection:
+        for name, moved in aside.items():
+            exists = connection.execute(
+                text("SELECT 1 FROM information_schema.schemata WHERE schema_name = :s"),
+                {"s": name},
+            ).first()
+            if exists:
+                connection.execute(text(f'ALTER SCHEMA "{name}" RENAME TO "{moved}"'))
+        connection.execute(text(f'ALTER SCHEMA "{new}" RENAME TO "{schema_name(slug)}"'))
 
 
 def clone(home: TenantHome, source: str, new: str) -> Restored:
@@ -1020,11 +1294,12 @@ def clone(home: TenantHome, source: str, new: str) -> Restored:
     """
     if not is_valid_slug(new):
         raise OperationError(f"invalid slug {new!r}")
-    _require_new_slot(home, new)
+    _require_new_slot(home, new, hint="")
     config_text = home.config_file(source).read_text()
     env_text = _fresh_env(home.env_file(source).read_text())
-    with operation_lock(home, new), Staging.create(home) as staging:
-        storage = TenantStorage(staging.folder / "storage")
+    with operation_lock(home, new), Staging.create(home, new) as staging:
+        _require_new_slot(home, new, hint="")  # again: no other operation can take it now
+        storage = TenantStorage(staging.tenant / "storage")
         storage.ensure()
         if home.database_url:
             snapshot = _snapshot_of(home, source)
@@ -1043,7 +1318,7 @@ def clone(home: TenantHome, source: str, new: str) -> Restored:
         else:
             _copy_sqlite_tenant(home, source, staging)
             fill = _finish_copy
-        result = _build(home, staging, new, source, config_text, env_text, fill, [], False)
+        result = _build(home, staging, new, source, config_text, env_text, fill, False)
     database = tenant_database(home, new)
     try:
         result.files = _count(database, "stored_files")
@@ -1087,8 +1362,8 @@ def _copy_sqlite_tenant(home: TenantHome, slug: str, staging: Staging) -> None:
     import sqlite3
 
     storage = TenantStorage(home.instance_dir(slug) / "storage")
-    blobs = staging.folder / "storage" / ".blobs"
-    target = staging.folder / "tenant.db"
+    blobs = staging.tenant / "storage" / ".blobs"
+    target = staging.tenant / "tenant.db"
     os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE))
     with operation_lock(home, slug), writes_held(home, slug), storage.lock():
         source = sqlite3.connect(home.database_file(slug), timeout=30)
@@ -1120,11 +1395,14 @@ def _finish_copy(database: TenantDatabase, modules: tuple) -> None:
 
 def delete(home: TenantHome, slug: str, keep_backup: bool = True) -> Path | None:
     """Remove the tenant: its config module (the server lets go of it within 1 s), its
-    database or schema and its instance folder; first, unless ``keep_backup`` is False,
-    an archive of it in ``tenants/.trash/`` (returned). A failed backup removes nothing.
+    instance folder and its database or schema; first, unless ``keep_backup`` is False,
+    an archive of it in ``tenants/.trash/`` (returned). A failed backup removes nothing,
+    and neither does a schema that cannot be dropped. Writes are held throughout.
 
-    :raises OperationFailed: the backup failed.
+    :raises OperationFailed: the backup failed, or the schema could not be dropped.
     """
+    from sqlalchemy.exc import SQLAlchemyError
+
     archive = None
     with operation_lock(home, slug):
         if keep_backup:
@@ -1132,16 +1410,29 @@ def delete(home: TenantHome, slug: str, keep_backup: bool = True) -> Path | None
             trash.mkdir(mode=PRIVATE_DIR, exist_ok=True)
             archive = _archive_target(slug, trash)
             _backup(home, slug, archive, with_files=True)
-        home.config_file(slug).unlink(missing_ok=True)
-        database = tenant_database(home, slug)
-        try:
-            database.drop_schema()
-        finally:
-            database.dispose()
         instance = home.instance_dir(slug)
-        if instance.exists():
-            gone = instance.with_name(f"{STAGING_PREFIX}{secrets.token_hex(6)}")
-            os.rename(instance, gone)  # one step out of sight, then removed
-            shutil.rmtree(gone, ignore_errors=True)
+        with writes_held(home, slug), Staging.create(home, slug, kind="delete") as staging:
+            # Out of sight in two renames (gc finishes a delete killed after the first)
+            os.rename(home.config_file(slug), staging.folder / "config.py")
+            moved = instance.exists()
+            if moved:
+                os.rename(instance, staging.folder / "old")
+            try:
+                if home.database_url:
+                    _drop_schema(home, schema_name(slug))
+            except SQLAlchemyError as exc:
+                if moved:
+                    os.rename(staging.folder / "old", instance)
+                os.rename(staging.folder / "config.py", home.config_file(slug))
+                raise OperationFailed(
+                    f"dropping the schema of {slug} failed ({_reason(exc)}): nothing was removed"
+                ) from None
         HostIndex(home).refresh()
     return archive
+
+
+def _reason(exc: Exception) -> str:
+    """What went wrong, in one line, without the statement or its values."""
+    original = getattr(exc, "orig", None) or exc
+    lines = str(original).strip().splitlines()
+    return f"{type(original).__name__}: {lines[0] if lines else ''}"[:300]

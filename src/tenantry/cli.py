@@ -236,10 +236,11 @@ def tenants_verify(archive):
 
     Touches no tenant."""
     manifest = _refusing(verify_archive, archive)
+    revisions = manifest.get("revisions")
+    revision = revisions.get("alembic_version") if isinstance(revisions, dict) else None
     click.echo(
-        f"{archive}: ok (tenant {manifest['slug']}, {len(manifest['members'])} members, "
-        f"database revision {manifest.get('revisions', {}).get('alembic_version')}, "
-        f"made {manifest.get('created')})"
+        f"{archive}: ok (tenant {manifest.get('slug')}, {len(manifest['members'])} members, "
+        f"database revision {revision}, made {manifest.get('created')})"
     )
 
 
@@ -284,7 +285,7 @@ def tenants_delete(ctx, slug, yes, no_backup):
     home = _home(ctx)
     _refusing(require_tenant, home, slug)
     if not yes:
-        if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        if not sys.stdin.isatty():
             raise InputError(f"deleting {slug} needs --yes when there is no terminal to ask")
         kept = "" if no_backup else " (an archive is kept in tenants/.trash/)"
         click.confirm(f"Delete tenant {slug} and all its data{kept}?", abort=True)

@@ -148,7 +148,7 @@ def register_extensions(app: Flask, home: TenantHome, modules: tuple[EndpointMod
     token guard, and the :class:`~tenantry.endpoint.Tenant` that endpoint modules see."""
     slug = app.config["SLUG"]
     storage = TenantStorage(app.config["STORAGE_ROOT"])
-    storage.ensure()
+    storage.ensure(parents=True)
     storage.sweep_incoming()
     database = tenant_database(home, slug)
     database.ensure_current(modules)

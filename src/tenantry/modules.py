@@ -287,6 +287,12 @@ def canonical_blueprints(names: Iterable[str]) -> tuple[str, ...]:
 
 
 @functools.cache
+def installed_module_names() -> list[str]:
+    """Every endpoint module this installation has: the built-ins and those installed
+    packages register."""
+    return [*BUILTIN_NAMES, *sorted(_entry_points())]
+
+
 def _entry_points() -> Mapping[str, object]:
     return {point.name: point for point in entry_points(group=ENTRY_POINT_GROUP)}
 

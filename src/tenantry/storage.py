@@ -76,9 +76,15 @@ class TenantStorage:
         self.links = self.root / LINKS
         self.blobs = self.root / BLOBS
 
-    def ensure(self) -> None:
-        """Create the storage root (and its upload and link areas) if missing, private."""
-        self.root.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+    def ensure(self, parents: bool = False) -> None:
+        """Create the storage root (and its upload and link areas) if missing, private;
+        its parent folders too with ``parents`` (when the tenant's app is built), never
+        otherwise: a request still running for a tenant being deleted must not make its
+        folder again.
+
+        :raises FileNotFoundError: the root's folder is gone (and not ``parents``).
+        """
+        self.root.mkdir(mode=PRIVATE_DIR, parents=parents, exist_ok=True)
         for folder in (self.incoming, self.links, self.blobs):
             folder.mkdir(mode=PRIVATE_DIR, exist_ok=True)
 

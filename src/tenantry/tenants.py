@@ -470,7 +470,7 @@ def backup_tenant(
 
     require_tenant(home, slug)
     home.check_backend()
-    return backup.backup(home, slug, None if out is None else Path(out), with_files=files)
+    return backup.backup(home, slug, out, with_files=files)
 
 
 def verify_archive(archive: str | os.PathLike[str]) -> dict:
