@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 
 from tenantry.home import DATABASE_URL_ENV_VAR, HOME_ENV_VAR, TenantHome
-from tenantry.serving import gunicorn_options
+from tenantry.serving import gunicorn_options, metrics_setup
 
 
 def free_port() -> int:
@@ -39,6 +39,7 @@ class GunicornServer:
         env: dict[str, str] | None = None,
         ready_path: str = "/healthz",
         serving: str = "serve",
+        metrics_bind: str | None = None,
     ):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -57,8 +58,12 @@ class GunicornServer:
         ]  # fmt: skip
         if chdir is not None:
             self.argv += ["--chdir", str(chdir)]
+        metrics_env = {}
+        if metrics_bind is not None:  # as `tenantry serve --metrics-bind` sets it up
+            options, metrics_env = metrics_setup(metrics_bind)
+            self.argv += options
         self.argv.append(app)
-        self.env = {**os.environ, HOME_ENV_VAR: str(home.root), **(env or {})}
+        self.env = {**os.environ, HOME_ENV_VAR: str(home.root), **metrics_env, **(env or {})}
         self.env.pop(DATABASE_URL_ENV_VAR, None)
         if home.database_url:
             self.env[DATABASE_URL_ENV_VAR] = home.database_url

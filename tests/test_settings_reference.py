@@ -290,7 +290,31 @@ def _sweep_interval(documented, mp):
     return timedelta(seconds=seconds), parse_env_default(documented)
 
 
+def _metrics_tenants(documented, mp):
+    from tenantry.metrics import labelled_tenants_limit
+
+    return labelled_tenants_limit(), int(documented)
+
+
+def _metrics_bind(documented, mp):
+    from tenantry.gunicorn_hooks import METRICS_BIND_ENV_VAR, when_ready
+
+    class Server:  # the master's hook starts no metrics server when none is asked for
+        started = False
+
+        class log:
+            @staticmethod
+            def info(*args):
+                Server.started = True
+
+    mp.delenv(METRICS_BIND_ENV_VAR, raising=False)
+    when_ready(Server)
+    return ("none" if not Server.started else "started"), documented
+
+
 BEHAVIOUR_CHECKS = {
+    "TENANTRY_METRICS_TENANTS": _metrics_tenants,
+    "TENANTRY_METRICS_BIND": _metrics_bind,
     "TENANTRY_LOG_LEVEL": _log_level,
     "TENANTRY_MAX_LOADED_APPS": _max_loaded,
     "TENANTRY_SWEEP_INTERVAL": _sweep_interval,

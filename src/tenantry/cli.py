@@ -22,7 +22,7 @@ from tenantry.db import tenant_database
 from tenantry.factory import create_app
 from tenantry.home import DEFAULT_RETRY_AFTER, HOME_ENV_VAR, HomeError, TenantHome
 from tenantry.log import configure_logging, level_from_environ
-from tenantry.serving import gunicorn_options
+from tenantry.serving import gunicorn_options, metrics_setup
 from tenantry.tenants import (
     OperationFailed,
     TenantError,
@@ -513,12 +513,21 @@ def _report_per_tenant(results: dict, done) -> None:
 @main.command()
 @click.option("--bind", default="127.0.0.1:8000", show_default=True)
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--metrics-bind",
+    metavar="HOST:PORT",
+    help="Serve Prometheus metrics (summed over the workers) at http://HOST:PORT/metrics.",
+)
 @click.pass_context
-def serve(ctx, bind, workers):
+def serve(ctx, bind, workers, metrics_bind):
     """Serve every tenant with gunicorn."""
     home = _home(ctx)
+    metrics = []
     try:
         server_settings()
+        if metrics_bind:
+            metrics, environment = metrics_setup(metrics_bind)
+            os.environ.update(environment)
     except ValueError as exc:
         raise InputError(str(exc)) from exc
     os.environ[HOME_ENV_VAR] = str(home.root)
@@ -526,6 +535,7 @@ def serve(ctx, bind, workers):
         sys.executable, "-m", "gunicorn",
         "--bind", bind,
         *gunicorn_options(workers),
+        *metrics,
         "tenantry.wsgi:application",
     ]  # fmt: skip
     os.execv(sys.executable, argv)

@@ -23,6 +23,7 @@ from collections import Counter
 
 from tenantry.closing import call_on_close
 from tenantry.errors import error_response
+from tenantry.metrics import current as current_metrics
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,9 @@ _rejections_lock = threading.Lock()
 def count_rejection(slug: str, reason: str) -> None:
     with _rejections_lock:
         rejections[(slug, reason)] += 1
+    metrics = current_metrics()
+    if metrics is not None:
+        metrics.rejection(slug, reason)
 
 
 class RateLimits:

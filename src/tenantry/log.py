@@ -19,6 +19,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 
 from tenantry.closing import call_on_close
+from tenantry.metrics import current as current_metrics
 
 access_log = logging.getLogger("tenantry.access")
 
@@ -157,6 +158,7 @@ class RequestLog:
         request_id = incoming if _SAFE_REQUEST_ID.fullmatch(incoming) else secrets.token_hex(8)
         environ["tenantry.request_id"] = request_id
         context = RequestContext(request_id)
+        metrics = current_metrics()
         token = _current.set(context)
         started = time.perf_counter()
         status_line = ["-"]
@@ -167,6 +169,8 @@ class RequestLog:
             return start_response(status, headers, exc_info)
 
         def finish() -> None:
+            if metrics is not None:
+                metrics.request(context.tenant, status_line[0], time.perf_counter() - started)
             if access_log.isEnabledFor(logging.INFO):
                 access_log.info(
                     "%s %s %s %.1fms client=%s",

@@ -26,6 +26,7 @@ from tenantry.factory import create_app
 from tenantry.home import HomeError, TenantHome
 from tenantry.hosts import HostIndex, normalised_hosts
 from tenantry.locking import file_lock_if_free
+from tenantry.metrics import current as current_metrics
 from tenantry.tenants import collect_garbage, needs_sweeping, remove_leftovers
 
 log = logging.getLogger(__name__)
@@ -220,6 +221,9 @@ class TenantRegistry:
             self._loaded[slug] = entry
             while len(self._loaded) > self.max_loaded:
                 self._forget(self._loaded.popitem(last=False)[1])
+            metrics = current_metrics()
+            if metrics is not None:
+                metrics.loaded.set(sum(1 for e in self._loaded.values() if e.app is not None))
         return entry
 
     def _claim_key(self, entry: LoadedTenant) -> None:
@@ -260,6 +264,9 @@ class TenantRegistry:
 
     def _build(self, slug: str, fingerprint: tuple, now: float) -> LoadedTenant:
         self.builds += 1
+        metrics = current_metrics()
+        if metrics is not None:
+            metrics.builds.inc()
         entry = LoadedTenant(slug, fingerprint, now, enabled=True)
         try:
             # A tenant made on another backend since this server started (the record is

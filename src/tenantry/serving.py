@@ -12,6 +12,8 @@ them (p99 under 150 ms). See README "Serving".
 
 from __future__ import annotations
 
+import tempfile
+
 # gunicorn's gevent worker, sending downloads with os.sendfile (tenantry.gevent_worker)
 WORKER_CLASS = "tenantry.gevent_worker.Worker"
 # Seconds a client has to send a whole request head, and a kept-alive connection may idle.
@@ -20,6 +22,23 @@ HEAD_TIMEOUT = 10
 WORKER_CONNECTIONS = 1000
 # Long uploads and downloads keep a request busy for minutes: do not kill the worker.
 WORKER_TIMEOUT = 300
+
+
+def metrics_setup(bind: str) -> tuple[list[str], dict[str, str]]:
+    """gunicorn options and environment for ``--metrics-bind HOST:PORT``: the hooks of
+    :mod:`tenantry.gunicorn_hooks`, and a fresh folder for the workers' figures (on the
+    local disk: it is mmapped), named before any worker imports prometheus_client.
+
+    :raises ValueError: ``bind`` is not HOST:PORT.
+    """
+    from tenantry.gunicorn_hooks import METRICS_BIND_ENV_VAR, parse_bind
+    from tenantry.metrics import MULTIPROC_ENV_VAR, labelled_tenants_limit
+
+    parse_bind(bind)
+    labelled_tenants_limit()
+    folder = tempfile.mkdtemp(prefix="tenantry-metrics-")
+    options = ["--config", "python:tenantry.gunicorn_hooks"]
+    return options, {MULTIPROC_ENV_VAR: folder, METRICS_BIND_ENV_VAR: bind}
 
 
 def gunicorn_options(workers: int) -> list[str]:
