@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import time
 from pathlib import Path
 
 import httpx
@@ -132,3 +133,32 @@ def test_serve_refuses_a_bad_metrics_setting(tenantry, acme, bind, tenants, monk
     result = tenantry("serve", "--metrics-bind", bind)
     assert result.exit_code == 2
     assert "--metrics-bind" in result.output or "TENANTRY_METRICS_TENANTS" in result.output
+
+
+def test_an_idle_connection_does_not_hold_up_a_scrape_and_a_taken_port_is_refused(
+    metered, tenantry, monkeypatch
+):
+    import socket
+
+    _server, port = metered
+    idle = socket.create_connection(("127.0.0.1", port))  # connects, sends nothing
+    try:
+        started = time.monotonic()
+        assert scrape(port)
+        assert time.monotonic() - started < 2
+    finally:
+        idle.close()
+    monkeypatch.setattr(os, "execv", lambda *args: pytest.fail(f"serve started: {args}"))
+    result = tenantry("serve", "--metrics-bind", f"127.0.0.1:{port}")  # the metered one's
+    assert result.exit_code == 2 and "--metrics-bind" in result.output
+    assert httpx.post(f"http://127.0.0.1:{port}/metrics").status_code == 405
+
+
+def test_without_metrics_bind_an_inherited_folder_counts_nothing(tmp_path, monkeypatch):
+    from tenantry import metrics
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    monkeypatch.delenv("TENANTRY_METRICS_BIND", raising=False)
+    monkeypatch.setattr(metrics, "_checked", False)
+    monkeypatch.setattr(metrics, "_metrics", None)
+    assert metrics.current() is None

@@ -246,9 +246,8 @@ def test_the_server_sweeps_what_a_killed_restore_left(home, acme, tmp_path):
     process = tenantry_command(home, "tenants", "restore", archive, "--as", "acme-two")
     process.wait()
     assert process.returncode == 0
-    left = home.tenants_dir / ".restore-deadbeef0000"
+    left = home.tenants_dir / ".restore-acme-two-deadbeef0000"
     (left / "tenant").mkdir(parents=True)
-    (left / "slug").write_text("acme-two\n")
     (left / "tenant" / "tenant.db").write_bytes(b"half")
     with GunicornServer(home, workers=2, env={"TENANTRY_SWEEP_INTERVAL": "0.5"}) as server:
         assert every_worker(f"{server.url}/acme-two/", 200)  # the workers' sweepers start

@@ -618,6 +618,9 @@ def test_a_failed_swap_leaves_the_tenant_as_it_was(
     path = backup_tenant(home, acme, tmp_path)
     late = client.put("/acme/files/late.txt", data=b"after", headers=bearer(before["token"]))
     assert late.status_code == 201
+    config = home.config_file(acme)
+    config.write_text(config.read_text().replace('NAME = "Acme Corp"', 'NAME = "Renamed"'))
+    blobs = sorted(os.listdir(home.instance_dir(acme) / "storage" / ".blobs"))
 
     def busy(*_args):
         raise OSError(16, "Device or resource busy")
@@ -627,6 +630,8 @@ def test_a_failed_swap_leaves_the_tenant_as_it_was(
         restore_tenant(home, path, force=True)
     files = state(client, "acme", before["token"])["files"]
     assert set(files) == {"a.csv", "b.bin", "c.csv", "late.txt"}
+    assert 'NAME = "Renamed"' in config.read_text()  # its config module, put back
+    assert sorted(os.listdir(home.instance_dir(acme) / "storage" / ".blobs")) == blobs
     assert not home.writes_held(acme)
     assert not [p for p in home.tenants_dir.iterdir() if p.name.startswith(".restore-")]
     if home.database_url:
@@ -652,9 +657,8 @@ def test_gc_leaves_a_running_restore_alone(home, acme, tmp_path, monkeypatch):
 def test_gc_puts_back_a_tenant_a_killed_replacement_moved_aside(home, acme, client):
     """Where the folders cannot be exchanged in one step, a replacement renames twice; gc
     puts the old folder back if the process died between the two."""
-    staging = home.tenants_dir / ".restore-0123456789ab"
+    staging = home.tenants_dir / ".restore-acme-0123456789ab"
     staging.mkdir()
-    (staging / "slug").write_text("acme\n")
     os.rename(home.instance_dir(acme), staging / "old")
     from tenantry.tenants import remove_leftovers
 
@@ -675,7 +679,10 @@ def test_restore_force_brings_back_a_tenant_that_lost_its_folder_or_schema(
 
         shutil.rmtree(home.instance_dir(acme))
     restore_tenant(home, path, force=True)
-    assert state(client, "acme", before["token"])["files"] == before["files"]
+    # what it revoked since the backup is lost with it: no old session is trusted
+    assert client.get("/acme/auth/me", headers=bearer(before["token"])).status_code == 401
+    token = logged_in(client, login, "acme")
+    assert state(client, "acme", token)["files"] == before["files"]
 
 
 def test_sessions_ended_since_the_backup_stay_ended_after_restore_force(
@@ -816,3 +823,71 @@ def test_copies_of_a_hand_written_config_and_archive_targets(home, tmp_path, ten
     result = tenantry("tenants", "backup", "hand", "--out", str(tmp_path / "missing") + os.sep)
     assert result.exit_code == 2 and "not a folder" in result.output
     assert tenantry("tenants", "clone", "hand", "hand-two").output.count("--force") == 0
+
+
+def test_gc_puts_back_the_config_of_a_replacement_killed_before_its_commit(home, acme, client):
+    """A replacement writes the new config module first (the old one in its journal),
+    then commits; killed in between, gc puts the old one back."""
+    from tenantry.tenants import remove_leftovers
+
+    config = home.config_file(acme)
+    old = config.read_text()
+    staging = home.tenants_dir / ".restore-acme-0123456789ab"
+    (staging / "tenant").mkdir(parents=True)
+    (staging / "config.old").write_text(old)
+    if home.database_url:
+        (staging / "env.old").write_text(home.env_file(acme).read_text())
+        from tenantry.backup import _drop_schema
+        from tenantry.db import shared_engine
+
+        with shared_engine(home.database_url).begin() as connection:  # not yet renamed
+            connection.exec_driver_sql('CREATE SCHEMA "tenantry_restore_0123456789ab"')
+    config.write_text(old.replace('NAME = "Acme Corp"', 'NAME = "Half Restored"'))
+    assert remove_leftovers(home) == 1
+    assert config.read_text() == old and not staging.exists()
+    assert client.get("/acme/").json["name"] == "Acme Corp"
+    if home.database_url:
+        assert postgres.staging_schemas() == []
+        _drop_schema(home, "tenantry_restore_0123456789ab")
+
+
+def test_restore_force_ends_sessions_of_a_rotated_key_and_of_a_reused_username(
+    home, acme, client, add_user, login, tmp_path
+):
+    from tenantry.tenants import rotate_secret
+
+    add_user("acme", "alice", "alice-password-1", roles=("admin",))
+    add_user("acme", "carol")
+    admin = login("acme", "alice", "alice-password-1")
+    carol = login("acme", "carol")
+    path = backup_tenant(home, acme, tmp_path)
+    # carol is deleted and her name given to someone new; her old token must stay dead
+    assert client.delete("/acme/users/carol", headers=bearer(admin)).status_code == 204
+    add_user("acme", "carol", "another-password-1")
+    restore_tenant(home, path, force=True)
+    assert client.get("/acme/auth/me", headers=bearer(carol)).status_code == 401
+    assert client.get("/acme/auth/me", headers=bearer(admin)).status_code == 200
+    # a key rotated since the backup: no token of the old key comes back
+    again = tmp_path / "again"
+    again.mkdir()
+    path = backup_tenant(home, acme, again)
+    rotate_secret(home, acme)
+    assert client.get("/acme/auth/me", headers=bearer(admin)).status_code == 401
+    restore_tenant(home, path, force=True)
+    assert client.get("/acme/auth/me", headers=bearer(admin)).status_code == 401
+    assert logged_in(client, login, "acme")
+
+
+def test_delete_holds_writes_from_its_backup_to_the_removal(home, acme, monkeypatch):
+    from tenantry import backup as operations
+
+    seen = []
+    backup_then = operations._backup
+
+    def check(*args, **kwargs):
+        backup_then(*args, **kwargs)
+        seen.append(home.writes_held(acme))
+
+    monkeypatch.setattr(operations, "_backup", check)
+    delete_tenant(home, acme)
+    assert seen == [True]

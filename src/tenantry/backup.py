@@ -33,6 +33,7 @@ import errno
 import functools
 import io
 import json
+import logging
 import os
 import re
 import secrets
@@ -66,8 +67,10 @@ from tenantry.home import WRITES_HELD_HEARTBEAT, TenantHome
 from tenantry.hosts import HostIndex
 from tenantry.locking import file_lock_if_free
 from tenantry.storage import PRIVATE_DIR, PRIVATE_FILE, TenantStorage
-from tenantry.tenant_secrets import new_secret_key
+from tenantry.tenant_secrets import new_secret_key, read_secrets
 from tenantry.tenants import WSGI_MODULE, OperationFailed, TenantError, _class_name, _literal
+
+log = logging.getLogger(__name__)
 
 # Rows a copy of the tenant need not carry: lock-outs, quota reservations of uploads in
 # progress, one-time links (their snapshots are not carried either).
@@ -75,8 +78,11 @@ SKIPPED_TABLES = frozenset(("login_failures", "upload_reservations", "one_time_l
 VERSION_TABLES = re.compile(r"alembic_version(_[a-z0-9_]+)?")
 BATCH = 1000
 SPOOL_BYTES = 8 * 1024 * 1024
-# Folders of tenants/ where restores, clones and deletes work aside: ".restore-<token>".
-STAGING_NAME = re.compile(r"\.(restore|delete)-[0-9a-f]{12}")
+# Folders of tenants/ where restores, clones and deletes work aside:
+# ".restore-<slug>-<token>", ".delete-<slug>-<token>".
+STAGING_NAME = re.compile(r"\.(restore|delete)-([a-z][a-z0-9-]{1,62})-([0-9a-f]{12})")
+# In the folder a replacement built, naming its token: the folder is in place (committed).
+COMMITTED = ".restore-committed"
 # A staging folder before it is locked and named; gc removes one older than a minute.
 BUILDING_PREFIX = ".building-"
 BUILDING_GRACE = 60.0
@@ -123,14 +129,15 @@ class Snapshot:
 
 
 @contextlib.contextmanager
-def operation_lock(home: TenantHome, slug: str) -> Iterator[None]:
-    """One backup, restore, clone or delete of a tenant at a time, across processes.
+def operation_lock(home: TenantHome, slug: str, wait: float = LOCK_WAIT) -> Iterator[None]:
+    """One backup, restore, clone or delete of a tenant at a time, across processes
+    (waiting up to ``wait`` seconds for another to end).
 
     :raises OperationError: another one runs.
     """
     folder = home.tenants_dir / LOCKS
     folder.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
-    deadline = time.monotonic() + LOCK_WAIT
+    deadline = time.monotonic() + wait
     while True:
         with file_lock_if_free(folder / f"{slug}.lock") as mine:
             if mine:
@@ -501,11 +508,12 @@ def backup(
     return target
 
 
-def _backup(home: TenantHome, slug: str, target: Path, with_files: bool) -> None:
-    """Write the archive, holding the tenant's writes (operation lock held)."""
+def _backup(home: TenantHome, slug: str, target: Path, with_files: bool, hold: bool = True) -> None:
+    """Write the archive, holding the tenant's writes unless the caller does (``hold``
+    False); the operation lock held."""
     database = tenant_database(home, slug)
     try:
-        with writes_held(home, slug):
+        with writes_held(home, slug) if hold else contextlib.nullcontext():
             snapshot = take_snapshot(home, slug, database, with_files)
             try:
                 _write_archive(home, slug, snapshot, target, with_files)
@@ -638,20 +646,23 @@ def verify(archive: Path) -> dict:
 
 
 class Staging:
-    """A tenant built aside, in a folder of ``tenants/`` (``.restore-<token>``) holding
-    ``tenant/`` (the instance folder being built), the operation's lock, the slug it works
-    on and, on PostgreSQL, naming its schemas: ``tenantry_restore_<token>`` (the one being
-    built) and ``tenantry_old_<token>`` (the one it replaced). While the lock is held, gc
-    leaves it alone; once its process is gone, gc finishes or undoes what it left
-    (:func:`remove_stale_staging`)."""
+    """A tenant built aside, in a folder of ``tenants/`` (``.restore-<slug>-<token>``, or
+    ``.delete-...``) holding ``tenant/`` (the instance folder being built), the
+    operation's lock and its journal; on PostgreSQL it names its schemas:
+    ``tenantry_restore_<token>`` (the one being built) and ``tenantry_old_<token>`` (the
+    one it replaced). While the lock is held, gc leaves it alone; once its process is
+    gone, gc finishes or undoes what it left (:func:`remove_stale_staging`)."""
 
-    def __init__(self, home: TenantHome, folder: Path, slug: str):
+    def __init__(self, home: TenantHome, folder: Path):
+        match = STAGING_NAME.fullmatch(folder.name)
+        if match is None:
+            raise ValueError(f"not a staging folder: {folder.name}")
         self.home = home
         self.folder = folder
-        self.slug = slug
-        token = folder.name.rpartition("-")[2]
-        self.schema = f"tenantry_restore_{token}" if home.database_url else None
-        self.old_schema = f"tenantry_old_{token}" if home.database_url else None
+        self.kind, self.slug, self.token = match.groups()
+        self.schema = f"tenantry_restore_{self.token}" if home.database_url else None
+        self.old_schema = f"tenantry_old_{self.token}" if home.database_url else None
+        self.keep = False  # True: it holds the only copy of a tenant (see _swap_in_folder)
 
     @property
     def tenant(self) -> Path:
@@ -669,11 +680,10 @@ class Staging:
         building.mkdir(mode=PRIVATE_DIR)
         try:
             with file_lock_if_free(building / ".lock"):  # the lock goes with the rename
-                (building / "slug").write_text(slug + "\n")
                 (building / "tenant").mkdir(mode=PRIVATE_DIR)
-                folder = home.tenants_dir / f".{kind}-{token}"
+                folder = home.tenants_dir / f".{kind}-{slug}-{token}"
                 os.rename(building, folder)
-                staging = cls(home, folder, slug)
+                staging = cls(home, folder)
                 try:
                     yield staging
                 finally:
@@ -681,22 +691,15 @@ class Staging:
         finally:
             shutil.rmtree(building, ignore_errors=True)
 
-    @property
-    def kind(self) -> str:
-        return self.folder.name[1:].partition("-")[0]
-
     def database(self, slug: str) -> TenantDatabase:
         return TenantDatabase(slug, self.tenant, self.home.database_url, schema=self.schema)
-
-    def journal(self, step: str) -> None:
-        """Note a step before it is taken, for gc to finish or undo it after a crash."""
-        (self.folder / step).touch()
 
     def remove(self) -> None:
         for schema in (self.schema, self.old_schema):
             if schema:
                 _drop_schema(self.home, schema)
-        shutil.rmtree(self.folder, ignore_errors=True)
+        if not self.keep:
+            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def _drop_schema(home: TenantHome, schema: str) -> None:
@@ -708,31 +711,40 @@ def _drop_schema(home: TenantHome, schema: str) -> None:
         connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
 
 
+def _schema_exists(home: TenantHome, schema: str) -> bool:
+    from sqlalchemy import text
+
+    from tenantry.db import shared_engine
+
+    with shared_engine(home.database_url).connect() as connection:
+        query = text("SELECT 1 FROM information_schema.schemata WHERE schema_name = :s")
+        return connection.execute(query, {"s": schema}).first() is not None
+
+
 def remove_stale_staging(home: TenantHome) -> int:
     """Finish or undo what killed restores, clones and deletes left in ``tenants/`` (once
-    no process holds them); returns how many. A restore killed while it put a tenant in
-    place is undone, a delete finished."""
+    no process holds them); returns how many. A restore killed before its commit point
+    is undone, after it finished; a delete is finished."""
     removed = 0
     if not home.tenants_dir.is_dir():
         return 0
     for entry in os.scandir(home.tenants_dir):
-        if entry.name.startswith(BUILDING_PREFIX) and entry.is_dir():
-            with contextlib.suppress(OSError):
+        try:
+            if entry.name.startswith(BUILDING_PREFIX) and entry.is_dir():
                 if time.time() - entry.stat().st_mtime > BUILDING_GRACE:
                     shutil.rmtree(entry.path)
                     removed += 1
-            continue
-        if not STAGING_NAME.fullmatch(entry.name) or not entry.is_dir():
-            continue
-        folder = Path(entry.path)
-        with contextlib.suppress(OSError), file_lock_if_free(folder / ".lock") as free:
-            if not free:
-                continue
-            slug = (folder / "slug").read_text().strip()
-            if not is_valid_slug(slug):
-                continue
-            _recover(Staging(home, folder, slug))
-            removed += 1
+            elif STAGING_NAME.fullmatch(entry.name) and entry.is_dir():
+                staging = Staging(home, Path(entry.path))
+                held = file_lock_if_free(staging.folder / ".lock")
+                with operation_lock(home, staging.slug, wait=0), held as free:
+                    if free:
+                        _recover(staging)
+                        removed += 1
+        except OperationError:
+            pass  # an operation on that tenant runs: it is not stale
+        except Exception:
+            log.exception("removing %s failed", entry.name)
     return removed
 
 
@@ -745,7 +757,12 @@ def _recover(staging: Staging) -> None:
         old = staging.folder / "old"
         if old.is_dir() and not instance.exists():
             os.rename(old, instance)  # killed between the two renames of a replacement
-        if not configured:  # a new tenant that never got its config: not there at all
+        if (staging.folder / "config.old").exists():  # killed around a replacement's commit
+            if _committed(staging, instance):
+                (instance / COMMITTED).unlink(missing_ok=True)
+            else:
+                _put_back(staging, instance)
+        elif not configured:  # a new tenant that never got its config: not there at all
             if (instance / RESTORING).exists():
                 shutil.rmtree(instance, ignore_errors=True)
             if home.database_url and (staging.folder / "schema-renamed").exists():
@@ -755,6 +772,29 @@ def _recover(staging: Staging) -> None:
         if home.database_url:
             _drop_schema(home, schema_name(slug))
     staging.remove()
+
+
+def _committed(staging: Staging, instance: Path) -> bool:
+    """Whether a replacement passed its commit point: on PostgreSQL the staging schema
+    got the tenant's name; on SQLite the tenant's folder is the one that was built."""
+    if staging.home.database_url:
+        return not _schema_exists(staging.home, staging.schema)
+    try:
+        return (instance / COMMITTED).read_text().strip() == staging.token
+    except OSError:
+        return False
+
+
+def _put_back(staging: Staging, instance: Path) -> None:
+    """Undo what a replacement did before its commit point: the config module and the
+    .env it had written."""
+    from tenantry.atomic import write_atomically
+
+    home = staging.home
+    write_atomically(home.config_file(staging.slug), (staging.folder / "config.old").read_text())
+    with contextlib.suppress(FileNotFoundError):
+        env = (staging.folder / "env.old").read_text()
+        write_atomically(instance / ".env", env, PRIVATE_FILE)
 
 
 def remove_stale_pins(home: TenantHome, slug: str) -> int:
@@ -922,7 +962,8 @@ def _restore(home: TenantHome, reader: ArchiveReader, as_slug: str | None, force
                 blobs=staging.tenant / "storage" / ".blobs" if manifest.get("files") else None,
             )
             if replacing:
-                fill = _and_then(fill, functools.partial(_keep_sessions_ended, home, slug))
+                key = dotenv_values(stream=io.StringIO(env_text)).get("SECRET_KEY")
+                fill = _and_then(fill, functools.partial(_keep_sessions_ended, home, slug, key))
             result = _build(home, staging, slug, original, config_text, env_text, fill, replacing)
     rows = manifest.get("rows")
     result.files = rows.get("stored_files", 0) if isinstance(rows, dict) else 0
@@ -951,46 +992,50 @@ def _check_sequences(sequences: object) -> dict[str, dict]:
     return sequences
 
 
-def _keep_sessions_ended(home: TenantHome, slug: str, restored: TenantDatabase) -> None:
+def _keep_sessions_ended(
+    home: TenantHome, slug: str, restored_key: str | None, restored: TenantDatabase
+) -> None:
     """Over a live tenant, a restore must not bring back sessions ended since the backup:
-    the live tenant's revocations are kept, a user's token generation never goes back,
-    and users deleted since then come back with none of their old tokens valid."""
+    the live tenant's revocations are kept, a user's token generation never goes back
+    (users by id: a token names its user by id), users deleted since come back with none
+    of their old tokens valid, and if the live key is not the archived one (rotated since),
+    no token of either works."""
     from sqlalchemy import select, update
     from sqlalchemy.exc import SQLAlchemyError
 
-    live = tenant_database(home, slug)
+    live = tenant_database(home, slug, read_only=True)  # creates nothing if it is lost
     try:
         with live.engine.connect() as connection:
             tables = _tables_by_name(_reflect(connection, live.schema))
             users, revoked = tables.get("users"), tables.get("revoked_tokens")
             if users is None or "token_generation" not in users.c:
-                return  # a database from before generations, or none: nothing to keep
-            query = select(users.c.username, users.c.token_generation)
-            generations = {username: gen for username, gen in connection.execute(query)}
+                generations = {}
+            else:
+                query = select(users.c.id, users.c.token_generation)
+                generations = {user: gen for user, gen in connection.execute(query)}
             ended = []
             if revoked is not None:
                 alive = revoked.c.expires_at > time.time()
-                ended = [
-                    dict(row) for row in connection.execute(select(revoked).where(alive)).mappings()
-                ]
+                rows = connection.execute(select(revoked).where(alive)).mappings()
+                ended = [dict(row) for row in rows]
     except SQLAlchemyError:
-        return  # the live database is broken (why restore, else): nothing to carry
+        generations, ended = None, []  # the live database is broken (why restore, else)
     finally:
         live.dispose()
+    rotated = read_secrets(home, slug).get("SECRET_KEY") != restored_key
     with restored.engine.begin() as connection:
         tables = _tables_by_name(_reflect(connection, restored.schema))
         users, revoked = tables["users"], tables["revoked_tokens"]
-        for username, generation in list(
-            connection.execute(select(users.c.username, users.c.token_generation))
+        for user, generation in list(
+            connection.execute(select(users.c.id, users.c.token_generation))
         ):
-            kept = (
-                max(generation, generations[username])
-                if username in generations
-                else generation + 1
-            )
+            if generations is None or rotated or user not in generations:
+                kept = max(generation, (generations or {}).get(user, generation)) + 1
+            else:
+                kept = max(generation, generations[user])
             if kept != generation:
                 connection.execute(
-                    update(users).where(users.c.username == username).values(token_generation=kept)
+                    update(users).where(users.c.id == user).values(token_generation=kept)
                 )
         present = set(connection.execute(select(revoked.c.jti)).scalars())
         missing = [row for row in ended if row["jti"] not in present]
@@ -1201,47 +1246,75 @@ def _exchange(first: Path, second: Path) -> bool:
 def _swap_in(
     home: TenantHome, staging: Staging, slug: str, config_text: str, replacing: bool
 ) -> None:
-    """Put the tenant built in ``staging`` in place of ``slug``: one step that cannot be
-    half done (a schema rename transaction on PostgreSQL, a folder exchange on SQLite),
-    then its config module. ``replacing``: a tenant of that slug is configured."""
-    from tenantry.atomic import write_atomically
-
+    """Put the tenant built in ``staging`` in place of ``slug``. A new tenant: its schema
+    and folder renamed in, then its config module (it exists from then on). Over a
+    tenant: its config module (and .env) written first, with the old ones kept in the
+    journal, then one step that cannot be half done — a schema rename transaction on
+    PostgreSQL, a folder exchange on SQLite — the commit point; a failure before it puts
+    the config back. gc does the same for a process killed there."""
     instance = home.instance_dir(slug)
     if not replacing or not instance.exists():
-        _swap_in_new(home, staging, slug, instance)
-    elif home.database_url:
-        _swap_in_schema(home, staging, slug, instance)
-    else:
-        _swap_in_folder(staging, instance)
+        _swap_in_new(home, staging, slug, instance, config_text)
+        return
+    from tenantry.atomic import write_atomically
+
+    config = home.config_file(slug)
+    (staging.folder / "config.old").write_text(config.read_text())
+    if home.database_url:
+        (staging.folder / "env.old").write_text(home.env_file(slug).read_text())
+    write_atomically(config, config_text)
+    try:
+        if home.database_url:
+            _swap_in_schema(home, staging, slug, instance)
+        else:
+            _swap_in_folder(staging, instance)
+    except BaseException:
+        if not _committed(staging, instance):
+            _put_back(staging, instance)
+        raise
+    (instance / COMMITTED).unlink(missing_ok=True)
+    home.record_backend()
+
+
+def _swap_in_new(
+    home: TenantHome, staging: Staging, slug: str, instance: Path, config_text: str
+) -> None:
+    """The slot is empty (or a tenant lost its folder): the schema renamed into place,
+    then the folder (marked until the config module is written), then the config."""
+    from tenantry.atomic import write_atomically
+
+    (staging.tenant / RESTORING).touch()
+    if staging.schema:
+        (staging.folder / "schema-renamed").touch()  # the journal: gc drops it if need be
+        _rename_schemas(home, {schema_name(slug): staging.old_schema}, staging.schema, slug)
+    os.rename(staging.tenant, instance)
     home.config_dir.mkdir(parents=True, exist_ok=True)
     write_atomically(home.config_file(slug), config_text)
     (instance / RESTORING).unlink(missing_ok=True)
     home.record_backend()
 
 
-def _swap_in_new(home: TenantHome, staging: Staging, slug: str, instance: Path) -> None:
-    """The slot is empty (or a tenant lost its folder): the schema renamed into place,
-    then the folder, marked until its config module is written."""
-    (staging.tenant / RESTORING).touch()
-    if staging.schema:
-        staging.journal("schema-renamed")
-        _rename_schemas(home, {schema_name(slug): staging.old_schema}, staging.schema, slug)
-    os.rename(staging.tenant, instance)
-
-
 def _swap_in_schema(home: TenantHome, staging: Staging, slug: str, instance: Path) -> None:
-    """PostgreSQL, over a tenant: its blobs linked in (content-addressed: the old tenant
-    does not see them), then its schema and the restored one swap names in one
-    transaction, the commit point; then the .env. The old blobs, links and schema go."""
+    """PostgreSQL, over a tenant: its .env and blobs put in first (blobs are addressed by
+    content: the old tenant does not see new ones), then its schema and the restored one
+    swap names in one transaction, the commit point. Then the old tenant's links and the
+    blobs the restored one does not name go."""
     storage = TenantStorage(instance / "storage")
     storage.ensure()
-    keep = set()
-    for entry in os.scandir(staging.tenant / "storage" / ".blobs"):
-        _link_or_copy(Path(entry.path), storage.blobs / entry.name)
-        keep.add(entry.name)
-    _rename_schemas(home, {schema_name(slug): staging.old_schema}, staging.schema, slug)
     os.replace(staging.tenant / ".env", instance / ".env")
-    for folder in (storage.links, storage.blobs):  # the old tenant's links, unused blobs
+    keep, added = set(), []
+    try:
+        for entry in os.scandir(staging.tenant / "storage" / ".blobs"):
+            keep.add(entry.name)
+            if not (storage.blobs / entry.name).exists():
+                _link_or_copy(Path(entry.path), storage.blobs / entry.name)
+                added.append(storage.blobs / entry.name)
+        _rename_schemas(home, {schema_name(slug): staging.old_schema}, staging.schema, slug)
+    except BaseException:
+        for path in added:  # not committed: the old tenant gets no strays
+            path.unlink(missing_ok=True)
+        raise
+    for folder in (storage.links, storage.blobs):
         for entry in os.scandir(folder):
             if folder == storage.links or entry.name not in keep:
                 with contextlib.suppress(OSError):
@@ -1250,19 +1323,27 @@ def _swap_in_schema(home: TenantHome, staging: Staging, slug: str, instance: Pat
 
 def _swap_in_folder(staging: Staging, instance: Path) -> None:
     """SQLite, over a tenant: its folder (database included) and the restored one swap
-    places in one ``renameat2(RENAME_EXCHANGE)``; where the filesystem cannot, two renames,
-    which gc puts back if the process dies between them."""
+    places in one ``renameat2(RENAME_EXCHANGE)``, the commit point; where the filesystem
+    cannot, two renames, which gc puts back if the process dies between them."""
     for marker in ("disabled", "maintenance", "writes-held"):  # the deployment's state
         with contextlib.suppress(FileNotFoundError):
             shutil.copy2(instance / marker, staging.tenant / marker)
+    (staging.tenant / COMMITTED).write_text(staging.token + "\n")
     if _exchange(staging.tenant, instance):
         return
     old = staging.folder / "old"
     os.rename(instance, old)
     try:
         os.rename(staging.tenant, instance)
-    except OSError:
-        os.rename(old, instance)
+    except OSError as exc:
+        try:
+            os.rename(old, instance)
+        except OSError:
+            staging.keep = True  # the only copy of the tenant: never removed
+            raise OperationFailed(
+                f"restoring failed ({exc.strerror}) and the tenant's folder could not be put "
+                f"back: it is at {old}; move it to {instance}"
+            ) from None
         raise
 
 
@@ -1404,14 +1485,14 @@ def delete(home: TenantHome, slug: str, keep_backup: bool = True) -> Path | None
     from sqlalchemy.exc import SQLAlchemyError
 
     archive = None
-    with operation_lock(home, slug):
+    instance = home.instance_dir(slug)
+    with operation_lock(home, slug), writes_held(home, slug):  # one hold: backup to removal
         if keep_backup:
             trash = home.tenants_dir / TRASH
             trash.mkdir(mode=PRIVATE_DIR, exist_ok=True)
-            archive = _archive_target(slug, trash)
-            _backup(home, slug, archive, with_files=True)
-        instance = home.instance_dir(slug)
-        with writes_held(home, slug), Staging.create(home, slug, kind="delete") as staging:
+            archive = _free_name(trash, default_archive_name(slug))
+            _backup(home, slug, archive, with_files=True, hold=False)
+        with Staging.create(home, slug, kind="delete") as staging:
             # Out of sight in two renames (gc finishes a delete killed after the first)
             os.rename(home.config_file(slug), staging.folder / "config.py")
             moved = instance.exists()
@@ -1429,6 +1510,16 @@ def delete(home: TenantHome, slug: str, keep_backup: bool = True) -> Path | None
                 ) from None
         HostIndex(home).refresh()
     return archive
+
+
+def _free_name(folder: Path, name: str) -> Path:
+    """``folder/name``, or with -2, -3, ... before the extension if that is taken."""
+    stem, dot, rest = name.partition(".")
+    candidate, number = folder / name, 1
+    while candidate.exists():
+        number += 1
+        candidate = folder / f"{stem}-{number}{dot}{rest}"
+    return candidate
 
 
 def _reason(exc: Exception) -> str:

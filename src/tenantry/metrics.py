@@ -16,13 +16,18 @@ The histogram has no tenant label at all.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from pathlib import Path
 
 from tenantry.locking import file_lock
 
+log = logging.getLogger(__name__)
+
 MULTIPROC_ENV_VAR = "PROMETHEUS_MULTIPROC_DIR"
+# Set by `tenantry serve --metrics-bind` (with MULTIPROC_ENV_VAR): counting is on only then.
+BIND_ENV_VAR = "TENANTRY_METRICS_BIND"
 TENANTS_ENV_VAR = "TENANTRY_METRICS_TENANTS"
 DEFAULT_LABELLED_TENANTS = 100
 OTHER = "_other"
@@ -52,6 +57,7 @@ class Metrics:
         self.limit = limit
         self._labels: dict[str, str] = {}
         self._lock = threading.Lock()
+        self._complained = False
         self.requests = Counter(
             "tenantry_requests_total",
             "Requests answered, by tenant and status.",
@@ -101,12 +107,37 @@ class Metrics:
             return slug
 
     def request(self, slug: str, status: str, seconds: float) -> None:
-        # /healthz and unknown tenants' 404s name no tenant: an empty label
-        self.requests.labels(self.label(slug) if slug != "-" else "", status).inc()
-        self.duration.observe(seconds)
+        try:
+            # /healthz and unknown tenants' 404s name no tenant: an empty label; a
+            # request that failed before it answered was a 500
+            code = status if status != "-" else "500"
+            self.requests.labels(self.label(slug) if slug != "-" else "", code).inc()
+            self.duration.observe(seconds)
+        except Exception:  # counting must never fail a request
+            self._failed()
 
     def rejection(self, slug: str, reason: str) -> None:
-        self.rejected.labels(self.label(slug), reason).inc()
+        try:
+            self.rejected.labels(self.label(slug), reason).inc()
+        except Exception:
+            self._failed()
+
+    def built(self) -> None:
+        try:
+            self.builds.inc()
+        except Exception:
+            self._failed()
+
+    def set_loaded(self, count: int) -> None:
+        try:
+            self.loaded.set(count)
+        except Exception:
+            self._failed()
+
+    def _failed(self) -> None:
+        if not self._complained:
+            self._complained = True
+            log.exception("counting a metric failed (is %s still there?)", self.folder)
 
 
 _metrics: Metrics | None = None
@@ -122,7 +153,7 @@ def current() -> Metrics | None:
     with _setup_lock:
         if not _checked:
             folder = os.environ.get(MULTIPROC_ENV_VAR)
-            if folder and Path(folder).is_dir():
+            if folder and os.environ.get(BIND_ENV_VAR) and Path(folder).is_dir():
                 _metrics = Metrics(Path(folder), labelled_tenants_limit())
             _checked = True
     return _metrics

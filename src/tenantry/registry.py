@@ -173,6 +173,7 @@ class TenantRegistry:
         with self._lock:
             while self._loaded:
                 self._forget(self._loaded.popitem()[1])
+            self._count_loaded()
 
     def _slug_lock(self, slug: str) -> threading.Lock:
         with self._lock:
@@ -204,6 +205,7 @@ class TenantRegistry:
             with self._lock:
                 self._loaded.pop(slug, None)
                 self._forget(entry)
+                self._count_loaded()
         config_signature, _, disabled = fingerprint
         if config_signature is None:
             return None
@@ -221,9 +223,7 @@ class TenantRegistry:
             self._loaded[slug] = entry
             while len(self._loaded) > self.max_loaded:
                 self._forget(self._loaded.popitem(last=False)[1])
-            metrics = current_metrics()
-            if metrics is not None:
-                metrics.loaded.set(sum(1 for e in self._loaded.values() if e.app is not None))
+            self._count_loaded()
         return entry
 
     def _claim_key(self, entry: LoadedTenant) -> None:
@@ -253,6 +253,12 @@ class TenantRegistry:
                 holder.checked_at = float("-inf")
         entry.shares_key = True
 
+    def _count_loaded(self) -> None:
+        """Tell the metrics how many apps this process holds (lock held)."""
+        metrics = current_metrics()
+        if metrics is not None:
+            metrics.set_loaded(sum(1 for entry in self._loaded.values() if entry.app is not None))
+
     def _forget(self, entry: LoadedTenant) -> None:
         """Release a tenant leaving the cache (lock held)."""
         entry.release()
@@ -266,7 +272,7 @@ class TenantRegistry:
         self.builds += 1
         metrics = current_metrics()
         if metrics is not None:
-            metrics.builds.inc()
+            metrics.built()
         entry = LoadedTenant(slug, fingerprint, now, enabled=True)
         try:
             # A tenant made on another backend since this server started (the record is

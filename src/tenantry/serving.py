@@ -29,13 +29,16 @@ def metrics_setup(bind: str) -> tuple[list[str], dict[str, str]]:
     :mod:`tenantry.gunicorn_hooks`, and a fresh folder for the workers' figures (on the
     local disk: it is mmapped), named before any worker imports prometheus_client.
 
-    :raises ValueError: ``bind`` is not HOST:PORT.
+    :raises ValueError: ``bind`` is not HOST:PORT, or cannot be bound now.
     """
-    from tenantry.gunicorn_hooks import METRICS_BIND_ENV_VAR, parse_bind
+    from tenantry.gunicorn_hooks import METRICS_BIND_ENV_VAR, metrics_server
     from tenantry.metrics import MULTIPROC_ENV_VAR, labelled_tenants_limit
 
-    parse_bind(bind)
     labelled_tenants_limit()
+    try:
+        metrics_server(bind).server_close()  # taken, or not an address here: say so now
+    except OSError as exc:
+        raise ValueError(f"--metrics-bind {bind}: {exc.strerror or exc}") from None
     folder = tempfile.mkdtemp(prefix="tenantry-metrics-")
     options = ["--config", "python:tenantry.gunicorn_hooks"]
     return options, {MULTIPROC_ENV_VAR: folder, METRICS_BIND_ENV_VAR: bind}
