@@ -275,7 +275,11 @@ def test_concurrent_uploads_cannot_pass_the_quota_together(home, server, auth):
                               headers={**auth, "Connection": "close"}, timeout=30).status_code
         for i in range(6)
     ])  # fmt: skip
-    assert sorted(statuses) == [201] + [507] * 5
+    # one fits; the others are refused by the quota (507), or, six requests at once
+    # against MAX_CONCURRENT_REQUESTS (4 per worker) when one worker took five, by the
+    # concurrency guard (429): seen under a loaded machine
+    assert statuses.count(201) == 1 and set(statuses) - {201} <= {507, 429}, statuses
+    assert 507 in statuses
     listing = httpx.get(f"{server.url}/acme/files", headers=auth).json()
     assert sum(f["size"] for f in listing["files"]) <= 150_000
 
