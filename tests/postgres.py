@@ -84,23 +84,23 @@ def drop_session_database() -> None:
         connection.execute(f'DROP DATABASE IF EXISTS "{SESSION_DATABASE}" WITH (FORCE)')
 
 
-def tenant_schemas() -> list[str]:
+def _schemas(prefix: str) -> list[str]:
     with _connect() as connection:
         rows = connection.execute(
             "SELECT schema_name FROM information_schema.schemata "
-            "WHERE schema_name LIKE 'tenant\\_%' ORDER BY schema_name"
+            "WHERE schema_name LIKE %s ORDER BY schema_name",
+            (prefix.replace("_", "\\_") + "%",),
         ).fetchall()
     return [row[0] for row in rows]
+
+
+def tenant_schemas() -> list[str]:
+    return _schemas("tenant_")
 
 
 def staging_schemas() -> list[str]:
     """Schemas a restore or clone builds aside (``tenantry_*``): none once it ended."""
-    with _connect() as connection:
-        rows = connection.execute(
-            "SELECT schema_name FROM information_schema.schemata "
-            "WHERE schema_name LIKE 'tenantry\\_%' ORDER BY schema_name"
-        ).fetchall()
-    return [row[0] for row in rows]
+    return _schemas("tenantry_")
 
 
 def drop_tenant_schemas() -> None:
