@@ -40,6 +40,13 @@ def total(samples, name: str, **labels) -> float:
 
 
 @pytest.fixture
+def database_url(monkeypatch):
+    """SQLite only: the metrics do not touch the tenants' databases (this overrides the
+    suite's fixture that runs a test on both backends)."""
+    monkeypatch.delenv("TENANTRY_DATABASE_URL", raising=False)
+
+
+@pytest.fixture
 def metered(home, make_tenant):
     for slug in ("acme", "globex", "initech"):
         make_tenant(slug)
