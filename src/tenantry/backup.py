@@ -66,8 +66,8 @@ from tenantry.db import Base, TenantDatabase, schema_name, tenant_database
 from tenantry.home import WRITES_HELD_HEARTBEAT, TenantHome
 from tenantry.hosts import HostIndex
 from tenantry.locking import file_lock_if_free
-from tenantry.storage import PRIVATE_DIR, PRIVATE_FILE, TenantStorage
-from tenantry.tenant_secrets import new_secret_key, read_secrets
+from tenantry.storage import PRIVATE_DIR, PRIVATE_FILE, TenantStorage, link_or_copy
+from tenantry.tenant_secrets import read_secrets, with_new_secret_key
 from tenantry.tenants import WSGI_MODULE, OperationFailed, TenantError, _class_name, _literal
 
 log = logging.getLogger(__name__)
@@ -381,15 +381,12 @@ def _pin_blobs(storage: TenantStorage, snapshot: Snapshot) -> Path:
     pins.mkdir(mode=PRIVATE_DIR, parents=True)
     names = snapshot.names
     for sha256 in snapshot.blobs:
-        source = storage.stored_path(names[sha256], sha256)
         try:
-            os.link(source, pins / sha256)
+            link_or_copy(storage.stored_path(names[sha256], sha256), pins / sha256)
         except FileNotFoundError:
             raise OperationFailed(
                 f"the bytes of stored file {names[sha256]!r} are missing from the storage"
             ) from None
-        except OSError:
-            shutil.copyfile(source, pins / sha256)
     return pins
 
 
@@ -702,23 +699,17 @@ class Staging:
             shutil.rmtree(self.folder, ignore_errors=True)
 
 
+def _schema(home: TenantHome, schema: str) -> TenantDatabase:
+    """A PostgreSQL schema of the home by its name (a staging one, or a tenant's)."""
+    return TenantDatabase(schema, home.tenants_dir, home.database_url, schema=schema)
+
+
 def _drop_schema(home: TenantHome, schema: str) -> None:
-    from sqlalchemy import text
-
-    from tenantry.db import shared_engine
-
-    with shared_engine(home.database_url).begin() as connection:
-        connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    _schema(home, schema).drop_schema()
 
 
 def _schema_exists(home: TenantHome, schema: str) -> bool:
-    from sqlalchemy import text
-
-    from tenantry.db import shared_engine
-
-    with shared_engine(home.database_url).connect() as connection:
-        query = text("SELECT 1 FROM information_schema.schemata WHERE schema_name = :s")
-        return connection.execute(query, {"s": schema}).first() is not None
+    return _schema(home, schema).exists()
 
 
 def remove_stale_staging(home: TenantHome) -> int:
@@ -799,17 +790,14 @@ def _put_back(staging: Staging, instance: Path) -> None:
 
 def remove_stale_pins(home: TenantHome, slug: str) -> int:
     """Remove the pins of backups that did not end (killed), unless one runs now."""
-    storage = TenantStorage(home.instance_dir(slug) / "storage")
-    if not (storage.root / PINS).is_dir():
+    pins = home.instance_dir(slug) / "storage" / PINS
+    if not pins.is_dir():
         return 0
-    folder = home.tenants_dir / LOCKS
-    folder.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
     removed = 0
-    with file_lock_if_free(folder / f"{slug}.lock") as free:
-        if free:
-            for entry in os.scandir(storage.root / PINS):
-                shutil.rmtree(entry.path, ignore_errors=True)
-                removed += 1
+    with contextlib.suppress(OperationError), operation_lock(home, slug, wait=0):
+        for entry in os.scandir(pins):
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed += 1
     return removed
 
 
@@ -861,13 +849,6 @@ def _rewrite_config(source: str, old: str, new: str, drop_hosts: bool) -> str:
     if drop_hosts:
         text = replace(r"^(\s+)HOSTS = .*$", r"\1HOSTS = ()", text)
     return text
-
-
-def _fresh_env(text: str) -> str:
-    lines = [
-        line for line in text.splitlines() if not re.match(r"\s*(export\s+)?SECRET_KEY\s*=", line)
-    ]
-    return "\n".join([*lines, f"SECRET_KEY={new_secret_key()}"]) + "\n"
 
 
 def _taken_hosts(home: TenantHome, hosts, besides: str) -> list[str]:
@@ -953,7 +934,7 @@ def _restore(home: TenantHome, reader: ArchiveReader, as_slug: str | None, force
             except UnicodeDecodeError:
                 raise ArchiveError("the config module or the .env is not UTF-8 text") from None
             if slug != original:
-                env_text = _fresh_env(env_text)
+                env_text = with_new_secret_key(env_text)
             fill = functools.partial(
                 _migrate_and_load,
                 tables=tables,
@@ -1029,10 +1010,10 @@ def _keep_sessions_ended(
         for user, generation in list(
             connection.execute(select(users.c.id, users.c.token_generation))
         ):
-            if generations is None or rotated or user not in generations:
-                kept = max(generation, (generations or {}).get(user, generation)) + 1
-            else:
-                kept = max(generation, generations[user])
+            live_generation = (generations or {}).get(user)
+            kept = max(generation, live_generation or 0)
+            if generations is None or rotated or live_generation is None:
+                kept += 1  # unknown, rotated or deleted since: its old tokens die
             if kept != generation:
                 connection.execute(
                     update(users).where(users.c.id == user).values(token_generation=kept)
@@ -1377,7 +1358,7 @@ def clone(home: TenantHome, source: str, new: str) -> Restored:
         raise OperationError(f"invalid slug {new!r}")
     _require_new_slot(home, new, hint="")
     config_text = home.config_file(source).read_text()
-    env_text = _fresh_env(home.env_file(source).read_text())
+    env_text = with_new_secret_key(home.env_file(source).read_text())
     with operation_lock(home, new), Staging.create(home, new) as staging:
         _require_new_slot(home, new, hint="")  # again: no other operation can take it now
         storage = TenantStorage(staging.tenant / "storage")
@@ -1418,13 +1399,10 @@ def _snapshot_of(home: TenantHome, slug: str) -> Snapshot:
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
-    try:
-        os.link(source, target)
-    except FileExistsError:
-        pass
-    except OSError:
-        shutil.copyfile(source, target)
-        os.chmod(target, PRIVATE_FILE)
+    """:func:`tenantry.storage.link_or_copy`, where a blob already there is the same one
+    (a blob's name is its sha256)."""
+    with contextlib.suppress(FileExistsError):
+        link_or_copy(source, target)
 
 
 def _tables_from(snapshot: Snapshot, folder: Path) -> list[tuple[str, Path]]:

@@ -58,6 +58,21 @@ class Received:
     sha256: str
 
 
+def link_or_copy(source: Path, target: Path) -> None:
+    """Give ``source``'s bytes a second name without copying them (a hard link); on a
+    filesystem without hard links, a private copy.
+
+    :raises FileNotFoundError: ``source`` is gone. :raises FileExistsError:
+    """
+    try:
+        os.link(source, target)
+    except (FileNotFoundError, FileExistsError):
+        raise
+    except OSError:
+        shutil.copyfile(source, target)
+        os.chmod(target, PRIVATE_FILE)
+
+
 def validate_name(name: str) -> str:
     """:raises InvalidName: unless the whole name matches the contract's pattern."""
     if not isinstance(name, str) or NAME_PATTERN.fullmatch(name) is None:
@@ -196,13 +211,7 @@ class TenantStorage:
         """
         target = self.snapshot_path(uid)
         self.ensure()
-        try:
-            os.link(source, target)
-        except OSError as exc:
-            if isinstance(exc, FileNotFoundError):
-                raise
-            shutil.copyfile(source, target)  # a filesystem without hard links
-            os.chmod(target, PRIVATE_FILE)
+        link_or_copy(source, target)
         return target.stat().st_size
 
     def temp_path(self) -> Path:

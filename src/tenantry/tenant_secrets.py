@@ -26,11 +26,20 @@ def new_secret_key() -> str:
     return secrets.token_urlsafe(SECRET_KEY_BYTES)
 
 
+def with_new_secret_key(env_text: str) -> str:
+    """``.env`` text with a fresh SECRET_KEY in place of its own, the other lines kept."""
+    kept = [
+        line
+        for line in env_text.splitlines()
+        if not re.match(r"\s*(export\s+)?SECRET_KEY\s*=", line)
+    ]
+    kept.append(f"SECRET_KEY={new_secret_key()}")
+    return "\n".join(kept) + "\n"
+
+
 def write_new_secret_key(home: TenantHome, slug: str) -> None:
     """Give the tenant a fresh SECRET_KEY in its .env (mode 0600), keeping the other lines."""
     path = home.env_file(slug)
-    lines = path.read_text().splitlines() if path.exists() else []
-    kept = [line for line in lines if not re.match(r"\s*(export\s+)?SECRET_KEY\s*=", line)]
-    kept.append(f"SECRET_KEY={new_secret_key()}")
+    text = path.read_text() if path.exists() else ""
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(path, "\n".join(kept) + "\n", 0o600)
+    write_atomically(path, with_new_secret_key(text), 0o600)
