@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tenantry.config import ALL_BLUEPRINTS
-from tenantry.db import tenant_database
+from tenantry.db import SCHEMA_REVISION, tenant_database
 from tenantry.tenants import TenantError, check_tenants, create_tenant, migrate_tenants
 from tenantry.testing import isolation_problems
 from tests.conftest import bearer
@@ -392,8 +392,8 @@ def test_migrate_brings_every_enabled_module_up_and_disabling_keeps_the_data(
     set_blueprints(home, "shop", ("landing", "notes"))
     result = tenantry("migrate")
     assert result.exit_code == 0
-    assert "shop: at revision 0006 (notes: notes_0001)" in result.output
-    assert migrate_tenants(home) == {"shop": "0006 (notes: notes_0001)"}
+    assert f"shop: at revision {SCHEMA_REVISION} (notes: notes_0001)" in result.output
+    assert migrate_tenants(home) == {"shop": f"{SCHEMA_REVISION} (notes: notes_0001)"}
     database = tenant_database(home, "shop")
     try:
         assert "notes" in database.table_names()

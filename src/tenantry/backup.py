@@ -48,7 +48,7 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
-from tenantry import __version__
+from tenantry import __version__, audit
 from tenantry.archive import (
     CONFIG_MEMBER,
     ENV_MEMBER,
@@ -898,12 +898,14 @@ def restore(
     with source:
         try:
             with ArchiveReader(source) as reader:
-                return _restore(home, reader, as_slug, force)
+                return _restore(home, reader, archive.name, as_slug, force)
         except ArchiveError as exc:
             raise OperationFailed(f"{archive}: {exc}") from None
 
 
-def _restore(home: TenantHome, reader: ArchiveReader, as_slug: str | None, force: bool) -> Restored:
+def _restore(
+    home: TenantHome, reader: ArchiveReader, archive_name: str, as_slug: str | None, force: bool
+) -> Restored:
     manifest = reader.manifest
     original = manifest.get("slug")
     if not isinstance(original, str) or not is_valid_slug(original):
@@ -945,7 +947,10 @@ def _restore(home: TenantHome, reader: ArchiveReader, as_slug: str | None, force
             if replacing:
                 key = dotenv_values(stream=io.StringIO(env_text)).get("SECRET_KEY")
                 fill = _and_then(fill, functools.partial(_keep_sessions_ended, home, slug, key))
-            result = _build(home, staging, slug, original, config_text, env_text, fill, replacing)
+            recorded = ("tenant.restore", archive_name)
+            result = _build(
+                home, staging, slug, original, config_text, env_text, fill, replacing, recorded
+            )
     rows = manifest.get("rows")
     result.files = rows.get("stored_files", 0) if isinstance(rows, dict) else 0
     return result
@@ -1070,9 +1075,11 @@ def _build(
     env_text: str,
     fill: Callable[[TenantDatabase, tuple], None],
     replacing: bool,
+    recorded: tuple[str, str],
 ) -> Restored:
     """Finish the tenant in ``staging`` (config, .env; its database made by ``fill``,
-    given the database and the config's modules) and swap it in.
+    given the database and the config's modules, and the audit entry ``recorded``, an
+    action and its target, so that it is there exactly when the tenant is) and swap it in.
 
     :raises OperationFailed: the tenant cannot be made or put in place (the one there,
         if any, is as it was).
@@ -1094,6 +1101,7 @@ def _build(
         database = staging.database(slug)
         try:
             fill(database, modules)
+            audit.record_now(database, *recorded)
             users = _count(database, "users")
         finally:
             database.dispose()
@@ -1380,7 +1388,8 @@ def clone(home: TenantHome, source: str, new: str) -> Restored:
         else:
             _copy_sqlite_tenant(home, source, staging)
             fill = _finish_copy
-        result = _build(home, staging, new, source, config_text, env_text, fill, False)
+        recorded = ("tenant.clone", source)
+        result = _build(home, staging, new, source, config_text, env_text, fill, False, recorded)
     database = tenant_database(home, new)
     try:
         result.files = _count(database, "stored_files")

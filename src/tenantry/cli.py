@@ -6,6 +6,7 @@ Exit status: 0 success, 1 a check failed, 2 bad usage or invalid input (nothing 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import sys
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 import click
 from flask import Flask
 
+from tenantry import audit as audit_log
 from tenantry.auth import guard_of
 from tenantry.client.cli import client as client_cli
 from tenantry.config import ALL_BLUEPRINTS, TenantConfigError
@@ -40,6 +42,7 @@ from tenantry.tenants import (
     rotate_secret,
     set_enabled,
     set_maintenance,
+    tenant_stats,
     verify_archive,
 )
 from tenantry.users import (
@@ -158,6 +161,43 @@ def tenants_list(ctx, as_json):
             f"hosts={','.join(row['hosts']) or '-'}\tblueprints={','.join(row['blueprints'])}"
             + (f"\tERROR: {row['error']}" if "error" in row else "")
         )
+
+
+@tenants.command("stats")
+@click.argument("slug", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.pass_context
+def tenants_stats(ctx, slug, as_json):
+    """What SLUG (or every tenant) holds: users, files, bytes against the quota,
+    datasets, audit entries, last activity (newest audit entry). Reads the databases
+    without loading the tenants' apps; writes nothing."""
+    home = _home(ctx)
+    if slug is not None:
+        _refusing(require_tenant, home, slug)
+    rows = [tenant_stats(home, name) for name in ([slug] if slug else home.slugs())]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        click.echo(
+            f"{row['slug']}\tusers={_shown(row['users'])}\tfiles={_shown(row['files'])}\t"
+            f"bytes={_shown(row['bytes'])}\tquota={_quota(row)}\t"
+            f"datasets={_shown(row['datasets'])}\taudit={_shown(row['audit_entries'])}\t"
+            f"last_activity={_shown(row['last_activity'])}"
+            + (f"\tERROR: {row['error']}" if "error" in row else "")
+        )
+
+
+def _shown(value) -> str:
+    return "-" if value is None else str(value)
+
+
+def _quota(row: dict) -> str:
+    """``used/quota (N%)``: what the quota counts against it."""
+    used, quota = row["quota_used"], row["quota"]
+    if used is None or not quota:
+        return f"{_shown(used)}/{_shown(quota)}"
+    return f"{used}/{quota} ({100 * used / quota:.1f}%)"
 
 
 @tenants.command("check")
@@ -345,6 +385,7 @@ def users_add(ctx, slug, username, role, password_stdin):
                 username,
                 password,
                 [role],
+                audit_action="user.add",
             )
         except UserError as exc:
             raise InputError(str(exc)) from exc
@@ -468,6 +509,69 @@ def _read_password(from_stdin: bool) -> str:
     if from_stdin:
         return sys.stdin.readline().rstrip("\r\n")
     return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+@main.command()
+@click.argument("slug")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--verify", is_flag=True, help="Check the hash chain; exit 1 where it breaks.")
+@click.pass_context
+def audit(ctx, slug, as_json, verify):
+    """List the audit log of tenant SLUG, oldest first: id, time, actor, action, target,
+    outcome, request id, client address. Writes nothing.
+
+    With --verify, walk the hash chain instead: exit 1 naming the first entry that was
+    edited, or that follows a deleted or inserted one; 0 when it holds. Keep the head
+    hash it prints elsewhere: a log cut short or rewritten from its end shows there."""
+    home = _home(ctx)
+    _refusing(require_tenant, home, slug)
+    database = tenant_database(home, slug, read_only=True)
+    try:
+        table = audit_log.AuditEntry.__tablename__
+        has_log = database.exists() and table in database.table_names()
+        if verify:
+            verdict = audit_log.verify(database) if has_log else audit_log.Verdict(0)
+            _report_verdict(slug, verdict, as_json)
+            return
+        entries = audit_log.all_entries(database) if has_log else ()
+        if as_json:
+            click.echo("[")
+            for index, entry in enumerate(entries):
+                click.echo(("," if index else "") + json.dumps(entry.as_dict()))
+            click.echo("]")
+            return
+        for entry in entries:
+            values = entry.as_dict()
+            click.echo("\t".join(_printable(values[name]) for name in audit_log.ENTRY_FIELDS))
+    finally:
+        database.dispose()
+
+
+def _report_verdict(slug: str, verdict, as_json: bool) -> None:
+    """Print what ``tenantry audit --verify`` found; exit 1 if the chain breaks."""
+    if as_json:
+        click.echo(json.dumps({"slug": slug, **dataclasses.asdict(verdict)}, indent=2))
+        if verdict.broken is not None:
+            sys.exit(1)
+        return
+    if verdict.broken is not None:
+        raise click.ClickException(
+            f"audit log of {slug}: entry {verdict.broken} breaks the chain: {verdict.reason} "
+            f"(the {verdict.entries} entries before it hold)"
+        )
+    click.echo(
+        f"audit log of {slug}: {verdict.entries} entries, the chain holds (head {verdict.head})"
+    )
+
+
+def _printable(value) -> str:
+    """A value for one tab-separated line: control characters escaped, None as ``-``."""
+    if value is None:
+        return "-"
+    return "".join(
+        char if char.isprintable() and char != "\\" else char.encode("unicode_escape").decode()
+        for char in str(value)
+    )
 
 
 @main.command()

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # The newest migration's revision; tests check it matches the migrations folder.
-SCHEMA_REVISION = "0006"
+SCHEMA_REVISION = "0007"
 
 SQLITE_CACHE_KIB = 256
 PG_MAX_NAME = 63

@@ -33,15 +33,18 @@ private to the platform.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from flask import Flask, Response, current_app, request
 from flask_restful import Api, Resource
+from sqlalchemy.orm import Session
 from werkzeug.exceptions import BadRequest, ClientDisconnected, RequestEntityTooLarge
 from werkzeug.local import LocalProxy
 from werkzeug.wsgi import LimitedStream
 
+from tenantry import audit as audit_log
 from tenantry.auth import auth_required, current_user
 from tenantry.db import Base, TenantDatabase
 from tenantry.errors import InsufficientStorage, error_response
@@ -62,6 +65,7 @@ __all__ = [
     "TenantResource",
     "TenantStorage",
     "TooLarge",
+    "audit",
     "auth_required",
     "current_tenant",
     "current_user",
@@ -69,6 +73,7 @@ __all__ = [
     "json_object",
     "no_content",
     "operation",
+    "query_number",
     "schema_object",
     "validate_name",
 ]
@@ -211,6 +216,27 @@ def _bounded_body(limit: int) -> bytes:
     if length is not None and size != length:
         raise ClientDisconnected(f"The request body ended after {size} of its {length} bytes.")
     return b"".join(chunks)
+
+
+def query_number(name: str, default: int, low: int, high: int) -> int:
+    """The query parameter ``name`` as a whole number from ``low`` to ``high``; ``default``
+    when it is not given. :raises BadRequest: it is not such a number."""
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if not re.fullmatch(r"[0-9]{1,12}", raw) or not low <= int(raw) <= high:
+        raise BadRequest(f"{name} must be a whole number from {low} to {high}.")
+    return int(raw)
+
+
+def audit(session: Session, action: str, target: str, outcome: str = "success") -> None:
+    """Record ``action`` (``"<module>.<verb>"``, e.g. ``"note.create"``) on ``target`` (a
+    name, never a secret) in the tenant's audit log, in ``session``'s transaction, so the
+    entry exists exactly when the change does. Call it as the transaction's last write:
+    it holds the log's lock until the transaction ends. The actor (the token's user, or
+    ``anonymous``), request id and client address come from the request being served.
+    ``outcome`` is ``"success"`` or ``"failure"``."""
+    audit_log.record(session, action, target, outcome)
 
 
 def no_content() -> Response:

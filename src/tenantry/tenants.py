@@ -15,10 +15,15 @@ import os
 import re
 import shutil
 import stat
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
+from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from tenantry import audit
 from tenantry.atomic import write_atomically
 from tenantry.config import (
     ALL_BLUEPRINTS,
@@ -82,7 +87,35 @@ class UnknownTenant(TenantError):
 
 class OperationFailed(Exception):
     """A backup, verify, restore, clone or delete failed (a bad archive, a failing write);
-    no tenant was changed."""
+    no tenant was changed. Also: an operator action whose audit entry cannot be written
+    (the action was not done)."""
+
+
+@contextlib.contextmanager
+def _audited(home: TenantHome, slug: str, action: str) -> Iterator[None]:
+    """Do the block as an operator action the tenant's audit log records: the entry is
+    written first, in a transaction committed only once the block has succeeded, so the
+    log never holds an action that did not happen (nor, but for a commit failing after
+    the block, the reverse). A database of an older tenantry gets its log first.
+
+    :raises OperationFailed: the audit log cannot be written (the block did not run, or,
+        if the commit failed, it did: the message says which).
+    """
+    database = tenant_database(home, slug)
+    done = False
+    try:
+        database.ensure_current()
+        with database.transaction() as session:
+            audit.record(session, action, slug)
+            yield
+            done = True
+    except SQLAlchemyError as exc:
+        state = "done, but not recorded" if done else "not done"
+        raise OperationFailed(
+            f"{action} of {slug} {state}: its audit log cannot be written ({exc})"
+        ) from None
+    finally:
+        database.dispose()
 
 
 def _is_text(value: str) -> bool:
@@ -193,11 +226,12 @@ def set_enabled(home: TenantHome, slug: str, enabled: bool) -> None:
     """
     require_tenant(home, slug)
     marker = home.disabled_marker(slug)
-    if enabled:
-        marker.unlink(missing_ok=True)
-    else:
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.touch()
+    with _audited(home, slug, "tenant.enable" if enabled else "tenant.disable"):
+        if enabled:
+            marker.unlink(missing_ok=True)
+        else:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
 
 
 def set_maintenance(home: TenantHome, slug: str, retry_after: int | None) -> None:
@@ -209,14 +243,16 @@ def set_maintenance(home: TenantHome, slug: str, retry_after: int | None) -> Non
     require_tenant(home, slug)
     marker = home.maintenance_marker(slug)
     if retry_after is None:
-        marker.unlink(missing_ok=True)
+        with _audited(home, slug, "tenant.up"):
+            marker.unlink(missing_ok=True)
         return
     if isinstance(retry_after, bool) or not isinstance(retry_after, int):
         raise TenantError("retry-after must be a whole number of seconds")
     if not 1 <= retry_after <= 86400:
         raise TenantError("retry-after must be 1 to 86400 seconds")
-    marker.parent.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
-    write_atomically(marker, f"{retry_after}\n")
+    with _audited(home, slug, "tenant.down"):
+        marker.parent.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+        write_atomically(marker, f"{retry_after}\n")
 
 
 def rotate_secret(home: TenantHome, slug: str) -> None:
@@ -225,7 +261,8 @@ def rotate_secret(home: TenantHome, slug: str) -> None:
     :raises UnknownTenant:
     """
     require_tenant(home, slug)
-    write_new_secret_key(home, slug)
+    with _audited(home, slug, "tenant.rotate_secret"):
+        write_new_secret_key(home, slug)
 
 
 def describe_tenant(home: TenantHome, slug: str) -> dict:
@@ -251,6 +288,62 @@ def describe_tenant(home: TenantHome, slug: str) -> dict:
         "enabled": home.is_enabled(slug),
         "maintenance": home.maintenance(slug) is not None,
     }
+
+
+def tenant_stats(home: TenantHome, slug: str) -> dict:
+    """What one tenant holds, read from its database without building its app and
+    without writing: ``users``, ``files``, ``bytes`` (its stored files), ``quota_used``
+    (every byte its quota counts: files, link snapshots and zips, uploads in progress),
+    ``quota``, ``datasets``, ``audit_entries`` and ``last_activity`` (its newest audit
+    entry's time). A count is None where the database has no such table yet (never
+    migrated to it); ``error`` says why a tenant could not be read.
+    """
+    from tenantry.endpoints.datasets.models import Dataset
+    from tenantry.endpoints.files.models import FileRecord, used_bytes
+    from tenantry.users import User
+
+    stats = {
+        "slug": slug,
+        "users": None,
+        "files": None,
+        "bytes": None,
+        "quota_used": None,
+        "quota": None,
+        "datasets": None,
+        "audit_entries": None,
+        "last_activity": None,
+    }
+    try:
+        stats["quota"] = load_config_class(home, slug).STORAGE_QUOTA
+    except TenantConfigError as exc:
+        stats["error"] = "; ".join(exc.problems)
+    database = tenant_database(home, slug, read_only=True)
+    try:
+        if not database.exists():
+            return stats
+        tables = database.table_names()
+        entry = audit.AuditEntry
+        counted = {
+            "users": (User, func.count()),
+            "files": (FileRecord, func.count()),
+            "bytes": (FileRecord, func.coalesce(func.sum(FileRecord.size), 0)),
+            "datasets": (Dataset, func.count()),
+            "audit_entries": (entry, func.count()),
+            "last_activity": (entry, func.max(entry.time)),
+        }
+        with database.transaction() as session:
+            for key, (model, value) in counted.items():
+                if model.__tablename__ in tables:
+                    stats[key] = session.scalar(select(value).select_from(model))
+            if stats["bytes"] is not None:
+                stats["bytes"] = int(stats["bytes"])  # PostgreSQL sums to a Decimal
+        if {"one_time_links", "upload_reservations"} <= tables:
+            stats["quota_used"] = int(used_bytes(database))
+    except SQLAlchemyError as exc:
+        stats["error"] = f"its database cannot be read: {type(exc).__name__}"
+    finally:
+        database.dispose()
+    return stats
 
 
 def check_tenants(home: TenantHome, slugs: list[str] | None = None) -> dict[str, list[str]]:
@@ -470,7 +563,17 @@ def backup_tenant(
 
     require_tenant(home, slug)
     home.check_backend()
-    return backup.backup(home, slug, out, with_files=files)
+    path = backup.backup(home, slug, out, with_files=files)
+    database = tenant_database(home, slug)
+    try:
+        audit.record_now(database, "tenant.backup", Path(path).name)
+    except SQLAlchemyError as exc:
+        raise OperationFailed(
+            f"the archive {path} is written, but {slug}'s audit log cannot record it ({exc})"
+        ) from None
+    finally:
+        database.dispose()
+    return path
 
 
 def verify_archive(archive: str | os.PathLike[str]) -> dict:

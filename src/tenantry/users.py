@@ -27,6 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
+from tenantry import audit
 from tenantry.db import Base, TenantDatabase
 
 ROLES = ("admin", "user")
@@ -177,8 +178,16 @@ def role_names(column: str | None) -> list[str]:
     return [role for role in (column or "").split(",") if role]
 
 
-def create_user(database: TenantDatabase, password_hash_of, username, password, roles) -> User:
-    """Add a user; ``password_hash_of`` is the tenant guard's ``hash_password``.
+def create_user(
+    database: TenantDatabase,
+    password_hash_of,
+    username,
+    password,
+    roles,
+    audit_action: str = "user.create",
+) -> User:
+    """Add a user; ``password_hash_of`` is the tenant guard's ``hash_password``; the audit
+    log records ``audit_action`` (the operator's command records ``user.add``).
 
     :raises UserError: invalid username, password (< 10 characters) or roles.
     :raises UserExists: the username is taken.
@@ -194,7 +203,11 @@ def create_user(database: TenantDatabase, password_hash_of, username, password, 
     try:
         with database.transaction() as session:
             session.add(user)
+            session.flush()
+            audit.record(session, audit_action, username)
     except IntegrityError:
+        if find_user(database, username) is None:
+            raise  # not the username: another constraint (or trigger) refused the row
         raise UserExists(f"user {username!r} already exists") from None
     return user
 
@@ -259,13 +272,19 @@ def update_user(
             _keep_an_admin(session, user)
         if password_hash is not None or (active is False and user.active):
             user.token_generation += 1  # the tokens issued so far die, for good
+        changes = []
         if password_hash is not None:
             user.password_hash = password_hash
             session.execute(delete(LoginFailure).where(LoginFailure.username == username))
-        if active is not None:
+            changes.append("user.password")
+        if active is not None and active != user.active:
             user.active = active
-        if roles is not None:
+            changes.append("user.enable" if active else "user.disable")
+        if roles is not None and _roles_column(roles) != user.roles:
             user.roles = _roles_column(roles)
+            changes.append("user.roles")
+        for action in changes:
+            audit.record(session, action, username)
     return user
 
 
@@ -288,6 +307,7 @@ def delete_user(database: TenantDatabase, username: str, keep_an_admin: bool = T
             _keep_an_admin(session, user)
         session.delete(user)
         session.execute(delete(LoginFailure).where(LoginFailure.username == username))
+        audit.record(session, "user.delete", username)
 
 
 def _user_for_change(session, username: str) -> User:
@@ -353,8 +373,9 @@ _TOKEN_HOLDER = select(User.id, User.username, User.roles).where(
 )
 
 
-def revoke_token(database: TenantDatabase, jti: str, expires_at: int) -> None:
-    """Revoke a token by its jti until ``expires_at``; forget long-expired revocations."""
+def log_out(database: TenantDatabase, username: str, jti: str, expires_at: int) -> None:
+    """Revoke ``username``'s token by its jti until ``expires_at`` (forgetting long-expired
+    revocations) and record the logout."""
     with database.transaction() as session:
         session.execute(delete(RevokedToken).where(RevokedToken.expires_at < time.time()))
         session.execute(
@@ -362,6 +383,7 @@ def revoke_token(database: TenantDatabase, jti: str, expires_at: int) -> None:
             .values(jti=jti, expires_at=expires_at)
             .on_conflict_do_nothing(index_elements=[RevokedToken.jti])
         )
+        audit.record(session, "auth.logout", username)
 
 
 def seconds_locked_out(database: TenantDatabase, username: str) -> int:
@@ -380,7 +402,8 @@ def seconds_locked_out(database: TenantDatabase, username: str) -> int:
 def record_login_failure(
     database: TenantDatabase, username: str, max_failures: int, lockout_seconds: float
 ) -> None:
-    """Count a failed login (atomically, across workers); lock out at ``max_failures``."""
+    """Count a failed login (atomically, across workers) and record it; lock out at
+    ``max_failures``."""
     now = time.time()
     count = (
         database.insert(LoginFailure)
@@ -403,11 +426,14 @@ def record_login_failure(
         )
         # Failures of names nobody used for a day are forgotten, so guesses cannot pile up.
         session.execute(delete(LoginFailure).where(LoginFailure.last_failure < now - 86400))
+        audit.record(session, "auth.login_failed", username, audit.FAILURE)
 
 
-def clear_login_failures(database: TenantDatabase, username: str) -> None:
+def record_login(database: TenantDatabase, username: str) -> None:
+    """Forget ``username``'s failed logins and record that it logged in."""
     with database.transaction() as session:
         session.execute(delete(LoginFailure).where(LoginFailure.username == username))
+        audit.record(session, "auth.login", username, actor_name=username)
 
 
 def has_active_admin(database: TenantDatabase) -> bool:

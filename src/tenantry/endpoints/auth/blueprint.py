@@ -1,7 +1,15 @@
 from flask import Blueprint
 
 from tenantry.endpoint import TenantApi
-from tenantry.endpoints.auth.resources import Login, Logout, Me, Refresh, UserByName, Users
+from tenantry.endpoints.auth.resources import (
+    AuditLog,
+    Login,
+    Logout,
+    Me,
+    Refresh,
+    UserByName,
+    Users,
+)
 
 blueprint = Blueprint("auth", __name__)
 api = TenantApi(blueprint)
@@ -11,3 +19,4 @@ api.add_resource(Me, "/auth/me")
 api.add_resource(Logout, "/auth/logout")
 api.add_resource(Users, "/users")
 api.add_resource(UserByName, "/users/<string:username>")
+api.add_resource(AuditLog, "/audit")

@@ -1,8 +1,10 @@
 import contextlib
+from datetime import UTC, datetime
 
-from flask import current_app
+from flask import current_app, request
 from werkzeug.exceptions import BadRequest, Conflict, NotFound, TooManyRequests, Unauthorized
 
+from tenantry.audit import ENTRY_FIELDS, entries, format_time
 from tenantry.auth import (
     auth_required,
     authenticate,
@@ -12,7 +14,7 @@ from tenantry.auth import (
     password_matches,
     refreshed_token,
 )
-from tenantry.endpoint import TenantResource, json_object, no_content
+from tenantry.endpoint import TenantResource, json_object, no_content, query_number
 from tenantry.openapi import INTEGER, STRING, STRINGS, operation, schema_object
 from tenantry.users import (
     USERNAME_PATTERN,
@@ -20,14 +22,14 @@ from tenantry.users import (
     UnknownUser,
     UserError,
     UserExists,
-    clear_login_failures,
     create_user,
     delete_user,
     find_user,
     is_username,
     list_users,
+    log_out,
+    record_login,
     record_login_failure,
-    revoke_token,
     seconds_locked_out,
     update_user,
 )
@@ -77,7 +79,7 @@ class Login(TenantResource):
                 config["LOGIN_LOCKOUT"].total_seconds(),
             )
             raise Unauthorized(WRONG_CREDENTIALS)
-        clear_login_failures(self.database, username)
+        record_login(self.database, username)
         return {"access_token": issue_token(user)}
 
 
@@ -123,8 +125,9 @@ class Logout(TenantResource):
     method_decorators = [auth_required()]
 
     def post(self):
-        claims = current_identity().claims
-        revoke_token(self.database, claims["jti"], claims["rf_exp"])
+        identity = current_identity()
+        claims = identity.claims
+        log_out(self.database, identity.user.username, claims["jti"], claims["rf_exp"])
         return no_content()
 
 
@@ -227,3 +230,81 @@ def _user_errors():
         raise Conflict(str(exc)) from None
     except UserError as exc:
         raise BadRequest(str(exc)) from None
+
+
+MAX_AUDIT_PAGE = 1000
+NULLABLE_STRING = {"type": "string", "nullable": True}
+AUDIT_ENTRY = schema_object(
+    {
+        "id": INTEGER,
+        "time": STRING,
+        "actor": STRING,
+        "action": STRING,
+        "target": STRING,
+        "outcome": {"type": "string", "enum": ["success", "failure"]},
+        "request_id": NULLABLE_STRING,
+        "remote_addr": NULLABLE_STRING,
+    },
+    ENTRY_FIELDS,
+)
+
+
+class AuditLog(TenantResource):
+    openapi = {
+        "get": operation(
+            "The tenant's audit log, newest first; `total` counts all matches (admin)",
+            {
+                200: schema_object(
+                    {"data": {"type": "array", "items": AUDIT_ENTRY}, "total": INTEGER},
+                    ("data", "total"),
+                )
+            },
+            errors=(400, 403),
+            parameters=(
+                {"name": "action", "in": "query", "schema": STRING},
+                {"name": "actor", "in": "query", "schema": STRING},
+                {
+                    "name": "since",
+                    "in": "query",
+                    "schema": {"type": "string", "format": "date-time"},
+                },
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_AUDIT_PAGE},
+                },
+                {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+            ),
+        )
+    }
+    method_decorators = [auth_required("admin")]
+
+    def get(self):
+        page, total = entries(
+            self.database,
+            action=_text_argument("action"),
+            actor=_text_argument("actor"),
+            since=_since(),
+            limit=query_number("limit", 100, 1, MAX_AUDIT_PAGE),
+            offset=query_number("offset", 0, 0, 2**31),
+        )
+        return {"data": page, "total": total}
+
+
+def _text_argument(name: str) -> str | None:
+    value = request.args.get(name)
+    if value is not None and ("\x00" in value or len(value) > 255):
+        raise BadRequest(f"{name} must be text of at most 255 characters, without NUL.")
+    return value
+
+
+def _since() -> str | None:
+    """The ``since`` argument (ISO 8601; a time without an offset is UTC) as stored."""
+    value = request.args.get("since")
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise BadRequest("since must be an ISO 8601 time, e.g. 2026-12-01T09:30:00Z.") from None
+    return format_time(moment if moment.tzinfo else moment.replace(tzinfo=UTC))

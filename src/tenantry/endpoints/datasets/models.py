@@ -17,6 +17,7 @@ from tenantry.endpoint import (
     Tenant,
     TenantDatabase,
     TenantStorage,
+    audit,
     validate_name,
 )
 from tenantry.endpoints.files.models import (
@@ -140,6 +141,7 @@ def create_dataset(database: TenantDatabase, storage: TenantStorage, body: dict)
                 DatasetFile(dataset=dataset["name"], file=file, position=position)
                 for position, file in enumerate(dataset["files"])
             )
+            audit(session, "dataset.create", dataset["name"])
     except IntegrityError:
         raise DatasetExists(f"Dataset {dataset['name']} already exists.") from None
     return get_dataset(database, dataset["name"])
@@ -230,6 +232,7 @@ def delete_dataset(database: TenantDatabase, name: str) -> None:
         session.execute(delete(DatasetFile).where(DatasetFile.dataset == name))
         if not session.execute(delete(Dataset).where(Dataset.name == name)).rowcount:
             raise UnknownDataset(name)
+        audit(session, "dataset.delete", name)
 
 
 def file_references(tenant: Tenant, file_name: str) -> list[str]:
@@ -275,7 +278,16 @@ def link_zip(
             if temp.stat().st_size > room_left(database, quota, excluding=reservation):
                 temp.unlink(missing_ok=True)
                 raise OverQuota("The zip would exceed this tenant's storage quota.")
-            return link_built_file(database, storage, temp, filename, download=True, ttl=ttl)
+            return link_built_file(
+                database,
+                storage,
+                temp,
+                filename,
+                download=True,
+                ttl=ttl,
+                action="dataset.download",
+                target=", ".join(dict.fromkeys(names)),
+            )
     finally:
         release(database, reservation)
 

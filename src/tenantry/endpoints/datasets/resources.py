@@ -1,5 +1,3 @@
-import re
-
 from flask import request
 from werkzeug.exceptions import BadRequest, Conflict, NotFound
 
@@ -14,6 +12,7 @@ from tenantry.endpoint import (
     json_object,
     no_content,
     operation,
+    query_number,
     schema_object,
 )
 from tenantry.endpoints.datasets.models import (
@@ -44,15 +43,6 @@ USES = {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength"
 
 def no_such_dataset(name: str) -> NotFound:
     return NotFound(f"No such dataset: {name}")
-
-
-def whole_number(name: str, default: int, low: int, high: int) -> int:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    if not re.fullmatch(r"[0-9]{1,12}", raw) or not low <= int(raw) <= high:
-        raise BadRequest(f"{name} must be a whole number from {low} to {high}.")
-    return int(raw)
 
 
 class DatasetList(TenantResource):
@@ -103,8 +93,8 @@ class DatasetList(TenantResource):
             self.database,
             uses=uses,
             text=text,
-            limit=whole_number("limit", 50, 1, MAX_LIMIT),
-            offset=whole_number("offset", 0, 0, 2**31),
+            limit=query_number("limit", 50, 1, MAX_LIMIT),
+            offset=query_number("offset", 0, 0, 2**31),
         )
         return {"data": page, "total": total}
 

@@ -13,7 +13,7 @@ from typing import TypeVar
 from sqlalchemy import BigInteger, DateTime, Float, Integer, String, delete, func, select
 from sqlalchemy.orm import Mapped, mapped_column
 
-from tenantry.endpoint import Base, OverQuota, TenantDatabase, TenantStorage
+from tenantry.endpoint import Base, OverQuota, TenantDatabase, TenantStorage, audit
 from tenantry.endpoints.links.models import OneTimeLink, link_file
 
 # A reservation a killed worker never released stops counting after this long (the same
@@ -179,6 +179,7 @@ def _commit(database, storage, name: str, received, existing: FileRecord | None)
                 .values(name=name, **values)
                 .on_conflict_do_update(index_elements=[FileRecord.name], set_=values)
             )
+            audit(session, "file.put", name)
     except BaseException:
         if created:  # no record can name it: records change only under this lock
             storage.drop_blob(received.sha256)
@@ -276,6 +277,7 @@ def delete_file(
             return False
         with database.transaction() as session:
             session.execute(delete(FileRecord).where(FileRecord.name == name))
+            audit(session, "file.delete", name)
         _drop_if_unused(database, storage, record.sha256)
         storage.drop_legacy(name)
     return True

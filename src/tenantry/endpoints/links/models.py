@@ -16,7 +16,7 @@ from pathlib import Path
 from sqlalchemy import BigInteger, Boolean, Float, String, delete, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
-from tenantry.endpoint import Base, InvalidName, TenantDatabase, TenantStorage
+from tenantry.endpoint import Base, InvalidName, TenantDatabase, TenantStorage, audit
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,8 @@ def _new_link(
     size: int,
     download: bool,
     ttl: int,
+    action: str,
+    target: str,
 ) -> OneTimeLink:
     link = OneTimeLink(
         uid=uid,
@@ -88,6 +90,8 @@ def _new_link(
     try:
         with database.transaction() as session:
             session.add(link)
+            session.flush()
+            audit(session, action, target)
     except BaseException:
         storage.drop_snapshot(uid)
         raise
@@ -109,7 +113,7 @@ def link_file(
     """
     uid = secrets.token_urlsafe(UID_BYTES)
     size = storage.snapshot(source, uid)
-    return _new_link(database, storage, uid, name, size, download, ttl)
+    return _new_link(database, storage, uid, name, size, download, ttl, "link.create", name)
 
 
 def link_built_file(
@@ -119,11 +123,14 @@ def link_built_file(
     filename: str,
     download: bool,
     ttl: int,
+    action: str,
+    target: str,
 ) -> OneTimeLink:
-    """A one-time link to a file built in ``storage.temp_path()`` (e.g. a zip)."""
+    """A one-time link to a file built in ``storage.temp_path()`` (e.g. a zip); the audit
+    log records ``action`` on ``target`` with it."""
     uid = secrets.token_urlsafe(UID_BYTES)
     size = storage.publish_snapshot(temp, uid)
-    return _new_link(database, storage, uid, filename, size, download, ttl)
+    return _new_link(database, storage, uid, filename, size, download, ttl, action, target)
 
 
 def find_live_link(database: TenantDatabase, storage: TenantStorage, uid: str) -> OneTimeLink:
@@ -167,6 +174,8 @@ def redeem_link(database: TenantDatabase, storage: TenantStorage, uid: str):
             )
             .values(used=True)
         ).rowcount
+        if won:
+            audit(session, "link.redeem", link.filename)
     if not won:
         handle.close()
         raise LinkError(410, GONE)
