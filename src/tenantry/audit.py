@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from flask import g, has_request_context, request
-from sqlalchemy import Integer, String, func, select, text
+from sqlalchemy import Integer, String, bindparam, func, select, text
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from tenantry.db import Base, TenantDatabase
@@ -105,51 +105,71 @@ def record(
     target: str,
     outcome: str = SUCCESS,
     actor_name: str | None = None,
-) -> AuditEntry:
+) -> None:
     """Add an entry to the log in ``session``'s transaction, as its last write: it takes
     the log's lock (SQLite: the database's write lock; PostgreSQL: a transaction lock of
     the tenant's schema), held until the transaction ends, so entries chain in order.
     The actor is :func:`current_actor`, under ``actor_name`` if given (a login names
     the user it is for before any token does)."""
     actor = current_actor()
+    if len(target) > MAX_TARGET:
+        target = target[: MAX_TARGET - 1] + "…"
+    entry = {
+        "actor": (actor_name or actor.name)[:160],
+        "action": action,
+        "target": target,
+        "outcome": outcome,
+        "request_id": actor.request_id,
+        "remote_addr": actor.remote_addr,
+    }
     connection = session.connection()
     schema = (connection.get_execution_options().get("schema_translate_map") or {}).get(None)
     if schema is not None:
         key = zlib.crc32(f"audit:{schema}".encode())
-        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
-    if len(target) > MAX_TARGET:
-        target = target[: MAX_TARGET - 1] + "…"
-    entry = AuditEntry(
-        time="",
-        actor=(actor_name or actor.name)[:160],
-        action=action,
-        target=target,
-        outcome=outcome,
-        request_id=actor.request_id,
-        remote_addr=actor.remote_addr,
-        prev_hash="",
-        hash="",
-    )
-    # Written first, then chained: on SQLite the insert is what takes the write lock, so
-    # no other writer can add an entry between reading the last hash and this one.
-    session.add(entry)
-    session.flush()
-    previous = session.scalar(
-        select(AuditEntry.hash).where(AuditEntry.id < entry.id).order_by(AuditEntry.id.desc())
-    )
-    entry.time = format_time(datetime.now(UTC))  # now that entries are in order
-    entry.prev_hash = previous or GENESIS
-    entry.hash = content_hash(entry.prev_hash, entry.as_dict())
-    session.flush()
-    return entry
+        connection.execute(_LOCK, {"key": key})
+        last = connection.execute(_LAST).first()
+        entry["id"] = (last.id if last else 0) + 1  # in lock order, like the hashes
+        _chain(entry, last.hash if last else GENESIS)
+        connection.execute(_INSERT, entry)
+        return
+    # SQLite: written first, then chained. The insert is what takes the write lock, so no
+    # other writer can add an entry between reading the last hash and this one.
+    entry.update(time="", prev_hash="", hash="")
+    entry["id"] = connection.execute(_INSERT, entry).inserted_primary_key[0]
+    previous = connection.execute(_BEFORE, {"before": entry["id"]}).scalar()
+    _chain(entry, previous or GENESIS)
+    chained = {name: entry[name] for name in ("time", "prev_hash", "hash")}
+    connection.execute(_CHAIN, {"entry": entry["id"], **chained})
 
 
-def record_now(
-    database: TenantDatabase, action: str, target: str, outcome: str = SUCCESS
-) -> AuditEntry:
+def _chain(entry: dict, previous: str) -> None:
+    entry["time"] = format_time(datetime.now(UTC))  # now that entries are in order
+    entry["prev_hash"] = previous
+    entry["hash"] = content_hash(previous, entry)
+
+
+# Built once, with their values bound per call: every audited action runs them.
+_table = AuditEntry.__table__
+_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+_LAST = select(_table.c.id, _table.c.hash).order_by(_table.c.id.desc()).limit(1)
+_INSERT = _table.insert()
+_BEFORE = (
+    select(_table.c.hash)
+    .where(_table.c.id < bindparam("before"))
+    .order_by(_table.c.id.desc())
+    .limit(1)  # the one before: without it a scalar() would fetch every row
+)
+_CHAIN = (
+    _table.update()
+    .where(_table.c.id == bindparam("entry"))
+    .values(time=bindparam("time"), prev_hash=bindparam("prev_hash"), hash=bindparam("hash"))
+)
+
+
+def record_now(database: TenantDatabase, action: str, target: str, outcome: str = SUCCESS) -> None:
     """Add an entry in a transaction of its own (for actions outside the database)."""
     with database.transaction() as session:
-        return record(session, action, target, outcome)
+        record(session, action, target, outcome)
 
 
 def entries(
