@@ -24,6 +24,14 @@ PASSWORD = "correct-horse-1"
 
 
 @pytest.fixture
+def database_url(monkeypatch):
+    """SQLite only: the client sees HTTP, not the server's backend (both backends' routes
+    are tested through the SDK and the API tests; this overrides the suite's fixture that
+    runs a test on each)."""
+    monkeypatch.delenv("TENANTRY_DATABASE_URL", raising=False)
+
+
+@pytest.fixture
 def server(home, acme):
     app = create_app(load_config_class(home, acme), home)
     create_user(app.extensions["tenantry.db"], guard_of(app).hash_password, "admin", PASSWORD,
