@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import pwd
+import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,11 +32,35 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from tenantry.db import Base, TenantDatabase
 
 GENESIS = "0" * 64
+# The schema revision that brought the log: a database at it or later must have it.
+LOG_REVISION = "0007"
+ACTION = re.compile(r"[a-z][a-z0-9_]{0,30}\.[a-z][a-z0-9_]{0,31}")
 MAX_TARGET = 1024
 SUCCESS = "success"
 FAILURE = "failure"
 ANONYMOUS = "anonymous"
 ENTRY_FIELDS = ("id", "time", "actor", "action", "target", "outcome", "request_id", "remote_addr")
+
+
+class LogMissing(Exception):
+    """The tenant's database is at a revision that has the audit log, and it is gone."""
+
+
+def has_log(database: TenantDatabase) -> bool:
+    """Whether the tenant's database holds its audit log: False for a database made by a
+    tenantry before the log.
+
+    :raises LogMissing: the tenant has no database, or one that should have the log and
+        does not. :raises SQLAlchemyError: the database cannot be read.
+    """
+    if not database.exists():
+        raise LogMissing("the tenant has no database")
+    if AuditEntry.__tablename__ in database.table_names():
+        return True
+    revision = database.current_revision()
+    if revision is not None and revision >= LOG_REVISION:
+        raise LogMissing(f"the database is at revision {revision} and has no audit_log table")
+    return False
 
 
 class AuditEntry(Base):
@@ -63,8 +88,12 @@ def content_hash(prev_hash: str, entry: dict) -> str:
 
 
 def format_time(moment: datetime) -> str:
-    """An entry's time: UTC, ISO 8601 with microseconds and ``Z`` (sorts as text)."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """An entry's time: UTC, ISO 8601 with microseconds and ``Z`` (sorts as text: the
+    year has its four digits, which strftime's ``%Y`` drops before 1000).
+
+    :raises OverflowError: the time is not within years 1 to 9999 in UTC.
+    """
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 @functools.cache
@@ -111,6 +140,11 @@ def record(
     the tenant's schema), held until the transaction ends, so entries chain in order.
     The actor is :func:`current_actor`, under ``actor_name`` if given (a login names
     the user it is for before any token does)."""
+    if not ACTION.fullmatch(action) or outcome not in (SUCCESS, FAILURE):
+        raise ValueError(f"an audit action is <module>.<verb> (at most 64), got {action!r}")
+    # Pending changes first: their row locks come before the log's lock, in every
+    # transaction, so two of them cannot wait on each other.
+    session.flush()
     actor = current_actor()
     if len(target) > MAX_TARGET:
         target = target[: MAX_TARGET - 1] + "…"
@@ -222,20 +256,28 @@ def all_entries(database: TenantDatabase, batch: int = 1000) -> Iterator[AuditEn
 
 @dataclass(frozen=True)
 class Verdict:
-    """What :func:`verify` found: ``broken`` is None when the whole chain holds."""
+    """What :func:`verify` found: ``broken`` is None when the whole chain holds (then
+    ``reason`` is empty); an ``expected`` head not in the chain breaks it after the end."""
 
     entries: int
     head: str = GENESIS
     broken: int | None = None
     reason: str = ""
 
+    @property
+    def holds(self) -> bool:
+        return not self.reason
 
-def verify(database: TenantDatabase) -> Verdict:
+
+def verify(database: TenantDatabase, expected: str | None = None) -> Verdict:
     """Walk the chain from the first entry; stop at the first that does not hold: its
     content does not give its hash (edited), or it does not name the hash of the entry
-    before it (an entry deleted or inserted before it)."""
+    before it (an entry deleted or inserted before it). ``expected`` is a head an
+    operator kept from an earlier run: the chain must still pass through it, else the
+    log was cut short or rewritten from there (which the chain alone cannot show)."""
     previous = GENESIS
     count = 0
+    seen = expected is None or expected == GENESIS
     for entry in all_entries(database):
         if entry.prev_hash != previous:
             reason = "it does not follow the entry before it (an entry deleted or inserted)"
@@ -244,4 +286,8 @@ def verify(database: TenantDatabase) -> Verdict:
             return Verdict(count, previous, entry.id, "its content does not match its hash")
         previous = entry.hash
         count += 1
+        seen = seen or entry.hash == expected
+    if not seen:
+        reason = f"no entry has the head {expected}: the log was cut short or rewritten"
+        return Verdict(count, previous, None, reason)
     return Verdict(count, previous)

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import click
 from flask import Flask
+from sqlalchemy.exc import SQLAlchemyError
 
 from tenantry import audit as audit_log
 from tenantry.auth import guard_of
@@ -177,8 +178,7 @@ def tenants_stats(ctx, slug, as_json):
     rows = [tenant_stats(home, name) for name in ([slug] if slug else home.slugs())]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
-        return
-    for row in rows:
+    for row in [] if as_json else rows:
         click.echo(
             f"{row['slug']}\tusers={_shown(row['users'])}\tfiles={_shown(row['files'])}\t"
             f"bytes={_shown(row['bytes'])}\tquota={_quota(row)}\t"
@@ -186,6 +186,8 @@ def tenants_stats(ctx, slug, as_json):
             f"last_activity={_shown(row['last_activity'])}"
             + (f"\tERROR: {row['error']}" if "error" in row else "")
         )
+    if any("error" in row for row in rows):
+        sys.exit(1)
 
 
 def _shown(value) -> str:
@@ -515,43 +517,50 @@ def _read_password(from_stdin: bool) -> str:
 @click.argument("slug")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--verify", is_flag=True, help="Check the hash chain; exit 1 where it breaks.")
+@click.option(
+    "--expect-head",
+    metavar="HASH",
+    help="With --verify: a head printed by an earlier run, which the chain must still pass.",
+)
 @click.pass_context
-def audit(ctx, slug, as_json, verify):
+def audit(ctx, slug, as_json, verify, expect_head):
     """List the audit log of tenant SLUG, oldest first: id, time, actor, action, target,
     outcome, request id, client address. Writes nothing.
 
     With --verify, walk the hash chain instead: exit 1 naming the first entry that was
-    edited, or that follows a deleted or inserted one; 0 when it holds. Keep the head
-    hash it prints elsewhere: a log cut short or rewritten from its end shows there."""
+    edited, or that follows a deleted or inserted one (or if the log is gone, or cannot
+    be read); 0 when it holds. It prints the head hash: keep it, and pass it back with
+    --expect-head, to tell a log cut short or rewritten from some entry to its end."""
     home = _home(ctx)
     _refusing(require_tenant, home, slug)
+    if expect_head is not None and not verify:
+        raise InputError("--expect-head goes with --verify")
     database = tenant_database(home, slug, read_only=True)
     try:
-        table = audit_log.AuditEntry.__tablename__
-        has_log = database.exists() and table in database.table_names()
+        present = audit_log.has_log(database)
         if verify:
-            verdict = audit_log.verify(database) if has_log else audit_log.Verdict(0)
+            verdict = audit_log.verify(database, expect_head) if present else audit_log.Verdict(0)
             _report_verdict(slug, verdict, as_json)
             return
-        entries = audit_log.all_entries(database) if has_log else ()
-        if as_json:
-            click.echo("[")
-            for index, entry in enumerate(entries):
-                click.echo(("," if index else "") + json.dumps(entry.as_dict()))
-            click.echo("]")
-            return
-        for entry in entries:
-            values = entry.as_dict()
-            click.echo("\t".join(_printable(values[name]) for name in audit_log.ENTRY_FIELDS))
+        entries = [entry.as_dict() for entry in audit_log.all_entries(database)] if present else []
+    except (SQLAlchemyError, audit_log.LogMissing) as exc:
+        raise click.ClickException(
+            f"the audit log of {slug} cannot be read: {str(exc).splitlines()[0]}"
+        ) from None
     finally:
         database.dispose()
+    if as_json:
+        click.echo(json.dumps(entries, indent=2))
+        return
+    for entry in entries:
+        click.echo("\t".join(_printable(entry[name]) for name in audit_log.ENTRY_FIELDS))
 
 
 def _report_verdict(slug: str, verdict, as_json: bool) -> None:
-    """Print what ``tenantry audit --verify`` found; exit 1 if the chain breaks."""
+    """Print what ``tenantry audit --verify`` found; exit 1 if the chain does not hold."""
     if as_json:
         click.echo(json.dumps({"slug": slug, **dataclasses.asdict(verdict)}, indent=2))
-        if verdict.broken is not None:
+        if not verdict.holds:
             sys.exit(1)
         return
     if verdict.broken is not None:
@@ -559,6 +568,8 @@ def _report_verdict(slug: str, verdict, as_json: bool) -> None:
             f"audit log of {slug}: entry {verdict.broken} breaks the chain: {verdict.reason} "
             f"(the {verdict.entries} entries before it hold)"
         )
+    if not verdict.holds:
+        raise click.ClickException(f"audit log of {slug}: {verdict.reason}")
     click.echo(
         f"audit log of {slug}: {verdict.entries} entries, the chain holds (head {verdict.head})"
     )

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, MetaData, create_engine, event, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Session
 
 from tenantry.locking import file_lock
@@ -248,11 +248,27 @@ class TenantDatabase:
         with self.engine.connect() as connection:
             connection.exec_driver_sql("SELECT 1")  # no statement to compile per probe
 
+    def _sqlite_rows(self, query: str) -> list[tuple] | None:
+        """Rows of one query on the SQLite file; None if the file or the table is not
+        there. A read-only database reads through its read-only engine (which writes
+        nothing, not even a -wal file) and lets any other error surface."""
+        if not self.read_only:
+            return _sqlite_query(self.path, query)
+        if not self.path.exists():
+            return None
+        try:
+            with self.engine.connect() as connection:
+                return connection.exec_driver_sql(query).fetchall()
+        except OperationalError as exc:
+            if "no such table" in str(exc.orig):
+                return None
+            raise
+
     def current_revision(self, version_table: str = "alembic_version") -> str | None:
         """The revision the database (or, with ``version_table``, one endpoint module's
         tables) is at; None if never migrated. ``version_table`` is a name tenantry made."""
         if not self.is_postgres:
-            return _first(_sqlite_query(self.path, f"SELECT version_num FROM {version_table}"))  # noqa: S608
+            return _first(self._sqlite_rows(f"SELECT version_num FROM {version_table}"))  # noqa: S608
         # A text() query is not rewritten by schema_translate_map: name the schema here.
         query = text(f'SELECT version_num FROM "{self.schema}".{version_table}')  # noqa: S608
         try:
@@ -264,7 +280,7 @@ class TenantDatabase:
     def table_names(self) -> set[str]:
         """The names of the tables the tenant's database or schema holds."""
         if not self.is_postgres:
-            rows = _sqlite_query(self.path, "SELECT name FROM sqlite_master WHERE type = 'table'")
+            rows = self._sqlite_rows("SELECT name FROM sqlite_master WHERE type = 'table'")
             return {row[0] for row in rows or ()}
         query = text("SELECT table_name FROM information_schema.tables WHERE table_schema = :s")
         with self.engine.connect() as connection:

@@ -10,11 +10,13 @@ import contextlib
 import hashlib
 import itertools
 import json
+import logging
 import multiprocessing
 import os
 import re
 import shutil
 import stat
+import sys
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -56,6 +58,8 @@ HOST_PATTERN = re.compile(
     r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*"
 )
 
+log = logging.getLogger(__name__)
+
 WSGI_MODULE = '''"""Tenant {slug} alone, at /: gunicorn --chdir tenants/{slug} wsgi:application"""
 
 from pathlib import Path
@@ -92,30 +96,49 @@ class OperationFailed(Exception):
 
 
 @contextlib.contextmanager
-def _audited(home: TenantHome, slug: str, action: str) -> Iterator[None]:
-    """Do the block as an operator action the tenant's audit log records: the entry is
-    written first, in a transaction committed only once the block has succeeded, so the
-    log never holds an action that did not happen (nor, but for a commit failing after
-    the block, the reverse). A database of an older tenantry gets its log first.
+def _audited(home: TenantHome, slug: str, action: str, target: str | None = None) -> Iterator[None]:
+    """Do the block as an operator action the tenant's audit log records (``target``:
+    the slug by default). The entry is written first, in a transaction committed once the
+    block has succeeded, so the log never holds an action that did not happen.
 
-    :raises OperationFailed: the audit log cannot be written (the block did not run, or,
-        if the commit failed, it did: the message says which).
+    An operator must be able to act when the log cannot take the entry (its database
+    down or lost, or not yet migrated: `down` and `disable` are for such times): the
+    block then runs all the same and a warning says the action is not in the log.
+    Nothing is created or migrated here.
     """
     database = tenant_database(home, slug)
     done = False
     try:
-        database.ensure_current()
-        with database.transaction() as session:
-            audit.record(session, action, slug)
+        with contextlib.ExitStack() as stack:
+            reason = _entry_refused(database, stack, action, target or slug)
+            if reason is not None:
+                log.warning("%s of %s is not in its audit log: %s", action, slug, reason)
             yield
             done = True
     except SQLAlchemyError as exc:
-        state = "done, but not recorded" if done else "not done"
-        raise OperationFailed(
-            f"{action} of {slug} {state}: its audit log cannot be written ({exc})"
-        ) from None
+        if not done:
+            raise
+        log.warning("%s of %s is done but not in its audit log: %s", action, slug, exc)
     finally:
         database.dispose()
+
+
+def _entry_refused(database, stack: contextlib.ExitStack, action: str, target: str) -> str | None:
+    """Write the entry in a transaction that ``stack`` ends; None, or why it could not."""
+    try:
+        if not audit.has_log(database):
+            return "its database has no audit log yet (`tenantry migrate` adds it)"
+        transaction = contextlib.ExitStack()
+        try:
+            session = transaction.enter_context(database.transaction())
+            audit.record(session, action, target)
+        except BaseException:
+            transaction.__exit__(*sys.exc_info())
+            raise
+        stack.push(transaction)
+        return None
+    except (SQLAlchemyError, audit.LogMissing) as exc:
+        return str(exc).splitlines()[0]
 
 
 def _is_text(value: str) -> bool:
@@ -320,6 +343,7 @@ def tenant_stats(home: TenantHome, slug: str) -> dict:
     database = tenant_database(home, slug, read_only=True)
     try:
         if not database.exists():
+            stats["error"] = "it has no database"
             return stats
         tables = database.table_names()
         entry = audit.AuditEntry
@@ -340,7 +364,7 @@ def tenant_stats(home: TenantHome, slug: str) -> dict:
         if {"one_time_links", "upload_reservations"} <= tables:
             stats["quota_used"] = int(used_bytes(database))
     except SQLAlchemyError as exc:
-        stats["error"] = f"its database cannot be read: {type(exc).__name__}"
+        stats["error"] = f"its database cannot be read: {str(exc).splitlines()[0]}"
     finally:
         database.dispose()
     return stats
@@ -564,15 +588,8 @@ def backup_tenant(
     require_tenant(home, slug)
     home.check_backend()
     path = backup.backup(home, slug, out, with_files=files)
-    database = tenant_database(home, slug)
-    try:
-        audit.record_now(database, "tenant.backup", Path(path).name)
-    except SQLAlchemyError as exc:
-        raise OperationFailed(
-            f"the archive {path} is written, but {slug}'s audit log cannot record it ({exc})"
-        ) from None
-    finally:
-        database.dispose()
+    with _audited(home, slug, "tenant.backup", Path(path).name):
+        pass  # recorded once the archive is complete (a log entry must not hold writes)
     return path
 
 

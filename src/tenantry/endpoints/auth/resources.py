@@ -79,8 +79,9 @@ class Login(TenantResource):
                 config["LOGIN_LOCKOUT"].total_seconds(),
             )
             raise Unauthorized(WRONG_CREDENTIALS)
+        token = issue_token(user)
         record_login(self.database, username)
-        return {"access_token": issue_token(user)}
+        return {"access_token": token}
 
 
 class Refresh(TenantResource):
@@ -305,6 +306,6 @@ def _since() -> str | None:
         return None
     try:
         moment = datetime.fromisoformat(value)
-    except ValueError:
+        return format_time(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+    except (ValueError, OverflowError):
         raise BadRequest("since must be an ISO 8601 time, e.g. 2026-12-01T09:30:00Z.") from None
-    return format_time(moment if moment.tzinfo else moment.replace(tzinfo=UTC))

@@ -164,6 +164,20 @@ def redeem_link(database: TenantDatabase, storage: TenantStorage, uid: str):
         handle = open(storage.snapshot_path(uid), "rb")  # noqa: SIM115 (the response closes it)
     except FileNotFoundError:
         raise LinkError(410, GONE) from None
+    try:
+        won = _use_up(database, uid, link.filename)
+    except BaseException:
+        handle.close()
+        raise
+    if not won:
+        handle.close()
+        raise LinkError(410, GONE)
+    storage.drop_snapshot(uid)
+    return link, handle
+
+
+def _use_up(database: TenantDatabase, uid: str, filename: str) -> bool:
+    """Mark the link used if it still may be (recording it); whether this call did."""
     with database.transaction() as session:
         won = session.execute(
             update(OneTimeLink)
@@ -175,12 +189,8 @@ def redeem_link(database: TenantDatabase, storage: TenantStorage, uid: str):
             .values(used=True)
         ).rowcount
         if won:
-            audit(session, "link.redeem", link.filename)
-    if not won:
-        handle.close()
-        raise LinkError(410, GONE)
-    storage.drop_snapshot(uid)
-    return link, handle
+            audit(session, "link.redeem", filename)
+    return bool(won)
 
 
 def clean_up_links(database: TenantDatabase, storage: TenantStorage) -> int:
