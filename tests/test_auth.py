@@ -339,3 +339,82 @@ def test_passwords_and_tokens_never_reach_the_logs(client, alice, login, caplog)
     for secret in (PASSWORD, "wrong-secret-9", "eve-password-1", token, token.split(".")[2]):
         assert secret not in logged
     assert "tenantry.access" in caplog.text
+
+
+class Statements:
+    """Counts the SQL statements whose text holds ``marker`` while in use."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+        self.count = 0
+
+    def __enter__(self):
+        from sqlalchemy import event
+        from sqlalchemy.engine import Engine
+
+        event.listen(Engine, "before_cursor_execute", self._note)
+        return self
+
+    def __exit__(self, *_exc):
+        from sqlalchemy import event
+        from sqlalchemy.engine import Engine
+
+        event.remove(Engine, "before_cursor_execute", self._note)
+
+    def _note(self, _connection, _cursor, statement, *_args):
+        self.count += self.marker in statement
+
+
+def test_a_worker_asks_the_database_about_a_token_about_once_a_second(client, alice, login):
+    token = login("acme", "alice")
+    with Statements("revoked_tokens") as asked:
+        for _ in range(20):
+            assert client.get("/acme/auth/me", headers=bearer(token)).status_code == 200
+    assert 1 <= asked.count <= 3  # 20 requests, well within a second or two
+    # A token the database refuses is never kept: each request asks again.
+    client.post("/acme/auth/logout", headers=bearer(token))
+    with Statements("revoked_tokens") as asked:
+        for _ in range(3):
+            assert_unauthorized(client.get("/acme/auth/me", headers=bearer(token)))
+    assert asked.count == 3
+
+
+def test_a_change_made_elsewhere_is_seen_within_a_second_or_so(registry, client, alice, login):
+    from tests.server import poll_until
+
+    token = login("acme", "alice")
+    assert client.get("/acme/auth/me", headers=bearer(token)).status_code == 200  # kept now
+    # As another worker or the CLI would: straight in the database.
+    set_user_active(registry.lookup("acme").app.extensions["tenantry.db"], "alice", False)
+    poll_until(
+        lambda: client.get("/acme/auth/me", headers=bearer(token)).status_code == 401,
+        timeout=2,
+    )
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"active": False},
+        {"password": "another-password-1"},
+        {"roles": ["admin"]},
+        "delete",
+    ],
+)
+def test_a_change_through_the_api_acts_at_once_in_the_worker_that_made_it(
+    client, acme, add_user, login, change
+):
+    add_user("acme", "root", roles=("admin",))
+    add_user("acme", "bob")
+    admin = bearer(login("acme", "root"))
+    token = login("acme", "bob")
+    assert client.get("/acme/auth/me", headers=bearer(token)).json["roles"] == ["user"]
+    if change == "delete":
+        assert client.delete("/acme/users/bob", headers=admin).status_code == 204
+    else:
+        assert client.patch("/acme/users/bob", json=change, headers=admin).status_code == 200
+    after = client.get("/acme/auth/me", headers=bearer(token))
+    if change == {"roles": ["admin"]}:
+        assert after.json["roles"] == ["admin"]  # the new roles, not the kept ones
+    else:
+        assert_unauthorized(after)

@@ -121,3 +121,19 @@ def test_a_tenant_that_cannot_start_is_named_on_its_error_line(client, home, acm
         assert client.get("/acme/").status_code == 503
     errors = [record for record in caplog.records if record.levelno == logging.ERROR]
     assert errors and all(record.tenant == "acme" for record in errors)
+
+
+def test_status_asks_the_database_about_once_a_second_and_sees_storage_every_time(
+    home, client, acme
+):
+    from tests.server import poll_until
+    from tests.test_auth import Statements
+
+    with Statements("SELECT 1") as probes:
+        for _ in range(20):
+            assert client.get("/acme/status").status_code == 200
+    assert 1 <= probes.count <= 3
+    with Statements("SELECT 1") as probes:
+        poll_until(lambda: client.get("/acme/status") and probes.count >= 1, timeout=3)
+    shutil.rmtree(home.instance_dir(acme) / "storage")
+    assert client.get("/acme/status").json["checks"]["storage"] == "failed"

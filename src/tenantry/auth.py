@@ -78,6 +78,7 @@ def init_guard(app: Flask) -> Praetorian:
     # Revocation is checked with the user in one query (token_holder), not by the guard.
     guard.init_app(app, user_class=User)
     app.extensions["tenantry.tokens"] = VerifiedTokens()
+    app.extensions["tenantry.holders"] = TokenHolders()
     return guard
 
 
@@ -181,17 +182,57 @@ class VerifiedTokens:
         self._claims[token] = claims
 
 
+class TokenHolders:
+    """Who a token speaks for, as the tenant database said less than ``seconds`` ago, by
+    (user id, jti, token generation): the database answers once a second per token and
+    worker instead of on every request. A logout, disable, new password or delete is seen
+    by every other worker within that second (the contract allows 2 s), and at once by the
+    worker that made it, which calls :meth:`forget`. Per app (a rotated key or a restored
+    tenant builds a new app, with none); bounded, oldest dropped first. A token the
+    database refuses is never kept: it is asked again each time.
+    """
+
+    def __init__(self, seconds: float = 1.0, size: int = 1024):
+        self.seconds = seconds
+        self.size = size
+        self._holders: dict[tuple[int, str, int], tuple[float, TokenHolder]] = {}
+
+    def get(self, key: tuple[int, str, int]) -> TokenHolder | None:
+        found = self._holders.get(key)
+        if found is None or found[0] <= time.monotonic():
+            return None
+        return found[1]
+
+    def remember(self, key: tuple[int, str, int], holder: TokenHolder) -> None:
+        if len(self._holders) >= self.size:
+            with contextlib.suppress(StopIteration, KeyError, RuntimeError):
+                del self._holders[next(iter(self._holders))]
+        self._holders[key] = (time.monotonic() + self.seconds, holder)
+
+    def forget(self, user_id: int | None = None, jti: str | None = None) -> None:
+        """Drop what is kept for a user (by id) or a token (by jti)."""
+        for key in list(self._holders):
+            if key[0] == user_id or key[1] == jti:
+                self._holders.pop(key, None)
+
+
+def forget_holders(user_id: int | None = None, jti: str | None = None) -> None:
+    """After this worker changed a user or revoked a token: its requests see it at once."""
+    current_app.extensions["tenantry.holders"].forget(user_id, jti)
+
+
 def authenticate(for_refresh: bool = False) -> Identity:
     """Check the request's token and its user. :raises Unauthorized:"""
     claims = decode(bearer_token(), for_refresh=for_refresh)
-    user = token_holder(
-        current_app.extensions["tenantry.db"],
-        claims["id"],
-        claims["jti"],
-        claims.get(GENERATION_CLAIM, 0),  # tokens from before generations have none
-    )
+    # Tokens from before generations have none.
+    key = (claims["id"], claims["jti"], claims.get(GENERATION_CLAIM, 0))
+    holders = current_app.extensions["tenantry.holders"]
+    user = holders.get(key)
     if user is None:
-        raise Unauthorized(INVALID_TOKEN)
+        user = token_holder(current_app.extensions["tenantry.db"], *key)
+        if user is None:
+            raise Unauthorized(INVALID_TOKEN)
+        holders.remember(key, user)
     identity = Identity(user, claims)
     g.tenantry_identity = identity
     return identity

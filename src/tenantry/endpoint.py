@@ -85,7 +85,8 @@ class Tenant:
 
     ``config`` is the tenant's settings (its config class, its modules' settings, its
     secrets); ``database`` and ``storage`` are its own, never another tenant's;
-    ``modules`` names the endpoint modules it has enabled (module names, as imported).
+    ``modules`` names the endpoint modules it has enabled (module names, as imported);
+    ``cache`` is a dict of its own for what a module keeps between requests in a worker.
     """
 
     slug: str
@@ -95,6 +96,10 @@ class Tenant:
     storage: TenantStorage
     modules: tuple[str, ...]
     reference_checks: tuple[Callable[[Tenant, str], list[str]], ...] = field(default=(), repr=False)
+    #: The tenant's own dict for values a module keeps a short while in this process (a
+    #: probe's result, say): gone with the tenant's app, never seen by another tenant.
+    #: Key it by the module's name.
+    cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     def file_references(self, name: str) -> list[str]:
         """What refers to the tenant's stored file ``name``, as its enabled modules say

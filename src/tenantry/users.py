@@ -293,8 +293,9 @@ def set_user_active(database: TenantDatabase, username: str, active: bool) -> Us
     return update_user(database, None, username, active=active, keep_an_admin=False)
 
 
-def delete_user(database: TenantDatabase, username: str, keep_an_admin: bool = True) -> None:
+def delete_user(database: TenantDatabase, username: str, keep_an_admin: bool = True) -> int:
     """Remove a user; its tokens stop working at once (they name a user that is gone).
+    Returns its id.
 
     :raises UnknownUser: :raises LastAdmin: it is the tenant's last active admin (unless
         ``keep_an_admin`` is False).
@@ -308,6 +309,7 @@ def delete_user(database: TenantDatabase, username: str, keep_an_admin: bool = T
         session.delete(user)
         session.execute(delete(LoginFailure).where(LoginFailure.username == username))
         audit.record(session, "user.delete", username)
+        return user.id
 
 
 def _user_for_change(session, username: str) -> User:

@@ -9,6 +9,7 @@ from tenantry.auth import (
     auth_required,
     authenticate,
     current_identity,
+    forget_holders,
     hash_password,
     issue_token,
     password_matches,
@@ -129,6 +130,7 @@ class Logout(TenantResource):
         identity = current_identity()
         claims = identity.claims
         log_out(self.database, identity.user.username, claims["jti"], claims["rf_exp"])
+        forget_holders(jti=claims["jti"])
         return no_content()
 
 
@@ -213,11 +215,13 @@ class UserByName(TenantResource):
                 active=body.get("active"),
                 roles=body.get("roles"),
             )
+        forget_holders(user_id=user.id)
         return user.as_dict()
 
     def delete(self, username):
         with _user_errors():
-            delete_user(self.database, username)
+            user_id = delete_user(self.database, username)
+        forget_holders(user_id=user_id)
         return no_content()
 
 

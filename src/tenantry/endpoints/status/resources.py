@@ -17,7 +17,7 @@ class Status(TenantResource):
     }
 
     def get(self):
-        checks = run_checks(self.database, self.storage)
+        checks = run_checks(self.tenant)
         failing = [name for name, result in checks.items() if result != "ok"]
         if failing:
             return error_response(503, f"Failing checks: {', '.join(failing)}", checks=checks)
