@@ -258,10 +258,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(
         "--serving",
-        choices=("serve", "sync"),
+        choices=("serve", "sync", "out-of-the-box"),
         default="serve",
         help="every server as `tenantry serve` runs it (gevent), or with gunicorn's own "
-        "defaults (sync workers), bare Flask included",
+        "defaults (sync workers), bare Flask included; out-of-the-box: tenantry as "
+        "`tenantry serve` runs it against bare Flask under `gunicorn -w 2` (sync)",
     )
     args = parser.parse_args()
     binary = ensure_wrk()
@@ -279,13 +280,23 @@ def main() -> None:
         spread = generate_tenants(home, SPREAD_TENANTS, prefix="s", database_template=template)
         cold = generate_tenants(home, 60, prefix="c", database_template=template)
 
-        model = "gevent workers" if args.serving == "serve" else "sync workers"
-        print(f"wrk -t2 -c16, {args.seconds:g} s runs, {args.rounds} rounds, 2 {model}")
+        model = {
+            "serve": "2 gevent workers",
+            "sync": "2 sync workers",
+            "out-of-the-box": "tenantry: `tenantry serve` (2 gevent workers); bare Flask: "
+            "`gunicorn -w 2` (sync)",
+        }[args.serving]
+        print(f"wrk -t2 -c16, {args.seconds:g} s runs, {args.rounds} rounds, {model}")
         bare_home = TenantHome(folder / "bare")
         bare_home.root.mkdir()
-        serving = {"serving": args.serving}
+        out_of_the_box = args.serving == "out-of-the-box"
+        serving = {"serving": "serve" if out_of_the_box else args.serving}
         bare_server = GunicornServer(
-            bare_home, app="bench.bare:application", chdir=REPO, ready_path="/", **serving
+            bare_home,
+            app="bench.bare:application",
+            chdir=REPO,
+            ready_path="/",
+            serving="sync" if out_of_the_box else args.serving,
         )
         standalone = GunicornServer(
             home, app="wsgi:application", chdir=home.instance_dir("acme"), ready_path="/",
