@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 from werkzeug.test import Client
 
 from tenantry.db import tenant_database
@@ -230,3 +231,35 @@ def drop_database(home: TenantHome, slug: str) -> None:
     finally:
         database.dispose()
     assert not database.exists()
+
+
+def refuse_writes(home: TenantHome, slug: str, table: str) -> None:
+    """Make every insert or update of ``table`` in the tenant's database fail, as a full
+    disk or a dropped connection would, right when the row is written."""
+    database = tenant_database(home, slug)
+    try:
+        with database.engine.begin() as connection:
+            if database.is_postgres:
+                schema = database.schema
+                connection.execute(
+                    text(
+                        f'CREATE FUNCTION "{schema}".refuse() RETURNS trigger AS $$ BEGIN '
+                        "RAISE EXCEPTION 'injected failure'; END $$ LANGUAGE plpgsql"
+                    )
+                )
+                connection.execute(
+                    text(
+                        f'CREATE TRIGGER refuse BEFORE INSERT OR UPDATE ON "{schema}".{table} '
+                        f'FOR EACH ROW EXECUTE FUNCTION "{schema}".refuse()'
+                    )
+                )
+            else:
+                for event in ("INSERT", "UPDATE"):
+                    connection.execute(
+                        text(
+                            f"CREATE TRIGGER refuse_{event.lower()} BEFORE {event} ON {table} "
+                            "BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+                        )
+                    )
+    finally:
+        database.dispose()

@@ -14,7 +14,7 @@ from sqlalchemy import text
 
 from tenantry.db import tenant_database
 from tenantry.tenants import backup_tenant, restore_tenant
-from tests.conftest import bearer
+from tests.conftest import bearer, refuse_writes
 
 ADMIN_PASSWORD = "admin-secret-pass-1"
 USER_PASSWORD = "user-secret-pass-1"
@@ -204,39 +204,10 @@ def test_a_failed_action_records_nothing(client, admin):
     assert actions(audit_entries(client, admin)) == ["auth.login", "user.create"]
 
 
-def _refuse_audit_entries(home, slug: str) -> None:
-    database = tenant_database(home, slug)
-    try:
-        with database.engine.begin() as connection:
-            if database.is_postgres:
-                schema = database.schema
-                connection.execute(
-                    text(
-                        f'CREATE FUNCTION "{schema}".refuse() RETURNS trigger LANGUAGE plpgsql '
-                        "AS $$ BEGIN RAISE EXCEPTION 'refused'; END $$"
-                    )
-                )
-                connection.execute(
-                    text(
-                        f'CREATE TRIGGER refuse BEFORE INSERT ON "{schema}".audit_log '
-                        f'FOR EACH ROW EXECUTE FUNCTION "{schema}".refuse()'
-                    )
-                )
-            else:
-                connection.execute(
-                    text(
-                        "CREATE TRIGGER refuse BEFORE INSERT ON audit_log "
-                        "BEGIN SELECT RAISE(ABORT, 'refused'); END"
-                    )
-                )
-    finally:
-        database.dispose()
-
-
 def test_an_action_whose_entry_cannot_be_written_does_not_happen(
     home, client, admin, tenantry, caplog
 ):
-    _refuse_audit_entries(home, "acme")
+    refuse_writes(home, "acme", "audit_log")
     put = client.put("/acme/files/a.txt", data=b"x", headers=admin)
     assert put.status_code >= 500
     assert put.json["error"]  # the error shape, no traceback
@@ -411,6 +382,15 @@ def as_before_the_log(home, slug: str) -> None:
     raw_sql(home, slug, "UPDATE {log} SET version_num = '0006'", table="alembic_version")
 
 
+def assert_still_before_the_log(home, slug: str) -> None:
+    database = tenant_database(home, slug, read_only=True)
+    try:
+        assert database.current_revision() == "0006"
+        assert "audit_log" not in database.table_names()
+    finally:
+        database.dispose()
+
+
 def test_a_tenant_without_a_log_yet_lists_nothing(home, acme, tenantry):
     as_before_the_log(home, acme)
     assert tenantry("audit", "acme").output == ""
@@ -474,12 +454,7 @@ def test_operator_actions_go_on_when_the_log_cannot_take_them(
     assert home.maintenance(acme) is not None and not home.is_enabled(acme)
     assert list(tmp_path.glob("acme-*.tar.gz"))
     # ...and neither migrated nor made the log on the way
-    database = tenant_database(home, acme, read_only=True)
-    try:
-        assert database.current_revision() == "0006"
-        assert "audit_log" not in database.table_names()
-    finally:
-        database.dispose()
+    assert_still_before_the_log(home, acme)
 
 
 def test_a_tenant_that_lost_its_database_gets_none_from_an_operator_action(
@@ -607,12 +582,7 @@ def test_stats_neither_migrates_nor_writes(home, acme, tenantry):
     (row,) = json.loads(result.output)
     assert row["audit_entries"] is None and row["last_activity"] is None
     assert row["users"] == 0
-    database = tenant_database(home, acme, read_only=True)
-    try:
-        assert database.current_revision() == "0006"
-        assert "audit_log" not in database.table_names()
-    finally:
-        database.dispose()
+    assert_still_before_the_log(home, acme)
 
 
 def test_stats_and_audit_leave_a_sqlite_database_and_its_wal_as_they_are(home, acme, tenantry):

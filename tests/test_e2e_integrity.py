@@ -9,9 +9,8 @@ import threading
 
 import httpx
 import pytest
-from sqlalchemy import text
 
-from tenantry.db import tenant_database
+from tests.conftest import refuse_writes
 from tests.test_e2e_files import auth, server  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.e2e
@@ -23,43 +22,11 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def refuse_file_records(home, slug: str) -> None:
-    """Make every insert or update of a file record fail, as a full disk or a dropped
-    connection would, right when an upload is being recorded."""
-    database = tenant_database(home, slug)
-    try:
-        with database.engine.begin() as connection:
-            if database.is_postgres:
-                schema = database.schema
-                connection.execute(
-                    text(
-                        f'CREATE FUNCTION "{schema}".refuse() RETURNS trigger AS $$ BEGIN '
-                        "RAISE EXCEPTION 'injected failure'; END $$ LANGUAGE plpgsql"
-                    )
-                )
-                connection.execute(
-                    text(
-                        f'CREATE TRIGGER refuse BEFORE INSERT OR UPDATE ON "{schema}".stored_files '
-                        f'FOR EACH ROW EXECUTE FUNCTION "{schema}".refuse()'
-                    )
-                )
-            else:
-                for event in ("INSERT", "UPDATE"):
-                    connection.execute(
-                        text(
-                            f"CREATE TRIGGER refuse_{event.lower()} BEFORE {event} ON stored_files "
-                            "BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
-                        )
-                    )
-    finally:
-        database.dispose()
-
-
 def test_a_failed_record_write_leaves_the_file_as_it_was(home, server, auth):  # noqa: F811
     url = f"{server.url}/acme/files/report.bin"
     old = os.urandom(MiB)
     assert httpx.put(url, content=old, headers=auth).status_code == 201
-    refuse_file_records(home, "acme")
+    refuse_writes(home, "acme", "stored_files")
 
     replaced = httpx.put(url, content=os.urandom(MiB), headers=auth)
     assert (replaced.status_code, replaced.json()["error"]) == (500, "internal_error")
