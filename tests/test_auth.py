@@ -47,6 +47,18 @@ def claims_for(slug: str, user_id: int = 1, **overrides) -> dict:
     return claims
 
 
+def user_key(home, slug: str, username: str) -> str:
+    """The user's random key, which a correctly forged token must carry (claim ukey)."""
+    from tenantry.db import tenant_database
+
+    database = tenant_database(home, slug)
+    try:
+        with database.transaction() as session:
+            return session.query(User.token_key).filter(User.username == username).scalar()
+    finally:
+        database.dispose()
+
+
 def forge(claims: dict, key: str, algorithm: str = "HS512") -> str:
     return jwt.encode(claims, key, algorithm)
 
@@ -155,7 +167,7 @@ def test_forged_and_malformed_tokens_are_401(home, client, alice):
 def test_a_correctly_forged_token_would_pass_so_the_forgeries_above_are_meaningful(
     home, client, alice
 ):
-    token = forge(claims_for("acme"), acme_key(home))
+    token = forge(claims_for("acme", ukey=user_key(home, "acme", "alice")), acme_key(home))
     assert client.get("/acme/auth/me", headers=bearer(token)).status_code == 200
 
 
@@ -235,7 +247,10 @@ def test_refresh_a_current_token(client, alice, login):
 
 def test_refresh_an_expired_token_keeps_its_refresh_deadline(home, client, alice):
     rf_exp = int(time.time()) + 3600
-    expired = forge(claims_for("acme", exp=int(time.time()) - 60, rf_exp=rf_exp), acme_key(home))
+    claims = claims_for(
+        "acme", exp=int(time.time()) - 60, rf_exp=rf_exp, ukey=user_key(home, "acme", "alice")
+    )
+    expired = forge(claims, acme_key(home))
     assert_unauthorized(client.get("/acme/auth/me", headers=bearer(expired)))
 
     response = client.post("/acme/auth/refresh", headers=bearer(expired))
@@ -418,3 +433,31 @@ def test_a_change_through_the_api_acts_at_once_in_the_worker_that_made_it(
         assert after.json["roles"] == ["admin"]  # the new roles, not the kept ones
     else:
         assert_unauthorized(after)
+
+
+def test_an_answer_read_before_a_forget_is_not_kept():
+    """A request that read the user just before a disable must not keep it a second more."""
+    from tenantry.auth import TokenHolders
+    from tenantry.users import TokenHolder
+
+    holders, key, holder = TokenHolders(), (1, "jti", 0, ""), TokenHolder(1, "bob", "user")
+    asked = holders.asking()
+    holders.forget(user_id=1)  # a disable, served meanwhile in this worker
+    holders.remember(key, holder, asked)
+    assert holders.get(key) is None
+    holders.remember(key, holder, holders.asking())
+    assert holders.get(key) == holder
+
+
+def test_a_kept_answer_lasts_a_second_from_when_it_was_asked_and_room_goes_to_the_live():
+    from tenantry.auth import TokenHolders
+    from tenantry.users import TokenHolder
+
+    holders = TokenHolders(size=2)
+    holder = TokenHolder(1, "bob", "user")
+    long_ago = (time.monotonic() - 5, 0)  # asked 5 s ago: already past its second
+    holders.remember((1, "old", 0, ""), holder, long_ago)
+    assert holders.get((1, "old", 0, "")) is None
+    holders.remember((1, "a", 0, ""), holder, holders.asking())
+    holders.remember((1, "b", 0, ""), holder, holders.asking())  # full: the expired one goes
+    assert holders.get((1, "a", 0, "")) == holders.get((1, "b", 0, "")) == holder

@@ -465,6 +465,7 @@ LEAKS = {
         "current_tenant.database.engine",
         'kept.connect().exec_driver_sql("SELECT 1").scalar()',
     ),
+    "cache": ("current_tenant.cache", 'kept.setdefault("seen", current_tenant.slug)'),
 }
 
 

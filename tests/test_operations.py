@@ -15,6 +15,7 @@ import stat
 import tarfile
 from pathlib import Path
 
+import jwt
 import pytest
 
 from tenantry import archive as archive_format
@@ -355,12 +356,13 @@ def test_an_older_revision_is_migrated_forward_and_a_newer_one_refused(
             manifest[key].pop("audit_log", None)
         lines = members["database/users.jsonl"].decode().splitlines()
         header = json.loads(lines[0])
-        at = header["columns"].index("token_generation")
-        for key in ("columns", "kinds"):
-            del header[key][at]
         rows = [json.loads(line) for line in lines[1:]]
-        for row in rows:
-            del row[at]
+        for column in ("token_key", "token_generation"):  # 0008's, then 0006's
+            at = header["columns"].index(column)
+            for key in ("columns", "kinds"):
+                del header[key][at]
+            for row in rows:
+                del row[at]
         members["database/users.jsonl"] = (
             "\n".join(json.dumps(x) for x in [header, *rows]).encode() + b"\n"
         )
@@ -894,3 +896,26 @@ def test_delete_holds_writes_from_its_backup_to_the_removal(home, acme, monkeypa
     monkeypatch.setattr(operations, "_backup", check)
     delete_tenant(home, acme)
     assert seen == [True]
+
+
+def test_a_user_id_handed_out_again_after_a_restore_is_not_the_old_tokens_user(
+    home, acme, client, add_user, login, tenantry, tmp_path
+):
+    """A restore sets the users' id counter from the archive: a user made after it can get
+    the id of one made after the backup. That user's old token must not speak for it."""
+    add_user(acme, "alice")
+    archive = backup_tenant(home, acme, tmp_path)
+    add_user(acme, "bob")
+    bob = login(acme, "bob")
+    assert tenantry("tenants", "restore", str(archive), "--force").exit_code == 0
+    registry_sees_restore = client.get(
+        f"/{acme}/auth/me", headers={"Authorization": f"Bearer {bob}"}
+    )
+    assert registry_sees_restore.status_code == 401
+    carol = add_user(acme, "carol", roles=("admin",))
+    assert (
+        client.get(f"/{acme}/auth/me", headers={"Authorization": f"Bearer {bob}"}).status_code
+        == 401
+    )
+    # The case this guards: carol has bob's old id (the restored counter handed it out).
+    assert jwt.decode(bob, options={"verify_signature": False})["id"] == carol.id

@@ -3,9 +3,9 @@
 flask-praetorian hashes passwords and signs and validates tokens. Around it tenantry adds
 what it lacks (see TRAPS): a strict ``Authorization: Bearer <token>`` parser (no cookies,
 no query string, nothing after the token), a tenant claim set on every token and checked on
-every request, a pinned algorithm, refresh of current tokens, and a per-request check of
-the user and of revocation in the tenant database. Every failure becomes a 401 (403 for a
-missing role) in tenantry's JSON error shape.
+every request, a pinned algorithm, refresh of current tokens, and a check of the user and
+of revocation in the tenant database (at most a second old per worker: TokenHolders).
+Every failure becomes a 401 (403 for a missing role) in tenantry's JSON error shape.
 """
 
 from __future__ import annotations
@@ -40,6 +40,9 @@ MAX_DB_INT = 2**31 - 1  # ids and times go into 32-bit database columns
 MAX_JTI_LENGTH = 64
 # The user's token generation when the token was issued (see users.User.token_generation)
 GENERATION_CLAIM = "gen"
+# The user's random key (users.User.token_key): a user id reused after a restore of an
+# older archive is another user, with another key, and the old tokens do not name it.
+USER_KEY_CLAIM = "ukey"
 
 INVALID_TOKEN = "The token is missing, malformed, expired or not valid here."  # noqa: S105
 
@@ -54,7 +57,7 @@ def issuer(slug: str) -> str:
 
 @dataclass(frozen=True)
 class Identity:
-    """Who a request's token speaks for, as the tenant database says now."""
+    """Who a request's token speaks for, as the tenant database said (at most a second ago)."""
 
     user: TokenHolder
     claims: dict
@@ -89,9 +92,8 @@ def guard_of(app: Flask) -> Praetorian:
 def issue_token(user: User) -> str:
     """A new access token for ``user``, naming the current tenant."""
     slug = current_app.config["SLUG"]
-    return guard_of(current_app).encode_jwt_token(
-        user, iss=issuer(slug), tenant=slug, **{GENERATION_CLAIM: user.token_generation}
-    )
+    claims = {GENERATION_CLAIM: user.token_generation, USER_KEY_CLAIM: user.token_key}
+    return guard_of(current_app).encode_jwt_token(user, iss=issuer(slug), tenant=slug, **claims)
 
 
 def refreshed_token(claims: dict, user: TokenHolder) -> str:
@@ -153,6 +155,8 @@ def decode(token: str, for_refresh: bool = False) -> dict:
         or len(claims["jti"]) > MAX_JTI_LENGTH
         or not _is_int_in(claims.get(REFRESH_EXPIRATION_CLAIM), 0, MAX_DB_INT)
         or not _is_int_in(claims.get(GENERATION_CLAIM, 0), 0, MAX_DB_INT)
+        or not isinstance(claims.get(USER_KEY_CLAIM, ""), str)
+        or len(claims.get(USER_KEY_CLAIM, "")) > MAX_JTI_LENGTH
     ):
         raise Unauthorized(INVALID_TOKEN)
     if claims["exp"] > time.time():
@@ -164,7 +168,7 @@ class VerifiedTokens:
     """Claims of tokens this app has already decoded and verified, by token: a client
     sends the same token for minutes, and checking its signature and claims again each
     time was a third of an authenticated request. A hit still needs an unexpired ``exp``,
-    and the user and revocation are checked in the database on every request. Per app,
+    and the user and revocation are checked in the database (see :class:`TokenHolders`). Per app,
     so a rotated secret starts with none; bounded, oldest dropped first.
     """
 
@@ -184,33 +188,51 @@ class VerifiedTokens:
 
 class TokenHolders:
     """Who a token speaks for, as the tenant database said less than ``seconds`` ago, by
-    (user id, jti, token generation): the database answers once a second per token and
-    worker instead of on every request. A logout, disable, new password or delete is seen
-    by every other worker within that second (the contract allows 2 s), and at once by the
-    worker that made it, which calls :meth:`forget`. Per app (a rotated key or a restored
-    tenant builds a new app, with none); bounded, oldest dropped first. A token the
+    (user id, jti, token generation, user key): the database answers once a second per
+    token and worker instead of on every request. A logout, disable, new password or
+    delete is seen by every other worker within that second (the contract allows 2 s),
+    and at once by the worker that made it, which calls :meth:`forget`. Per app (a
+    rotated key or a restored tenant builds a new app, with none); bounded. A token the
     database refuses is never kept: it is asked again each time.
+
+    An answer is kept only if no :meth:`forget` came while it was read (a request that
+    read the user just before a disable must not keep it for another second), and for a
+    second from before it was read, not after.
     """
 
-    def __init__(self, seconds: float = 1.0, size: int = 1024):
+    def __init__(self, seconds: float = 1.0, size: int = 256):
         self.seconds = seconds
         self.size = size
-        self._holders: dict[tuple[int, str, int], tuple[float, TokenHolder]] = {}
+        self._holders: dict[tuple, tuple[float, TokenHolder]] = {}
+        self._forgets = 0
 
-    def get(self, key: tuple[int, str, int]) -> TokenHolder | None:
+    def get(self, key: tuple) -> TokenHolder | None:
         found = self._holders.get(key)
         if found is None or found[0] <= time.monotonic():
             return None
         return found[1]
 
-    def remember(self, key: tuple[int, str, int], holder: TokenHolder) -> None:
-        if len(self._holders) >= self.size:
-            with contextlib.suppress(StopIteration, KeyError, RuntimeError):
-                del self._holders[next(iter(self._holders))]
-        self._holders[key] = (time.monotonic() + self.seconds, holder)
+    def asking(self) -> tuple[float, int]:
+        """Call before reading the database; give the result to :meth:`remember`."""
+        return time.monotonic(), self._forgets
+
+    def remember(self, key: tuple, holder: TokenHolder, asked: tuple[float, int]) -> None:
+        started, forgets = asked
+        if forgets != self._forgets:
+            return
+        if key not in self._holders and len(self._holders) >= self.size:
+            self._make_room()
+        self._holders[key] = (started + self.seconds, holder)
+
+    def _make_room(self) -> None:
+        now = time.monotonic()
+        expired = [key for key, (until, _) in list(self._holders.items()) if until <= now]
+        for key in expired or list(self._holders)[:1]:  # else the oldest
+            self._holders.pop(key, None)
 
     def forget(self, user_id: int | None = None, jti: str | None = None) -> None:
         """Drop what is kept for a user (by id) or a token (by jti)."""
+        self._forgets += 1
         for key in list(self._holders):
             if key[0] == user_id or key[1] == jti:
                 self._holders.pop(key, None)
@@ -224,15 +246,21 @@ def forget_holders(user_id: int | None = None, jti: str | None = None) -> None:
 def authenticate(for_refresh: bool = False) -> Identity:
     """Check the request's token and its user. :raises Unauthorized:"""
     claims = decode(bearer_token(), for_refresh=for_refresh)
-    # Tokens from before generations have none.
-    key = (claims["id"], claims["jti"], claims.get(GENERATION_CLAIM, 0))
+    # Tokens from before generations (or user keys) have none.
+    key = (
+        claims["id"],
+        claims["jti"],
+        claims.get(GENERATION_CLAIM, 0),
+        claims.get(USER_KEY_CLAIM, ""),
+    )
     holders = current_app.extensions["tenantry.holders"]
     user = holders.get(key)
     if user is None:
+        asked = holders.asking()
         user = token_holder(current_app.extensions["tenantry.db"], *key)
         if user is None:
             raise Unauthorized(INVALID_TOKEN)
-        holders.remember(key, user)
+        holders.remember(key, user, asked)
     identity = Identity(user, claims)
     g.tenantry_identity = identity
     return identity

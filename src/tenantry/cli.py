@@ -481,7 +481,7 @@ def users_enable(ctx, slug, username):
 
 @_user_command("delete")
 def users_delete(ctx, slug, username):
-    """Delete USERNAME of tenant SLUG: its tokens stop working at once."""
+    """Delete USERNAME of tenant SLUG: its tokens stop working within a second."""
     _change_user(ctx, slug, username, "deleted {user}", delete=True)
 
 

@@ -31,12 +31,13 @@ if TYPE_CHECKING:
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # The newest migration's revision; tests check it matches the migrations folder.
-SCHEMA_REVISION = "0007"
+SCHEMA_REVISION = "0008"
 
 SQLITE_CACHE_KIB = 256
 PG_MAX_NAME = 63
 PG_POOL_SIZE = 5
 PG_MAX_OVERFLOW = 5
+PG_CONNECT_TIMEOUT = 10
 
 
 class Base(DeclarativeBase):
@@ -153,6 +154,8 @@ def shared_engine(database_url: str) -> Engine:
                 pool_size=PG_POOL_SIZE,
                 max_overflow=PG_MAX_OVERFLOW,
                 pool_pre_ping=True,
+                # A server that accepts and never answers must not hang a worker or a command.
+                connect_args={"connect_timeout": PG_CONNECT_TIMEOUT},
             )
             event.listen(engine, "do_connect", _name_connection)
             _shared_engines[database_url] = engine

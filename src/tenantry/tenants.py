@@ -16,13 +16,12 @@ import os
 import re
 import shutil
 import stat
-import sys
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from tenantry import audit
@@ -97,48 +96,40 @@ class OperationFailed(Exception):
 
 @contextlib.contextmanager
 def _audited(home: TenantHome, slug: str, action: str, target: str | None = None) -> Iterator[None]:
-    """Do the block as an operator action the tenant's audit log records (``target``:
-    the slug by default). The entry is written first, in a transaction committed once the
-    block has succeeded, so the log never holds an action that did not happen.
-
-    An operator must be able to act when the log cannot take the entry (its database
-    down or lost, or not yet migrated: `down` and `disable` are for such times): the
-    block then runs all the same and a warning says the action is not in the log.
-    Nothing is created or migrated here.
+    """Do the block as an operator action, then record it in the tenant's audit log
+    (``target``: the slug by default), so the log never holds an action that did not
+    happen. The work comes first and stands: an operator must be able to act when the
+    log cannot take the entry (its database down, lost, not answering, or not yet
+    migrated: `down`, `disable` and `rotate-secret` are for such times); a warning then
+    says the action is not in the log. Nothing is created or migrated here, and the
+    entry waits for the database at most about :data:`AUDIT_WAIT` seconds.
     """
+    yield
     database = tenant_database(home, slug)
-    done = False
     try:
-        with contextlib.ExitStack() as stack:
-            reason = _entry_refused(database, stack, action, target or slug)
-            if reason is not None:
-                log.warning("%s of %s is not in its audit log: %s", action, slug, reason)
-            yield
-            done = True
-    except SQLAlchemyError as exc:
-        if not done:
-            raise
-        log.warning("%s of %s is done but not in its audit log: %s", action, slug, exc)
+        reason = _entry_refused(database, action, target or slug)
     finally:
         database.dispose()
+    if reason is not None:
+        log.warning("%s of %s is not in its audit log: %s", action, slug, reason)
 
 
-def _entry_refused(database, stack: contextlib.ExitStack, action: str, target: str) -> str | None:
-    """Write the entry in a transaction that ``stack`` ends; None, or why it could not."""
+AUDIT_WAIT = 10
+
+
+def _entry_refused(database, action: str, target: str) -> str | None:
+    """Record an operator's action; None, or why it could not be."""
     try:
         if not audit.has_log(database):
             return "its database has no audit log yet (`tenantry migrate` adds it)"
-        transaction = contextlib.ExitStack()
-        try:
-            session = transaction.enter_context(database.transaction())
+        with database.transaction() as session:
+            if database.is_postgres:
+                for setting in ("lock_timeout", "statement_timeout"):
+                    session.execute(text(f"SET LOCAL {setting} = '{AUDIT_WAIT}s'"))
             audit.record(session, action, target)
-        except BaseException:
-            transaction.__exit__(*sys.exc_info())
-            raise
-        stack.push(transaction)
-        return None
     except (SQLAlchemyError, audit.LogMissing) as exc:
         return str(exc).splitlines()[0]
+    return None
 
 
 def _is_text(value: str) -> bool:
@@ -589,7 +580,7 @@ def backup_tenant(
     home.check_backend()
     path = backup.backup(home, slug, out, with_files=files)
     with _audited(home, slug, "tenant.backup", Path(path).name):
-        pass  # recorded once the archive is complete (a log entry must not hold writes)
+        pass  # recorded once the archive is complete
     return path
 
 

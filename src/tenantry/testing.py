@@ -221,6 +221,42 @@ class _GuardedConfig(Config):
         return super().get(key, default)
 
 
+class _GuardedCache(dict):
+    """A tenant's ``cache`` that reports use while another tenant is served."""
+
+    def __init__(self, spy: _Spy, owner: str, original: dict):
+        super().__init__(original)
+        self._spy = spy
+        self._owner = owner
+
+    def _check(self) -> None:
+        self._spy.check(self._owner, "cache")
+
+    def __getitem__(self, key):
+        self._check()
+        return super().__getitem__(key)
+
+    def __setitem__(self, key, value):
+        self._check()
+        super().__setitem__(key, value)
+
+    def __contains__(self, key):
+        self._check()
+        return super().__contains__(key)
+
+    def get(self, key, default=None):
+        self._check()
+        return super().get(key, default)
+
+    def setdefault(self, key, default=None):
+        self._check()
+        return super().setdefault(key, default)
+
+    def pop(self, *args):
+        self._check()
+        return super().pop(*args)
+
+
 class _Guarded:
     """A tenant's database or storage that reports use while another tenant is served."""
 
@@ -244,7 +280,11 @@ def _guard(app: Flask, spy: _Spy) -> None:
     app.extensions["tenantry.db"] = database
     app.extensions["tenantry.storage"] = storage
     app.extensions["tenantry.tenant"] = replace(
-        tenant, config=app.config, database=database, storage=storage
+        tenant,
+        config=app.config,
+        database=database,
+        storage=storage,
+        cache=_GuardedCache(spy, slug, tenant.cache),
     )
     # Statements on the tenant's engine, even through an engine or session a module kept.
     event.listen(

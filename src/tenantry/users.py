@@ -7,6 +7,7 @@ revoked, who is locked out) lives here, not in process memory.
 from __future__ import annotations
 
 import re
+import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -74,6 +75,9 @@ class User(Base):
     # Tokens carry it (claim "gen"); disabling the user or a new password moves it on, so
     # every token issued before stops working for good.
     token_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Tokens carry it too (claim "ukey"): random per user, so a user id handed out again
+    # (after a restore of an older archive) is not the user an old token names.
+    token_key: Mapped[str] = mapped_column(String(32), default="", server_default="")
 
     # flask-praetorian's user-class protocol
     @property
@@ -195,6 +199,7 @@ def create_user(
     validate_new_user(username, password, roles)
     user = User(
         username=username,
+        token_key=secrets.token_hex(16),
         password_hash=password_hash_of(password),
         roles=_roles_column(roles),
         active=True,
@@ -294,7 +299,8 @@ def set_user_active(database: TenantDatabase, username: str, active: bool) -> Us
 
 
 def delete_user(database: TenantDatabase, username: str, keep_an_admin: bool = True) -> int:
-    """Remove a user; its tokens stop working at once (they name a user that is gone).
+    """Remove a user; its tokens stop working (they name a user that is gone: within a
+    second in every worker, see ``auth.TokenHolders``).
     Returns its id.
 
     :raises UnknownUser: :raises LastAdmin: it is the tenant's last active admin (unless
@@ -355,12 +361,12 @@ class TokenHolder:
 
 
 def token_holder(
-    database: TenantDatabase, user_id: int, jti: str, generation: int = 0
+    database: TenantDatabase, user_id: int, jti: str, generation: int = 0, key: str = ""
 ) -> TokenHolder | None:
     """The active user a token names, or None if the user is gone, inactive, disabled or
-    given a new password since the token was issued (``generation``), or the token
-    revoked — one query, so a worker sees a logout or a disabled user at once."""
-    values = {"user_id": user_id, "jti": jti, "gen": generation}
+    given a new password since the token was issued (``generation``), is another user
+    under the same id (``key``), or the token revoked — one query."""
+    values = {"user_id": user_id, "jti": jti, "gen": generation, "key": key}
     with database.engine.connect() as connection:
         row = connection.execute(_TOKEN_HOLDER, values).first()
     return None if row is None else TokenHolder(row.id, row.username, row.roles or "")
@@ -371,6 +377,7 @@ _TOKEN_HOLDER = select(User.id, User.username, User.roles).where(
     User.id == bindparam("user_id"),
     User.active.is_(True),
     User.token_generation == bindparam("gen"),
+    User.token_key == bindparam("key"),
     ~exists().where(RevokedToken.jti == bindparam("jti")),
 )
 
