@@ -16,7 +16,6 @@ import os
 import re
 import shutil
 import stat
-from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -94,17 +93,15 @@ class OperationFailed(Exception):
     (the action was not done)."""
 
 
-@contextlib.contextmanager
-def _audited(home: TenantHome, slug: str, action: str, target: str | None = None) -> Iterator[None]:
-    """Do the block as an operator action, then record it in the tenant's audit log
-    (``target``: the slug by default), so the log never holds an action that did not
-    happen. The work comes first and stands: an operator must be able to act when the
-    log cannot take the entry (its database down, lost, not answering, or not yet
-    migrated: `down`, `disable` and `rotate-secret` are for such times); a warning then
-    says the action is not in the log. Nothing is created or migrated here, and the
-    entry waits for the database at most about :data:`AUDIT_WAIT` seconds.
+def _record(home: TenantHome, slug: str, action: str, target: str | None = None) -> None:
+    """Record an operator's action, once done, in the tenant's audit log (``target``: the
+    slug by default): the log never holds an action that did not happen. The work stands
+    if the entry cannot be written — an operator must be able to act when the log cannot
+    take it (its database down, lost, not answering, or not yet migrated: `down`,
+    `disable` and `rotate-secret` are for such times) —; a warning then says the action is
+    not in the log. Nothing is created or migrated here, and the entry waits for the
+    database at most about :data:`AUDIT_WAIT` seconds.
     """
-    yield
     database = tenant_database(home, slug)
     try:
         reason = _entry_refused(database, action, target or slug)
@@ -240,12 +237,12 @@ def set_enabled(home: TenantHome, slug: str, enabled: bool) -> None:
     """
     require_tenant(home, slug)
     marker = home.disabled_marker(slug)
-    with _audited(home, slug, "tenant.enable" if enabled else "tenant.disable"):
-        if enabled:
-            marker.unlink(missing_ok=True)
-        else:
-            marker.parent.mkdir(parents=True, exist_ok=True)
-            marker.touch()
+    if enabled:
+        marker.unlink(missing_ok=True)
+    else:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+    _record(home, slug, "tenant.enable" if enabled else "tenant.disable")
 
 
 def set_maintenance(home: TenantHome, slug: str, retry_after: int | None) -> None:
@@ -257,16 +254,16 @@ def set_maintenance(home: TenantHome, slug: str, retry_after: int | None) -> Non
     require_tenant(home, slug)
     marker = home.maintenance_marker(slug)
     if retry_after is None:
-        with _audited(home, slug, "tenant.up"):
-            marker.unlink(missing_ok=True)
+        marker.unlink(missing_ok=True)
+        _record(home, slug, "tenant.up")
         return
     if isinstance(retry_after, bool) or not isinstance(retry_after, int):
         raise TenantError("retry-after must be a whole number of seconds")
     if not 1 <= retry_after <= 86400:
         raise TenantError("retry-after must be 1 to 86400 seconds")
-    with _audited(home, slug, "tenant.down"):
-        marker.parent.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
-        write_atomically(marker, f"{retry_after}\n")
+    marker.parent.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+    write_atomically(marker, f"{retry_after}\n")
+    _record(home, slug, "tenant.down")
 
 
 def rotate_secret(home: TenantHome, slug: str) -> None:
@@ -275,8 +272,8 @@ def rotate_secret(home: TenantHome, slug: str) -> None:
     :raises UnknownTenant:
     """
     require_tenant(home, slug)
-    with _audited(home, slug, "tenant.rotate_secret"):
-        write_new_secret_key(home, slug)
+    write_new_secret_key(home, slug)
+    _record(home, slug, "tenant.rotate_secret")
 
 
 def describe_tenant(home: TenantHome, slug: str) -> dict:
@@ -579,8 +576,7 @@ def backup_tenant(
     require_tenant(home, slug)
     home.check_backend()
     path = backup.backup(home, slug, out, with_files=files)
-    with _audited(home, slug, "tenant.backup", Path(path).name):
-        pass  # recorded once the archive is complete
+    _record(home, slug, "tenant.backup", Path(path).name)
     return path
 
 
