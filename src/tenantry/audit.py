@@ -140,8 +140,10 @@ def record(
     the tenant's schema), held until the transaction ends, so entries chain in order.
     The actor is :func:`current_actor`, under ``actor_name`` if given (a login names
     the user it is for before any token does)."""
-    if not ACTION.fullmatch(action) or outcome not in (SUCCESS, FAILURE):
+    if not ACTION.fullmatch(action):
         raise ValueError(f"an audit action is <module>.<verb> (at most 64), got {action!r}")
+    if outcome not in (SUCCESS, FAILURE):
+        raise ValueError(f"an audit outcome is {SUCCESS!r} or {FAILURE!r}, got {outcome!r}")
     # Pending changes first: their row locks come before the log's lock, in every
     # transaction, so two of them cannot wait on each other.
     session.flush()

@@ -178,14 +178,15 @@ def tenants_stats(ctx, slug, as_json):
     rows = [tenant_stats(home, name) for name in ([slug] if slug else home.slugs())]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
-    for row in [] if as_json else rows:
-        click.echo(
-            f"{row['slug']}\tusers={_shown(row['users'])}\tfiles={_shown(row['files'])}\t"
-            f"bytes={_shown(row['bytes'])}\tquota={_quota(row)}\t"
-            f"datasets={_shown(row['datasets'])}\taudit={_shown(row['audit_entries'])}\t"
-            f"last_activity={_shown(row['last_activity'])}"
-            + (f"\tERROR: {row['error']}" if "error" in row else "")
-        )
+    else:
+        for row in rows:
+            click.echo(
+                f"{row['slug']}\tusers={_shown(row['users'])}\tfiles={_shown(row['files'])}\t"
+                f"bytes={_shown(row['bytes'])}\tquota={_quota(row)}\t"
+                f"datasets={_shown(row['datasets'])}\taudit={_shown(row['audit_entries'])}\t"
+                f"last_activity={_shown(row['last_activity'])}"
+                + (f"\tERROR: {row['error']}" if "error" in row else "")
+            )
     if any("error" in row for row in rows):
         sys.exit(1)
 

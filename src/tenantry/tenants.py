@@ -89,8 +89,7 @@ class UnknownTenant(TenantError):
 
 class OperationFailed(Exception):
     """A backup, verify, restore, clone or delete failed (a bad archive, a failing write);
-    no tenant was changed. Also: an operator action whose audit entry cannot be written
-    (the action was not done)."""
+    no tenant was changed."""
 
 
 def _record(home: TenantHome, slug: str, action: str, target: str | None = None) -> None:

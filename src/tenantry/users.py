@@ -208,7 +208,6 @@ def create_user(
     try:
         with database.transaction() as session:
             session.add(user)
-            session.flush()
             audit.record(session, audit_action, username)
     except IntegrityError:
         if find_user(database, username) is None:

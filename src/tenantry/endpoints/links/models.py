@@ -90,7 +90,6 @@ def _new_link(
     try:
         with database.transaction() as session:
             session.add(link)
-            session.flush()
             audit(session, action, target)
     except BaseException:
         storage.drop_snapshot(uid)
