@@ -44,11 +44,11 @@ PG_URL = os.environ.get(
 )
 
 TARGETS = {
-    "landing via dispatcher": 0.95,
+    "landing via dispatcher": 0.92,
     "/status": 0.85,
-    "protected /auth/me": 0.75,
+    "protected /auth/me": 0.85,
     "standalone per-tenant WSGI": 0.95,
-    f"landing over {SPREAD_TENANTS} tenants": 0.92,
+    f"landing over {SPREAD_TENANTS} tenants": 0.90,
 }
 
 
@@ -332,6 +332,10 @@ def main() -> None:
             report[f"start with {count} tenants s"] = start_time(
                 folder, "tenantry.wsgi:application", "/t00000/", start_home.root
             )
+        # What a load balancer's health check waits for after a (re)start.
+        report[f"start with {START_TENANTS} tenants to /healthz s"] = start_time(
+            folder, "tenantry.wsgi:application", "/healthz", start_home.root
+        )
         report["start of bare Flask s"] = start_time(folder, "bench.bare:application", "/", None)
         report["memory per loaded tenant KiB (landing)"] = memory_per_tenant(folder, template, "/")
         report["memory per loaded tenant KiB (/status)"] = memory_per_tenant(
@@ -346,12 +350,13 @@ def main() -> None:
         target = f">= {TARGETS[name]}x" if name in TARGETS else "(no target)"
         print(f"  {name:40} {ratio:6.3f}x   {target:10} ({rate:,.0f} req/s)")
     absolute_targets = {
-        "cold first request ms": "< 5 ms",
-        "upload MB/s": ">= 300 MB/s",
+        "cold first request ms": "< 3 ms",
+        "upload MB/s": ">= 400 MB/s",
         "download MB/s": ">= 1000 MB/s",
         "worker RSS growth on upload KiB": "flat",
         "start with 1 tenants s": "(reference)",
-        f"start with {START_TENANTS} tenants s": "< 0.3 s",
+        f"start with {START_TENANTS} tenants s": "< 0.35 s",
+        f"start with {START_TENANTS} tenants to /healthz s": "< 0.35 s",
         "start of bare Flask s": "(reference)",
         "memory per loaded tenant KiB (landing)": "<= 60 KiB",
         "memory per loaded tenant KiB (/status)": "<= 60 KiB",

@@ -25,8 +25,6 @@ from flask_restful import Api
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter, Map
 
-from tenantry.db import module_head
-
 BUILTIN_PACKAGE = "tenantry.endpoints"
 # The built-ins a tenant may name, in the order a tenant's list shows them.
 BUILTIN_NAMES = ("landing", "status", "auth", "files", "datasets")
@@ -210,6 +208,8 @@ def route_problems(modules: tuple[EndpointModule, ...], app: Flask | None = None
         problems += _undeclared(app)
     for module in modules:
         if module.migrations is not None:
+            from tenantry.db import module_head
+
             try:
                 module_head(module.migrations)
             except Exception as exc:

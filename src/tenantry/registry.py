@@ -22,12 +22,10 @@ from flask import Flask
 
 from tenantry.config import TenantConfigError, is_valid_slug
 from tenantry.config_loader import load_config_class
-from tenantry.factory import create_app
 from tenantry.home import HomeError, TenantHome
 from tenantry.hosts import HostIndex, normalised_hosts
 from tenantry.locking import file_lock_if_free
 from tenantry.metrics import current as current_metrics
-from tenantry.tenants import collect_garbage, needs_sweeping, remove_leftovers
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +144,8 @@ class TenantRegistry:
         one that gets the lock) runs every tenant's clean-up that has anything to clean."""
         lock_path = self.home.tenants_dir / SWEEP_LOCK
         while not self._stopped.wait(self.sweep_interval):
+            from tenantry.tenants import collect_garbage, needs_sweeping, remove_leftovers
+
             try:
                 with file_lock_if_free(lock_path) as mine:
                     if mine:
@@ -279,6 +279,8 @@ class TenantRegistry:
             # written by the first create) must not get a database here too. The record
             # alone: a home without one was judged by its tenants' files at start.
             self.home.check_backend(infer=False)
+            from tenantry.factory import create_app  # SQLAlchemy and the rest: not for /healthz
+
             config_class = load_config_class(self.home, slug)
             entry.hosts = normalised_hosts(config_class.HOSTS)
             entry.app = create_app(config_class, self.home)
