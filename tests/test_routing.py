@@ -10,10 +10,11 @@ from flask import url_for
 
 from tenantry import hosts
 from tenantry.atomic import write_atomically
+from tenantry.closing import call_on_close
 from tenantry.config_loader import load_config_class
 from tenantry.home import TenantHome
 from tenantry.hosts import HostIndex
-from tenantry.log import RequestContextFilter
+from tenantry.log import RequestContextFilter, _LineFormatter
 from tenantry.tenants import set_enabled
 
 
@@ -170,6 +171,46 @@ def test_request_id_is_echoed_or_generated(client, acme):
     )
     generated = client.get("/nope/", headers={"X-Request-ID": "bad id with spaces"})
     assert generated.headers["X-Request-ID"] not in ("", "bad id with spaces")
+    ids = {client.get("/acme/").headers["X-Request-ID"] for _ in range(200)}
+    assert len(ids) == 200 and all(len(i) == 16 and int(i, 16) >= 0 for i in ids)
+
+
+def test_log_lines_carry_the_same_time_as_loggings_own_formatter():
+    """The date and time are formatted once a second: every line must still read as
+    logging's default would, milliseconds included, across second boundaries."""
+    ours, stock = (
+        _LineFormatter("%(asctime)s %(message)s"),
+        logging.Formatter("%(asctime)s %(message)s"),
+    )
+    for created in (1_800_000_000.001, 1_800_000_000.999, 1_800_000_001.5, 1_800_000_000.25, 0.0):
+        record = logging.makeLogRecord(
+            {"msg": "x", "created": created, "msecs": created % 1 * 1000}
+        )
+        assert ours.format(record) == stock.format(record)
+    record = logging.makeLogRecord({"msg": "x", "created": 1_800_000_000.5, "msecs": 500.0})
+    assert ours.formatTime(record, "%H") == stock.formatTime(record, "%H")
+
+
+def test_a_closed_body_runs_its_own_close_then_the_callback_even_if_close_fails():
+    calls = []
+
+    class Body:
+        def __iter__(self):
+            return iter([b"a", b"b"])
+
+        def close(self):
+            calls.append("body")
+            raise OSError("gone")
+
+    wrapped = call_on_close(Body(), lambda: calls.append("callback"), {})
+    assert list(wrapped) == [b"a", b"b"]
+    with pytest.raises(OSError):
+        wrapped.close()
+    assert calls == ["body", "callback"]
+    plain = call_on_close([b"c"], lambda: calls.append("plain"), {})
+    assert list(plain) == [b"c"]
+    plain.close()
+    assert calls[-1] == "plain"
 
 
 def test_host_index_is_shared_on_disk_and_reruns_only_changed_modules(

@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 import logging.config
 import os
+import random
 import re
-import secrets
 import sys
 import threading
 import time
@@ -87,7 +87,7 @@ def _skip_what_our_lines_never_show() -> None:
 
     def record_factory(name, *args, **kwargs):
         record = make_record(name, *args, **kwargs)
-        if name.split(".")[0] != "tenantry":
+        if not (name.startswith("tenantry.") or name == "tenantry"):
             record.process = os.getpid()
             record.thread = threading.get_ident()
             record.threadName = threading.current_thread().name
@@ -98,6 +98,23 @@ def _skip_what_our_lines_never_show() -> None:
         return record
 
     logging.setLogRecordFactory(record_factory)
+
+
+class _LineFormatter(logging.Formatter):
+    """logging's default line, with the date and time formatted once a second rather than
+    once a line (``time.strftime`` was a sixth of an access line's cost)."""
+
+    _second: tuple[int, str] = (-1, "")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        if datefmt is not None:
+            return super().formatTime(record, datefmt)
+        second = int(record.created)
+        cached = self._second
+        if cached[0] != second:
+            text = time.strftime(self.default_time_format, self.converter(record.created))
+            cached = self._second = (second, text)
+        return self.default_msec_format % (cached[1], record.msecs)
 
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -127,8 +144,9 @@ def configure_logging(level: str = "INFO") -> None:
             "filters": {"request": {"()": RequestContextFilter}},
             "formatters": {
                 "line": {
+                    "()": _LineFormatter,
                     "format": "%(asctime)s %(levelname)s tenant=%(tenant)s "
-                    "request=%(request_id)s %(name)s: %(message)s"
+                    "request=%(request_id)s %(name)s: %(message)s",
                 }
             },
             "handlers": {
@@ -155,7 +173,11 @@ class RequestLog:
 
     def __call__(self, environ, start_response):
         incoming = environ.get("HTTP_X_REQUEST_ID", "")
-        request_id = incoming if _SAFE_REQUEST_ID.fullmatch(incoming) else secrets.token_hex(8)
+        # 64 random bits name a request well enough, and need no system call (each worker
+        # reseeds the generator when it forks, so workers do not repeat each other).
+        request_id = (
+            incoming if _SAFE_REQUEST_ID.fullmatch(incoming) else f"{random.getrandbits(64):016x}"
+        )
         environ["tenantry.request_id"] = request_id
         context = RequestContext(request_id)
         metrics = current_metrics()
