@@ -15,6 +15,7 @@ from pathlib import Path
 
 from tenantry.config import ALL_BLUEPRINTS
 from tenantry.home import TenantHome
+from tenantry.storage import TenantStorage
 from tenantry.tenant_secrets import new_secret_key
 from tenantry.tenants import CONFIG_MODULE, WSGI_MODULE, _class_name, _literal
 
@@ -32,7 +33,7 @@ def generate_tenants(
     slugs = [f"{prefix}{number:05d}" for number in range(count)]
     for slug in slugs:
         instance = home.instance_dir(slug)
-        (instance / "storage").mkdir(parents=True)
+        TenantStorage(instance / "storage").ensure(parents=True)  # as `tenants create` does
         fd = os.open(instance / ".env", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as env:
             env.write(f"SECRET_KEY={new_secret_key()}\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import io
 import os
 import threading
 import weakref
@@ -10,13 +11,14 @@ import weakref
 import pytest
 from alembic.config import Config
 from alembic.script import ScriptDirectory
+from dotenv import dotenv_values
 
 from tenantry import factory
 from tenantry.config import TenantConfig, TenantConfigError, tenant_settings
 from tenantry.config_loader import load_config_class
 from tenantry.db import MIGRATIONS_DIR, SCHEMA_REVISION
 from tenantry.factory import create_app
-from tenantry.tenant_secrets import read_secrets
+from tenantry.tenant_secrets import new_secret_key, parse_env, read_secrets
 from tests.conftest import drop_database, revision_of
 
 
@@ -163,3 +165,26 @@ def test_shared_views_cannot_be_changed_in_place(home, make_tenant):
     with pytest.raises(TypeError):
         app.endpoint("landing.landing")(lambda: {})
     app.extensions["tenantry.db"].dispose()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        f"SECRET_KEY={new_secret_key()}\n",
+        "A=1\nB=\nA=2\r\nC=x/y+z==:@%~,;-_.\n\n",
+        "export SECRET_KEY=abc\n",
+        "SECRET_KEY='quoted value'\nOTHER=\"a\\nb\"\n",
+        "SECRET_KEY=abc # a comment\n",
+        "# only a comment\nKEY=value\n",
+        "KEY=${HOME}\nX=$KEY\n",
+        "KEY = spaced\n",
+        "KEY=trailing \n",
+        "NOVALUE\n",
+        "KEY=unicodé\n",
+    ],
+)
+def test_env_files_read_as_python_dotenv_reads_them(text):
+    """The direct reading of plain KEY=value lines must never differ from python-dotenv,
+    which reads everything else."""
+    assert parse_env(text) == dotenv_values(stream=io.StringIO(text))

@@ -31,7 +31,6 @@ import ctypes
 import datetime as dt
 import errno
 import functools
-import io
 import json
 import logging
 import os
@@ -45,8 +44,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-
-from dotenv import dotenv_values
 
 from tenantry import __version__, audit
 from tenantry.archive import (
@@ -67,7 +64,7 @@ from tenantry.home import WRITES_HELD_HEARTBEAT, TenantHome
 from tenantry.hosts import HostIndex
 from tenantry.locking import file_lock_if_free
 from tenantry.storage import PRIVATE_DIR, PRIVATE_FILE, TenantStorage, link_or_copy
-from tenantry.tenant_secrets import read_secrets, with_new_secret_key
+from tenantry.tenant_secrets import parse_env, read_secrets, with_new_secret_key
 from tenantry.tenants import WSGI_MODULE, OperationFailed, TenantError, _class_name, _literal
 
 log = logging.getLogger(__name__)
@@ -945,7 +942,7 @@ def _restore(
                 blobs=staging.tenant / "storage" / ".blobs" if manifest.get("files") else None,
             )
             if replacing:
-                key = dotenv_values(stream=io.StringIO(env_text)).get("SECRET_KEY")
+                key = parse_env(env_text).get("SECRET_KEY")
                 fill = _and_then(fill, functools.partial(_keep_sessions_ended, home, slug, key))
             recorded = ("tenant.restore", archive_name)
             result = _build(
@@ -1090,7 +1087,7 @@ def _build(
     config_class, config_text = _restored_config(home, staging, slug, original, config_text, notes)
     try:
         modules = tenant_modules(config_class)
-        tenant_settings(config_class, dotenv_values(stream=io.StringIO(env_text)), staging.tenant)
+        tenant_settings(config_class, parse_env(env_text), staging.tenant)
     except TenantConfigError as exc:
         raise OperationFailed("; ".join(exc.problems)) from None
     env = staging.tenant / ".env"
