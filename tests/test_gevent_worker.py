@@ -107,3 +107,42 @@ def test_a_socket_of_another_kind_never_gets_raw_file_bytes(tmp_path, pair, monk
     assert drain(receiver, 5000) == b"x" * 5000
     assert calls == []
     wrapped.close()
+
+
+HASH_BESIDE_PROBE = """
+from gevent import monkey
+monkey.patch_all()
+import hashlib, json, sys, threading
+from tenantry.storage import TenantStorage, _helper_thread
+real_ident = monkey.get_original("_thread", "get_ident")
+seen = []
+with _helper_thread() as beside:
+    wait = beside(lambda _: seen.append(real_ident()), b"")
+    wait()
+storage = TenantStorage(sys.argv[1])
+storage.ensure()
+chunks = [bytes([n]) * 65536 for n in range(40)]
+received = storage.receive(iter(chunks), max_size=1 << 30, room=1 << 30)
+print(json.dumps({
+    "own_thread": seen[0] != real_ident(),
+    "sha256_ok": received.sha256 == hashlib.sha256(b"".join(chunks)).hexdigest(),
+    "bytes_ok": received.path.read_bytes() == b"".join(chunks),
+}))
+"""
+
+
+def test_an_upload_is_hashed_in_a_real_thread_beside_its_write_under_gevent(tmp_path):
+    """Under gevent's monkey-patching a thread pool's threads are greenlets, which run one
+    after the other: the hash must go to an operating-system thread, and still be right."""
+    import json
+    import subprocess
+    import sys
+
+    run = subprocess.run(
+        [sys.executable, "-c", HASH_BESIDE_PROBE, str(tmp_path / "storage")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout) == {"own_thread": True, "sha256_ok": True, "bytes_ok": True}

@@ -16,8 +16,9 @@ import os
 import re
 import secrets
 import shutil
+import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,6 +83,25 @@ def validate_name(name: str) -> str:
     return name
 
 
+@contextlib.contextmanager
+def _helper_thread() -> Iterator[Callable[[Callable[[bytes], None], bytes], Callable[[], None]]]:
+    """``beside(function, argument)``: starts ``function(argument)`` in an operating-system
+    thread and returns the wait for it. Under gevent's monkey-patching a thread pool's
+    "threads" are greenlets, which would run the hash after the write rather than beside
+    it: there the hub's pool of real threads does the work (and the greenlet waits in the
+    hub, so the worker's other requests go on)."""
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is not None and monkey.is_module_patched("threading"):
+        pool = sys.modules["gevent"].get_hub().threadpool
+        yield lambda function, argument: pool.spawn(function, argument).get
+        return
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tenantry-sha256")
+    try:
+        yield lambda function, argument: executor.submit(function, argument).result
+    finally:
+        executor.shutdown()
+
+
 class TenantStorage:
     """Files of one tenant, all directly under ``root``."""
 
@@ -133,25 +153,22 @@ class TenantStorage:
         size = 0
         # Hashing and writing both release the GIL: a chunk is hashed in a helper thread
         # while it is written, so an upload costs the slower of the two, not their sum.
-        hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tenantry-sha256")
         try:
-            with open(temp, "wb") as out:
+            with _helper_thread() as beside, open(temp, "wb") as out:
                 for chunk in chunks:
                     size += len(chunk)
                     if size > max_size:
                         raise TooLarge(f"The file is over the limit of {max_size} bytes.")
                     if size > room:
                         raise OverQuota("The upload would exceed this tenant's storage quota.")
-                    hashed = hasher.submit(digest.update, chunk)
+                    hashed = beside(digest.update, chunk)
                     out.write(chunk)
-                    hashed.result()
+                    hashed()
                 out.flush()
                 os.fsync(out.fileno())
         except BaseException:
             temp.unlink(missing_ok=True)
             raise
-        finally:
-            hasher.shutdown()
         return Received(temp, size, digest.hexdigest())
 
     def blob_path(self, sha256: str) -> Path:
