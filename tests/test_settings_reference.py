@@ -23,7 +23,9 @@ from tenantry.client.cli import config_dir
 from tenantry.config import MIN_SECRET_BYTES, TenantConfig
 from tenantry.guard import RateLimits
 from tenantry.home import TenantHome
+from tenantry.objects import ObjectStore, storage_location_from_environ
 from tenantry.wsgi import server_settings, trusted_proxies
+from tests.s3 import CREDENTIALS
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -258,6 +260,18 @@ def _redis_url(documented, mp):
     return RateLimits.shared().url, documented
 
 
+def _storage_url(documented, mp):
+    return storage_location_from_environ(), parse_env_default(documented)
+
+
+def _s3_endpoint_url(documented, mp):
+    for name, value in CREDENTIALS.items():
+        mp.setenv(name, value)
+    # unset: AWS's own endpoint, which the README calls "none (AWS)"
+    endpoint = ObjectStore("bucket").client.meta.endpoint_url
+    return endpoint.endswith(".amazonaws.com"), parse_env_default(documented) is None
+
+
 def _trusted_proxies(documented, mp):
     return trusted_proxies(), parse_env_default(documented)
 
@@ -322,6 +336,8 @@ BEHAVIOUR_CHECKS = {
     "TENANTRY_DATABASE_URL": _database_url,
     "TENANTRY_REDIS_URL": _redis_url,
     "TENANTRY_TRUSTED_PROXIES": _trusted_proxies,
+    "TENANTRY_STORAGE_URL": _storage_url,
+    "TENANTRY_S3_ENDPOINT_URL": _s3_endpoint_url,
     "TENANTRY_CONFIG_DIR": _config_dir,
     "XDG_CONFIG_HOME": _xdg_config_home,
 }

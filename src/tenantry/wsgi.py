@@ -19,6 +19,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from tenantry.dispatch import SingleTenantApp, TenantDispatcher
 from tenantry.home import TenantHome
 from tenantry.log import RequestLog, configure_logging, level_from_environ
+from tenantry.objects import STORAGE_URL_ENV_VAR, storage_location_from_environ
 from tenantry.registry import DEFAULT_MAX_LOADED_APPS, DEFAULT_SWEEP_INTERVAL, TenantRegistry
 
 TRUSTED_PROXIES_ENV_VAR = "TENANTRY_TRUSTED_PROXIES"
@@ -59,6 +60,12 @@ def server_settings() -> dict:
 
     :raises ValueError:
     """
+    if storage_location_from_environ() is not None:
+        raise ValueError(
+            f"{STORAGE_URL_ENV_VAR} is set, but this version keeps tenants' files on local "
+            "disk only (object storage is not served yet): unset it, or files would stay on "
+            "this host while other hosts look for them"
+        )
     return {
         "log_level": level_from_environ("INFO"),
         "proxies": trusted_proxies(),

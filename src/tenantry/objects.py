@@ -1,0 +1,320 @@
+"""S3-compatible object storage: the bytes of tenants' files on a store several hosts share
+(CONTRACT §14).
+
+``TENANTRY_STORAGE_URL=s3://BUCKET/PREFIX`` names the bucket and the key prefix under which
+each tenant's objects live (``PREFIX/<slug>/...``); ``TENANTRY_S3_ENDPOINT_URL`` points at
+any S3-compatible store (MinIO, Ceph, moto, ...), else AWS's; credentials and region come
+from the usual AWS variables and files.
+
+The client is boto3: plain Python over sockets, so that under ``tenantry serve``'s gevent
+workers a slow store keeps one greenlet waiting in the hub, never the worker (a client
+with its own native runtime, such as obstore, would hold the worker's one thread). It is
+imported only when object storage is configured.
+
+What an :class:`ObjectStore` promises, and the routes build on:
+- :meth:`put_stream` streams a body of any size in parts of :data:`PART_SIZE` (memory stays
+  flat), computes its sha256 on the way, and the object appears under its key whole or not
+  at all (a multipart upload becomes visible only when completed; a failed one is aborted);
+- :meth:`read` streams a byte range; :meth:`copy` copies on the store's side (a one-time
+  link's snapshot), in parts for objects over 5 GiB;
+- every error of the store is an :class:`ObjectStoreError` that names the operation and the
+  key, never a credential.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+STORAGE_URL_ENV_VAR = "TENANTRY_STORAGE_URL"
+S3_ENDPOINT_ENV_VAR = "TENANTRY_S3_ENDPOINT_URL"
+# S3's smallest part but the last is 5 MiB; 8 MiB parts keep a 1 GiB upload at 128 parts
+# (of S3's 10 000) and its memory at one part.
+PART_SIZE = 8 * 1024 * 1024
+# CopyObject copies at most 5 GiB in one request; larger objects are copied in parts.
+COPY_LIMIT = 5 * 1024**3
+COPY_PART_SIZE = 512 * 1024**2
+READ_CHUNK = 1024 * 1024
+# A bucket name as S3 allows it (3-63 of lower-case letters, digits, dots and hyphens).
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_PREFIX_PART = re.compile(r"[A-Za-z0-9._-]+")
+
+
+class ObjectStoreError(Exception):
+    """The store refused or failed an operation; the message names it and the key."""
+
+
+class NoSuchObject(ObjectStoreError):
+    """No object under that key (a file replaced or deleted meanwhile, say)."""
+
+
+class TooLarge(Exception):
+    """The body is over the size allowed for it (nothing was stored)."""
+
+
+@dataclass(frozen=True)
+class StorageLocation:
+    """Where tenants' objects live: a bucket and a key prefix (no leading or trailing /)."""
+
+    bucket: str
+    prefix: str
+
+    def tenant_prefix(self, slug: str) -> str:
+        return f"{self.prefix}/{slug}/" if self.prefix else f"{slug}/"
+
+
+def parse_storage_url(url: str | None) -> StorageLocation | None:
+    """``s3://BUCKET/PREFIX`` as a :class:`StorageLocation`; None when unset (local disk).
+
+    :raises ValueError: naming the variable and what is wrong, never echoing a secret.
+    """
+    if url is None or not url.strip():
+        return None
+    scheme, separator, rest = url.strip().partition("://")
+    if scheme != "s3" or not separator:
+        raise ValueError(f"{STORAGE_URL_ENV_VAR} must be s3://BUCKET/PREFIX (or unset)")
+    bucket, _, prefix = rest.partition("/")
+    # The value is not repeated: a mistyped URL may hold a credential.
+    if _BUCKET.fullmatch(bucket) is None or ".." in bucket:
+        raise ValueError(
+            f"{STORAGE_URL_ENV_VAR}: the bucket must be 3-63 lower-case letters, digits, "
+            "'.' and '-'"
+        )
+    prefix = prefix.strip("/")
+    parts = prefix.split("/") if prefix else []
+    if any(_PREFIX_PART.fullmatch(part) is None or part in (".", "..") for part in parts):
+        raise ValueError(
+            f"{STORAGE_URL_ENV_VAR}: the prefix must be folders named with letters, digits, "
+            "'.', '_' and '-' (not . or ..)"
+        )
+    return StorageLocation(bucket, prefix)
+
+
+def storage_location_from_environ() -> StorageLocation | None:
+    """TENANTRY_STORAGE_URL, parsed. :raises ValueError:"""
+    return parse_storage_url(os.environ.get(STORAGE_URL_ENV_VAR))
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What :meth:`ObjectStore.put_stream` stored: its size and sha256."""
+
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    etag: str
+    last_modified: float  # seconds since the epoch
+
+
+class ObjectStore:
+    """One bucket of an S3-compatible store, through one thread-safe boto3 client."""
+
+    def __init__(self, bucket: str, endpoint_url: str | None = None, client=None):
+        self.bucket = bucket
+        if client is None:
+            import boto3
+            from botocore.config import Config
+
+            client = boto3.session.Session().client(
+                "s3",
+                endpoint_url=endpoint_url or os.environ.get(S3_ENDPOINT_ENV_VAR) or None,
+                config=Config(
+                    retries={"max_attempts": 3, "mode": "standard"},
+                    connect_timeout=10,
+                    read_timeout=60,
+                    # path-style works on every S3-compatible store; AWS still takes it
+                    s3={"addressing_style": "path"},
+                ),
+            )
+        self.client = client
+
+    # --- writing -------------------------------------------------------------------------
+
+    def put_stream(self, key: str, chunks: Iterable[bytes], max_size: int) -> Stored:
+        """Store the body ``chunks`` under ``key``, whole or not at all.
+
+        :raises TooLarge: the body passed ``max_size`` (nothing is stored).
+        :raises ObjectStoreError:
+        """
+        digest = hashlib.sha256()
+        size = 0
+        buffer = bytearray()
+        upload_id = None
+        parts: list[dict] = []
+        try:
+            for chunk in chunks:
+                size += len(chunk)
+                if size > max_size:
+                    raise TooLarge(f"The file is over the limit of {max_size} bytes.")
+                digest.update(chunk)
+                buffer += chunk
+                while len(buffer) >= PART_SIZE:
+                    if upload_id is None:
+                        upload_id = self._call(
+                            "start an upload to", key, self.client.create_multipart_upload,
+                            Bucket=self.bucket, Key=key,
+                        )["UploadId"]  # fmt: skip
+                    part = bytes(memoryview(buffer)[:PART_SIZE])
+                    del buffer[:PART_SIZE]  # in place: no second buffer
+                    parts.append(self._upload_part(key, upload_id, len(parts) + 1, part))
+                    del part
+            if upload_id is None:  # small enough for one request
+                self._call(
+                    "store", key, self.client.put_object,
+                    Bucket=self.bucket, Key=key, Body=bytes(buffer),
+                )  # fmt: skip
+            else:
+                if buffer:
+                    parts.append(self._upload_part(key, upload_id, len(parts) + 1, bytes(buffer)))
+                self._call(
+                    "complete the upload to", key, self.client.complete_multipart_upload,
+                    Bucket=self.bucket, Key=key, UploadId=upload_id,
+                    MultipartUpload={"Parts": parts},
+                )  # fmt: skip
+                upload_id = None
+        except BaseException:
+            if upload_id is not None:
+                self._abort(key, upload_id)
+            raise
+        return Stored(size, digest.hexdigest())
+
+    def _upload_part(self, key: str, upload_id: str, number: int, body: bytes) -> dict:
+        answer = self._call(
+            "upload a part to", key, self.client.upload_part,
+            Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body,
+        )  # fmt: skip
+        return {"PartNumber": number, "ETag": answer["ETag"]}
+
+    def _abort(self, key: str, upload_id: str) -> None:
+        # Best effort: what an abort leaves is the store's lifecycle rules' to sweep.
+        with contextlib.suppress(Exception):
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+
+    def copy(self, source: str, target: str) -> None:
+        """Copy ``source`` to ``target`` on the store's side.
+
+        :raises NoSuchObject: :raises ObjectStoreError:
+        """
+        size = self.head(source).size
+        if size <= COPY_LIMIT:
+            self._call(
+                "copy", source, self.client.copy_object,
+                Bucket=self.bucket, Key=target, CopySource={"Bucket": self.bucket, "Key": source},
+            )  # fmt: skip
+            return
+        upload_id = self._call(
+            "start a copy to", target, self.client.create_multipart_upload,
+            Bucket=self.bucket, Key=target,
+        )["UploadId"]  # fmt: skip
+        try:
+            parts = []
+            for number, start in enumerate(range(0, size, COPY_PART_SIZE), start=1):
+                end = min(start + COPY_PART_SIZE, size) - 1
+                answer = self._call(
+                    "copy a part of", source, self.client.upload_part_copy,
+                    Bucket=self.bucket, Key=target, UploadId=upload_id, PartNumber=number,
+                    CopySource={"Bucket": self.bucket, "Key": source},
+                    CopySourceRange=f"bytes={start}-{end}",
+                )  # fmt: skip
+                parts.append({"PartNumber": number, "ETag": answer["CopyPartResult"]["ETag"]})
+            self._call(
+                "complete the copy to", target, self.client.complete_multipart_upload,
+                Bucket=self.bucket, Key=target, UploadId=upload_id,
+                MultipartUpload={"Parts": parts},
+            )  # fmt: skip
+        except BaseException:
+            self._abort(target, upload_id)
+            raise
+
+    def delete(self, key: str) -> None:
+        """Remove ``key``; nothing to remove is not an error. :raises ObjectStoreError:"""
+        self._call("delete", key, self.client.delete_object, Bucket=self.bucket, Key=key)
+
+    # --- reading -------------------------------------------------------------------------
+
+    def head(self, key: str) -> ObjectInfo:
+        """:raises NoSuchObject: :raises ObjectStoreError:"""
+        answer = self._call("look up", key, self.client.head_object, Bucket=self.bucket, Key=key)
+        return ObjectInfo(
+            key, answer["ContentLength"], answer["ETag"], answer["LastModified"].timestamp()
+        )
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.head(key)
+        except NoSuchObject:
+            return False
+        return True
+
+    def read(self, key: str, start: int = 0, length: int | None = None) -> Iterator[bytes]:
+        """The object's bytes from ``start`` (``length`` of them, or to the end), streamed
+        in chunks of at most :data:`READ_CHUNK`; the request is made before the first chunk
+        is asked for, so a missing object raises here, before any byte is promised.
+
+        :raises NoSuchObject: :raises ObjectStoreError:
+        """
+        if length == 0:
+            return iter(())
+        arguments = {"Bucket": self.bucket, "Key": key}
+        if start or length is not None:  # "bytes=0-" of an empty object is not satisfiable
+            end = "" if length is None else start + length - 1
+            arguments["Range"] = f"bytes={start}-{end}"
+        answer = self._call("read", key, self.client.get_object, **arguments)
+        return self._chunks(key, answer["Body"])
+
+    def _chunks(self, key: str, body) -> Iterator[bytes]:
+        from botocore.exceptions import BotoCoreError
+
+        try:
+            while chunk := body.read(READ_CHUNK):
+                yield chunk
+        except BotoCoreError as exc:
+            raise ObjectStoreError(f"reading {key} from the object store failed: {exc}") from None
+        finally:
+            body.close()
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Every object whose key starts with ``prefix``. :raises ObjectStoreError:"""
+        paginator = self.client.get_paginator("list_objects_v2")
+        pages = paginator.paginate(Bucket=self.bucket, Prefix=prefix)
+        try:
+            for page in pages:
+                for item in page.get("Contents", ()):
+                    yield ObjectInfo(
+                        item["Key"], item["Size"], item["ETag"], item["LastModified"].timestamp()
+                    )
+        except Exception as exc:
+            raise self._error("list", prefix, exc) from None
+
+    # --- errors --------------------------------------------------------------------------
+
+    def _call(self, doing: str, key: str, method, **arguments):
+        try:
+            return method(**arguments)
+        except Exception as exc:
+            raise self._error(doing, key, exc) from None
+
+    def _error(self, doing: str, key: str, exc: Exception) -> ObjectStoreError:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        if isinstance(exc, ClientError):
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("NoSuchKey", "404", "NotFound"):  # a HEAD's 404 has no code of its own
+                return NoSuchObject(f"{key}: no such object in bucket {self.bucket}")
+            return ObjectStoreError(
+                f"the object store refused to {doing} {key} in bucket {self.bucket}: {code}"
+            )
+        if isinstance(exc, BotoCoreError):
+            return ObjectStoreError(f"could not {doing} {key} in bucket {self.bucket}: {exc}")
+        if isinstance(exc, ObjectStoreError | TooLarge):
+            return exc
+        raise exc
