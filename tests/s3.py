@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 
@@ -36,15 +37,18 @@ class MotoServer:
             return self
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
+        # Its request log goes to a file: a pipe nobody reads would fill and stop it.
+        self.log = tempfile.TemporaryFile()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=self.log,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"moto's server stopped: {self.process.stderr.read()!r}")
+                self.log.seek(0)
+                raise RuntimeError(f"moto's server stopped: {self.log.read()[-2000:]!r}")
             try:
                 urllib.request.urlopen(self.url + "/moto-api/", timeout=1).close()  # noqa: S310
                 return self
@@ -60,5 +64,5 @@ class MotoServer:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.process.kill()
-            self.process.stderr.close()
+            self.log.close()
             self.process = None

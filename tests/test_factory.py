@@ -182,6 +182,11 @@ def test_shared_views_cannot_be_changed_in_place(home, make_tenant):
         "KEY=trailing \n",
         "NOVALUE\n",
         "KEY=unicodé\n",
+        "A=1\x0cB=2\n",
+        "A=1\x85B=2\n",
+        "A=1\u2028B=2\n",
+        "A=1\x0bB=2\x1cC=3\n",
+        "\ufeffA=1\n",
     ],
 )
 def test_env_files_read_as_python_dotenv_reads_them(text):

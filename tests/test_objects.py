@@ -171,6 +171,20 @@ def test_a_missing_bucket_is_a_clear_error_that_names_no_secret(s3_server, monke
         store.put_stream("k", [b"x"], max_size=10)
     assert CREDENTIALS["AWS_SECRET_ACCESS_KEY"] not in str(failed.value)
     assert "NoSuchBucket" in str(failed.value)
+    # A HEAD's 404 says nothing of which is missing: still not "no such object".
+    for look in (store.head, store.exists, lambda key: store.copy(key, "other")):
+        with pytest.raises(ObjectStoreError) as failed:
+            look("k")
+        assert not isinstance(failed.value, NoSuchObject)
+
+
+def test_a_read_stopped_early_lets_go_of_its_connection(store):
+    store.put_stream("k", blocks(4), max_size=1 << 30)
+    for _ in range(30):  # more than the client's pool of 10 connections
+        reader = store.read("k")
+        assert len(next(reader)) == MiB
+        reader.close()
+    assert b"".join(store.read("k")) == b"".join(blocks(4))
 
 
 def test_a_store_that_does_not_answer_is_an_error_not_a_hang(monkeypatch):

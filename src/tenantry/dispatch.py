@@ -18,6 +18,7 @@ NO_SUCH_TENANT = NotFound.description
 TENANT_UNAVAILABLE = "This tenant is temporarily unavailable."
 TENANT_DOWN = "This tenant is down for maintenance; try again later."
 WRITES_HELD = "This tenant is being backed up or restored: reads only for now; try again shortly."
+PLATFORM_UNAVAILABLE = "This server cannot load its platform modules; its log says why."
 READ_METHODS = frozenset(("GET", "HEAD", "OPTIONS"))
 
 
@@ -49,11 +50,13 @@ def serve_tenant(registry: TenantRegistry, slug: str, environ, start_response):
     return tenant.app(environ, start_response)
 
 
-def _health(environ, start_response):
+def _health(environ, start_response, registry: TenantRegistry):
     if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
         response = error_response(
             405, "The method is not allowed for the requested URL.", [("Allow", "GET, HEAD")]
         )
+    elif registry.platform_error is not None:  # no tenant app can be built: see the log
+        response = error_response(503, PLATFORM_UNAVAILABLE)
     else:
         response = Response(json.dumps({"status": "ok"}) + "\n", mimetype="application/json")
     return response(environ, start_response)
@@ -70,7 +73,7 @@ class TenantDispatcher:
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
         if path == HEALTH_PATH:
-            return _health(environ, start_response)
+            return _health(environ, start_response, self.registry)
         slug = self.registry.slug_for_host(request_host(environ))
         if slug is not None:
             return serve_tenant(self.registry, slug, environ, start_response)

@@ -22,6 +22,12 @@ from tenantry.closing import call_on_close
 from tenantry.metrics import current as current_metrics
 
 access_log = logging.getLogger("tenantry.access")
+# Request ids: 64 random bits name a request well enough and need no system call. A
+# generator of their own (an endpoint module's random.seed() cannot make ids repeat, and
+# ids reveal nothing of the process's shared generator), seeded afresh in every forked
+# worker, so workers never repeat each other.
+_ids = random.Random()
+os.register_at_fork(after_in_child=_ids.seed)
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -173,10 +179,8 @@ class RequestLog:
 
     def __call__(self, environ, start_response):
         incoming = environ.get("HTTP_X_REQUEST_ID", "")
-        # 64 random bits name a request well enough, and need no system call (each worker
-        # reseeds the generator when it forks, so workers do not repeat each other).
         request_id = (
-            incoming if _SAFE_REQUEST_ID.fullmatch(incoming) else f"{random.getrandbits(64):016x}"
+            incoming if _SAFE_REQUEST_ID.fullmatch(incoming) else f"{_ids.getrandbits(64):016x}"
         )
         environ["tenantry.request_id"] = request_id
         context = RequestContext(request_id)

@@ -30,6 +30,8 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from tenantry.storage import TooLarge  # the one the routes answer 413 for
+
 STORAGE_URL_ENV_VAR = "TENANTRY_STORAGE_URL"
 S3_ENDPOINT_ENV_VAR = "TENANTRY_S3_ENDPOINT_URL"
 # S3's smallest part but the last is 5 MiB; 8 MiB parts keep a 1 GiB upload at 128 parts
@@ -50,10 +52,6 @@ class ObjectStoreError(Exception):
 
 class NoSuchObject(ObjectStoreError):
     """No object under that key (a file replaced or deleted meanwhile, say)."""
-
-
-class TooLarge(Exception):
-    """The body is over the size allowed for it (nothing was stored)."""
 
 
 @dataclass(frozen=True)
@@ -113,6 +111,37 @@ class ObjectInfo:
     size: int
     etag: str
     last_modified: float  # seconds since the epoch
+
+
+class ObjectReader:
+    """An object's bytes as they arrive, in chunks of at most :data:`READ_CHUNK`; ``close``
+    lets go of the connection whether or not the bytes were all read (a WSGI server closes
+    a body it stops sending)."""
+
+    def __init__(self, key: str, body):
+        self.key = key
+        self._body = body
+
+    def __iter__(self) -> ObjectReader:
+        return self
+
+    def __next__(self) -> bytes:
+        from botocore.exceptions import BotoCoreError
+
+        try:
+            chunk = self._body.read(READ_CHUNK)
+        except (BotoCoreError, OSError) as exc:
+            self.close()
+            raise ObjectStoreError(
+                f"reading {self.key} from the object store failed: {exc}"
+            ) from None
+        if not chunk:
+            self.close()
+            raise StopIteration
+        return chunk
+
+    def close(self) -> None:
+        self._body.close()
 
 
 class ObjectStore:
@@ -242,8 +271,19 @@ class ObjectStore:
     # --- reading -------------------------------------------------------------------------
 
     def head(self, key: str) -> ObjectInfo:
-        """:raises NoSuchObject: :raises ObjectStoreError:"""
-        answer = self._call("look up", key, self.client.head_object, Bucket=self.bucket, Key=key)
+        """:raises NoSuchObject: :raises ObjectStoreError: (the bucket itself is missing)"""
+        try:
+            answer = self._call(
+                "look up", key, self.client.head_object, Bucket=self.bucket, Key=key
+            )
+        except NoSuchObject:
+            # A HEAD's 404 carries no error code: a missing bucket must not pass for a
+            # missing object (a mistyped bucket would look empty).
+            try:
+                self._call("find the bucket of", key, self.client.head_bucket, Bucket=self.bucket)
+            except NoSuchObject:
+                raise ObjectStoreError(f"the bucket {self.bucket} does not exist") from None
+            raise
         return ObjectInfo(
             key, answer["ContentLength"], answer["ETag"], answer["LastModified"].timestamp()
         )
@@ -269,18 +309,7 @@ class ObjectStore:
             end = "" if length is None else start + length - 1
             arguments["Range"] = f"bytes={start}-{end}"
         answer = self._call("read", key, self.client.get_object, **arguments)
-        return self._chunks(key, answer["Body"])
-
-    def _chunks(self, key: str, body) -> Iterator[bytes]:
-        from botocore.exceptions import BotoCoreError
-
-        try:
-            while chunk := body.read(READ_CHUNK):
-                yield chunk
-        except BotoCoreError as exc:
-            raise ObjectStoreError(f"reading {key} from the object store failed: {exc}") from None
-        finally:
-            body.close()
+        return ObjectReader(key, answer["Body"])
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         """Every object whose key starts with ``prefix``. :raises ObjectStoreError:"""

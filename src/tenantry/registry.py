@@ -39,6 +39,10 @@ DEFAULT_SWEEP_INTERVAL = 300.0
 SWEEP_LOCK = ".sweep.lock"
 
 
+class PlatformUnavailable(Exception):
+    """tenantry's own modules cannot be imported: no tenant app can be built."""
+
+
 @dataclass
 class LoadedTenant:
     """A tenant as this process last saw it: its app, or why it cannot start."""
@@ -60,6 +64,9 @@ class LoadedTenant:
     # A backup or restore holds its writes (503 with Retry-After; reads go on), read at
     # each re-check.
     writes_held: bool = False
+    # The platform's own modules could not be imported (an install broken or half-done):
+    # tried again at the next re-check, not kept until the tenant's files change.
+    retry: bool = False
 
     def release(self) -> None:
         """Let go of the app's database connections."""
@@ -91,6 +98,8 @@ class TenantRegistry:
         self._key_holders: dict[str, set[str]] = {}
         self._hosts = HostIndex(home)
         self._host_watcher: threading.Thread | None = None
+        # Why the platform's modules could not be imported, for /healthz (None: fine)
+        self.platform_error: str | None = None
         self._stopped = threading.Event()
 
     def lookup(self, slug: str) -> LoadedTenant | None:
@@ -144,9 +153,9 @@ class TenantRegistry:
         one that gets the lock) runs every tenant's clean-up that has anything to clean."""
         lock_path = self.home.tenants_dir / SWEEP_LOCK
         while not self._stopped.wait(self.sweep_interval):
-            from tenantry.tenants import collect_garbage, needs_sweeping, remove_leftovers
-
             try:
+                from tenantry.tenants import collect_garbage, needs_sweeping, remove_leftovers
+
                 with file_lock_if_free(lock_path) as mine:
                     if mine:
                         remove_leftovers(self.home)  # what killed restores left aside
@@ -194,6 +203,7 @@ class TenantRegistry:
             entry is not None
             and entry.fingerprint == fingerprint
             and not entry.shares_key
+            and not entry.retry
             and (entry.maintenance is None) == (maintenance is None)
         ):
             entry.checked_at = now
@@ -279,8 +289,7 @@ class TenantRegistry:
             # written by the first create) must not get a database here too. The record
             # alone: a home without one was judged by its tenants' files at start.
             self.home.check_backend(infer=False)
-            from tenantry.factory import create_app  # SQLAlchemy and the rest: not for /healthz
-
+            create_app = self._create_app()
             config_class = load_config_class(self.home, slug)
             entry.hosts = normalised_hosts(config_class.HOSTS)
             entry.app = create_app(config_class, self.home)
@@ -291,7 +300,27 @@ class TenantRegistry:
             problems = "; ".join(exc.problems)
             log.error("tenant %s cannot start: %s", slug, problems, extra={"tenant": slug})
             entry.error = "; ".join(exc.problems)
+        except PlatformUnavailable as exc:
+            entry.error = str(exc)
+            entry.retry = True
         except Exception as exc:
             log.exception("tenant %s failed to start", slug, extra={"tenant": slug})
             entry.error = f"failed to start: {type(exc).__name__}"
         return entry
+
+    def _create_app(self):
+        """The app factory, imported when the first tenant app builds (SQLAlchemy, the
+        auth layer and the rest are not needed for /healthz). An import that fails is the
+        whole server's problem, not a tenant's: it is logged, /healthz answers 503 until an
+        import succeeds, and each tenant tries again at its next re-check.
+
+        :raises PlatformUnavailable:
+        """
+        try:
+            from tenantry.factory import create_app
+        except Exception as exc:
+            self.platform_error = f"{type(exc).__name__}: {exc}"
+            log.exception("tenantry's own modules cannot be imported: every tenant answers 503")
+            raise PlatformUnavailable("the server cannot load its platform modules") from exc
+        self.platform_error = None
+        return create_app

@@ -14,6 +14,7 @@ from tenantry.home import TenantHome
 SECRET_KEY_BYTES = 48
 # A line python-dotenv reads as the very characters after "=": no quotes, spaces, comments,
 # escapes, ``export`` or ``$`` interpolation.
+_LINE_END = re.compile(r"\r\n|\n|\r")
 _PLAIN_LINE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=([A-Za-z0-9_.,:;/+=@%~-]*)")
 
 
@@ -32,7 +33,9 @@ def parse_env(text: str) -> dict[str, str | None]:
     ``KEY=value`` lines, read here directly (a tenant app builds ~0.3 ms sooner); anything
     else is python-dotenv's to read."""
     values = {}
-    for line in text.splitlines():
+    # python-dotenv's own line ends only: str.splitlines() would also split at \x0c, \x85,
+    # \u2028..., where python-dotenv keeps one value.
+    for line in _LINE_END.split(text):
         if line:
             plain = _PLAIN_LINE.fullmatch(line)
             if plain is None:

@@ -10,6 +10,7 @@ layer), so the access log and everything inside see the client, not the proxy.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 from pathlib import Path
@@ -87,8 +88,24 @@ def _behind_proxies(app, proxies: int):
     return ProxyFix(app, x_for=proxies, x_proto=proxies, x_host=proxies, x_port=proxies, x_prefix=0)
 
 
+# What building a tenant app imports (only then, not for /healthz): a server that lacks
+# one must not start, as it did when they were imported up front.
+PLATFORM_PACKAGES = ("sqlalchemy", "alembic", "flask_praetorian", "passlib", "jwt", "dotenv")
+
+
+def check_installed() -> None:
+    """:raises RuntimeError: naming the packages that are not installed."""
+    missing = [name for name in PLATFORM_PACKAGES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise RuntimeError(
+            f"tenantry cannot serve: {', '.join(missing)} not installed "
+            "(install tenantry with its dependencies)"
+        )
+
+
 def _serving(home: TenantHome, app_of) -> object:
     """The WSGI app ``app_of(registry)`` returns, logged and behind trusted proxies."""
+    check_installed()
     settings = server_settings()
     configure_logging(settings["log_level"])
     home.check_backend()  # a server on the wrong backend does not start
