@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 import tracemalloc
 import uuid
 
@@ -218,3 +219,202 @@ def test_serve_refuses_object_storage_it_does_not_serve_yet(tenantry, acme, monk
     assert "secret" not in result.output
     with pytest.raises(ValueError, match="TENANTRY_STORAGE_URL"):
         server_settings()
+
+
+def test_an_object_file_reads_and_seeks_like_a_file(store):
+    body = os.urandom(2 * MiB + 100)
+    store.put_stream("k", [body], max_size=len(body))
+    with store.open("k") as handle:
+        assert handle.seekable() and handle.size == len(body)
+        assert handle.read(10) == body[:10]
+        handle.seek(MiB + 5)
+        assert handle.read(MiB) == body[MiB + 5 : 2 * MiB + 5]
+        assert handle.tell() == 2 * MiB + 5
+        handle.seek(-3, os.SEEK_END)
+        assert handle.read() == body[-3:]
+        assert handle.read() == b""
+        handle.seek(0)
+        assert handle.read() == body
+    with pytest.raises(NoSuchObject):
+        store.open("gone")
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "part"),
+    [
+        ({}, 200, slice(None)),
+        ({"Range": "bytes=100-199"}, 206, slice(100, 200)),
+        ({"Range": "bytes=-50"}, 206, slice(-50, None)),
+        ({"Range": f"bytes={MiB}-"}, 206, slice(MiB, None)),
+        ({"If-None-Match": '"abc"'}, 304, slice(0)),
+        ({"Range": "bytes=5-9", "If-Range": '"abc"'}, 206, slice(5, 10)),
+        ({"Range": "bytes=5-9", "If-Range": '"old"'}, 200, slice(None)),
+        ({"Range": f"bytes={3 * MiB}-"}, 416, slice(0)),
+    ],
+)
+def test_werkzeug_answers_ranges_and_etags_from_an_object_file(store, headers, status, part):
+    """What a download needs on object storage: werkzeug's own conditional and Range
+    handling, over an object read as it is sent."""
+    from werkzeug.exceptions import RequestedRangeNotSatisfiable
+    from werkzeug.test import EnvironBuilder
+    from werkzeug.wrappers import Response
+    from werkzeug.wsgi import wrap_file
+
+    body = os.urandom(MiB + 1000)
+    store.put_stream("k", [body], max_size=len(body))
+    environ = EnvironBuilder(path="/f", headers=headers).get_environ()
+    handle = store.open("k", size=len(body))
+    response = Response(wrap_file(environ, handle), direct_passthrough=True)
+    response.content_length = len(body)
+    response.set_etag("abc")
+    try:
+        response = response.make_conditional(environ, accept_ranges=True, complete_length=len(body))
+    except RequestedRangeNotSatisfiable:
+        handle.close()
+        assert status == 416
+        return
+    sent = b"".join(response.iter_encoded()) if response.status_code != 304 else b""
+    response.close()
+    assert (response.status_code, sent) == (status, body[part])
+    assert handle.closed
+
+
+# --- one tenant's bytes in the store ---------------------------------------------------------
+
+
+@pytest.fixture
+def tenant_objects(store, tmp_path):
+    from tenantry.objects import TenantObjects
+
+    def make(slug: str) -> TenantObjects:
+        return TenantObjects(store, StorageLocation(store.bucket, "p"), slug, tmp_path / slug)
+
+    return make
+
+
+def keys(store, prefix: str = "") -> list[str]:
+    return sorted(info.key for info in store.list(prefix))
+
+
+def test_an_upload_lands_in_incoming_then_as_its_content_addressed_blob(store, tenant_objects):
+    acme = tenant_objects("acme")
+    body = b"".join(blocks(9))
+    received = acme.receive(blocks(9), max_size=1 << 30, room=1 << 30)
+    assert received.key.startswith("p/acme/incoming/")
+    assert (received.size, received.sha256) == (len(body), hashlib.sha256(body).hexdigest())
+    with acme.lock():
+        assert acme.commit(received) is True
+    assert keys(store) == [f"p/acme/blobs/{received.sha256}"]
+    with acme.open_blob(received.sha256, received.size) as handle:
+        assert handle.read() == body
+    again = acme.receive(blocks(9), max_size=1 << 30, room=1 << 30)
+    with acme.lock():
+        assert acme.commit(again) is False  # the same bytes: the blob is there already
+    assert keys(store) == [f"p/acme/blobs/{received.sha256}"]
+
+
+def test_an_upload_over_the_quota_or_the_limit_leaves_nothing(store, tenant_objects):
+    from tenantry.storage import OverQuota, TooLarge
+
+    acme = tenant_objects("acme")
+    with pytest.raises(OverQuota):
+        acme.receive(blocks(20), max_size=1 << 30, room=10 * MiB)
+    with pytest.raises(TooLarge):
+        acme.receive(blocks(20), max_size=10 * MiB, room=1 << 30)
+    assert keys(store) == [] and uploads_in_progress(store) == []
+
+
+def test_a_snapshot_outlives_the_blob_and_is_used_once(store, tenant_objects):
+    acme = tenant_objects("acme")
+    received = acme.receive([b"version one"], max_size=100, room=100)
+    acme.commit(received)
+    assert acme.snapshot(received.sha256, "uid-1") == len(b"version one")
+    acme.drop_blob(received.sha256)  # the file replaced or deleted
+    with pytest.raises(FileNotFoundError):
+        acme.open_blob(received.sha256, received.size)
+    with acme.open_snapshot("uid-1") as handle:
+        assert handle.read() == b"version one"
+    acme.drop_snapshot("uid-1")
+    with pytest.raises(FileNotFoundError):
+        acme.open_snapshot("uid-1")
+    with pytest.raises(FileNotFoundError):
+        acme.snapshot(received.sha256, "uid-2")
+
+
+def test_a_built_zip_is_streamed_in_as_a_snapshot_and_its_temp_file_goes(store, tenant_objects):
+    acme = tenant_objects("acme")
+    temp = acme.temp_path()
+    temp.write_bytes(b"".join(blocks(10)))
+    assert acme.publish_snapshot(temp, "zip-1") == 10 * MiB
+    assert not temp.exists()
+    with acme.open_snapshot("zip-1") as handle:
+        assert handle.read() == b"".join(blocks(10))
+
+
+def test_what_one_tenant_holds_is_not_another_tenants(store, tenant_objects):
+    """acme and acme2 share a prefix string, never a key: neither opens, snapshots or
+    sweeps the other's bytes."""
+    acme, acme2 = tenant_objects("acme"), tenant_objects("acme2")
+    secret = acme.receive([b"acme's bytes"], max_size=100, room=100)
+    acme.commit(secret)
+    acme.snapshot(secret.sha256, "acme-link")
+    with pytest.raises(FileNotFoundError):
+        acme2.open_blob(secret.sha256, secret.size)
+    with pytest.raises(FileNotFoundError):
+        acme2.snapshot(secret.sha256, "stolen")
+    with pytest.raises(FileNotFoundError):
+        acme2.open_snapshot("acme-link")
+    pending = acme.receive([b"in progress"], max_size=100, room=100)
+    assert acme2.sweep_incoming(older_than=-60) == 0
+    assert pending.key in keys(store)
+    assert [info.key for info in acme2.stored_keys()] == []
+    theirs = acme2.receive([b"acme2's upload"], max_size=100, room=100)
+    assert acme.sweep_incoming(older_than=-60) == 1  # its own only
+    assert keys(store, "p/acme2/") == [theirs.key]
+
+
+def test_hostile_names_never_become_keys(tenant_objects):
+    from tenantry.storage import InvalidName
+
+    acme = tenant_objects("acme")
+    for uid in ("../globex/links/x", "a/b", "", "x" * 65):
+        with pytest.raises(InvalidName):
+            acme.open_snapshot(uid)
+    for sha in ("../../globex/blobs/" + "a" * 64, "A" * 64, "a" * 63):
+        with pytest.raises(InvalidName):
+            acme.open_blob(sha, 1)
+
+
+def test_the_sweep_removes_dead_uploads_and_keeps_live_ones(store, tenant_objects):
+    acme = tenant_objects("acme")
+    dead = acme.receive([b"killed worker"], max_size=100, room=100)
+    temp = acme.temp_path()
+    assert acme.sweep_incoming() == 0  # young: uploads in progress
+    assert dead.key in keys(store) and temp.exists()
+    assert acme.sweep_incoming(older_than=-60) == 2
+    assert keys(store) == [] and not temp.exists()
+
+
+def test_the_lock_serialises_and_the_check_sees_the_bucket(store, s3_server, tenant_objects):
+    import threading
+
+    acme = tenant_objects("acme")
+    order = []
+
+    def hold(name):
+        with acme.lock():
+            order.append(f"{name} in")
+            time.sleep(0.05)
+            order.append(f"{name} out")
+
+    threads = [threading.Thread(target=hold, args=(n,)) for n in "ab"]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert order[0][0] == order[1][0] and order[2][0] == order[3][0]
+    assert acme.check() is True
+    gone = ObjectStore("no-such-bucket-here", endpoint_url=s3_server.url)
+    from tenantry.objects import TenantObjects
+
+    assert TenantObjects(gone, StorageLocation("x", ""), "acme", acme.folder).check() is False

@@ -25,10 +25,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import os
 import re
+import secrets
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from tenantry.storage import TooLarge  # the one the routes answer 413 for
 
@@ -142,6 +146,78 @@ class ObjectReader:
 
     def close(self) -> None:
         self._body.close()
+
+
+class ObjectFile(io.RawIOBase):
+    """A stored object as a read-only, seekable binary file, for werkzeug's Range, ETag and
+    304 handling of downloads (``wrap_file`` and ``make_conditional``): reading continues
+    one GET from the position to the end of the object; a seek elsewhere starts another.
+    Nothing is held but the chunk being read; ``close`` lets go of the connection.
+
+    :raises NoSuchObject: at the first read, if the object is gone by then.
+    """
+
+    def __init__(self, store: ObjectStore, key: str, size: int):
+        super().__init__()
+        self._store = store
+        self.key = key
+        self.size = size
+        self._position = 0
+        self._reader: ObjectReader | None = None
+        self._pending = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self.size}[whence]
+        position = base + offset
+        if position < 0:
+            raise ValueError("negative seek position")
+        if position != self._position:
+            self._drop_reader()
+            self._position = position
+        return position
+
+    def readinto(self, buffer) -> int:
+        if self._position >= self.size:
+            return 0
+        if not self._pending:
+            if self._reader is None:
+                self._reader = self._store.read(self.key, self._position)
+            chunk = next(self._reader, b"")
+            if not chunk:
+                return 0
+            self._pending = memoryview(chunk)
+        count = min(len(buffer), len(self._pending))
+        buffer[:count] = self._pending[:count]
+        self._pending = self._pending[count:]
+        self._position += count
+        return count
+
+    def peek_exists(self) -> None:
+        """Start reading now, so that a missing object raises here rather than at the first
+        read (after a response has been promised). :raises NoSuchObject:"""
+        if self._reader is None and self._position < self.size:
+            self._reader = self._store.read(self.key, self._position)
+        elif self.size == 0:
+            self._store.head(self.key)
+
+    def _drop_reader(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+        self._pending = memoryview(b"")
+
+    def close(self) -> None:
+        self._drop_reader()
+        super().close()
 
 
 class ObjectStore:
@@ -288,6 +364,13 @@ class ObjectStore:
             key, answer["ContentLength"], answer["ETag"], answer["LastModified"].timestamp()
         )
 
+    def open(self, key: str, size: int | None = None) -> ObjectFile:
+        """The object as a seekable file (``size`` known from a record saves a HEAD).
+
+        :raises NoSuchObject: :raises ObjectStoreError:
+        """
+        return ObjectFile(self, key, self.head(key).size if size is None else size)
+
     def exists(self, key: str) -> bool:
         try:
             self.head(key)
@@ -347,3 +430,190 @@ class ObjectStore:
         if isinstance(exc, ObjectStoreError | TooLarge):
             return exc
         raise exc
+
+
+@dataclass(frozen=True)
+class ReceivedObject:
+    """An upload streamed into the store under ``incoming/``, waiting for
+    :meth:`TenantObjects.commit`."""
+
+    key: str
+    size: int
+    sha256: str
+
+
+class TenantObjects:
+    """One tenant's bytes in the object store, under ``PREFIX/<slug>/``: the counterpart of
+    :class:`tenantry.storage.TenantStorage`'s byte operations, with the same layout and the
+    same guarantees.
+
+    - ``incoming/<random>``: uploads in progress (whole or absent, see
+      :meth:`ObjectStore.put_stream`); swept when older than a killed upload can be.
+    - ``blobs/<sha256>``: stored bytes, addressed by their content, never changed in place;
+      a file's name → sha256 lives in the tenant database.
+    - ``links/<uid>``: a one-time link's snapshot, a copy made on the store's side (or a zip
+      built for a dataset download).
+
+    Decisions about what is stored (the quota, which blobs are still named) are taken under
+    :meth:`lock`, a file lock in the tenant's folder of the shared home.
+    """
+
+    def __init__(self, store: ObjectStore, location: StorageLocation, slug: str, folder: Path):
+        self.store = store
+        self.prefix = location.tenant_prefix(slug)
+        self.folder = Path(folder)  # the tenant's storage folder: its lock, zips being built
+
+    def _key(self, area: str, name: str) -> str:
+        return f"{self.prefix}{area}/{name}"
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        from tenantry.locking import file_lock
+
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with file_lock(self.folder / ".lock"):
+            yield
+
+    def check(self) -> bool:
+        """Whether the bucket answers (for /status)."""
+        try:
+            self.store.client.head_bucket(Bucket=self.store.bucket)
+        except Exception:
+            return False
+        return True
+
+    # --- stored files --------------------------------------------------------------------
+
+    def receive(self, chunks: Iterable[bytes], max_size: int, room: int) -> ReceivedObject:
+        """Stream ``chunks`` into ``incoming/``; ``room`` is the quota's first bound.
+
+        :raises TooLarge: :raises OverQuota: (nothing is kept) :raises ObjectStoreError:
+        """
+        from tenantry.storage import OverQuota
+
+        def within_quota():
+            size = 0
+            for chunk in chunks:
+                size += len(chunk)
+                if size > room:
+                    raise OverQuota("The upload would exceed this tenant's storage quota.")
+                yield chunk
+
+        key = self._key("incoming", secrets.token_hex(16))
+        stored = self.store.put_stream(key, within_quota(), max_size=max_size)
+        return ReceivedObject(key, stored.size, stored.sha256)
+
+    def commit(self, received: ReceivedObject) -> bool:
+        """Move received bytes in as the blob of their sha256 (under :meth:`lock`); whether
+        the blob is new. The store has no rename: a copy on its side, then the delete."""
+        blob = self.blob_key(received.sha256)
+        created = not self.store.exists(blob)
+        if created:
+            self.store.copy(received.key, blob)
+        self.store.delete(received.key)
+        return created
+
+    def discard(self, received: ReceivedObject) -> None:
+        self.store.delete(received.key)
+
+    def blob_key(self, sha256: str) -> str:
+        """:raises InvalidName: not a sha256."""
+        from tenantry.storage import SHA256, InvalidName
+
+        if not isinstance(sha256, str) or SHA256.fullmatch(sha256) is None:
+            raise InvalidName("not a sha256")
+        return self._key("blobs", sha256)
+
+    def open_blob(self, sha256: str, size: int) -> ObjectFile:
+        """The bytes of a stored file, as its record describes them.
+
+        :raises FileNotFoundError: the blob is gone (the file was replaced or deleted since
+            its record was read: read it again).
+        """
+        handle = ObjectFile(self.store, self.blob_key(sha256), size)
+        try:
+            handle.peek_exists()
+        except NoSuchObject:
+            raise FileNotFoundError(sha256) from None
+        return handle
+
+    def drop_blob(self, sha256: str) -> None:
+        self.store.delete(self.blob_key(sha256))
+
+    # --- one-time links and zips -----------------------------------------------------------
+
+    def snapshot_key(self, uid: str) -> str:
+        from tenantry.storage import InvalidName
+
+        if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", uid) is None:
+            raise InvalidName("not a link uid")
+        return self._key("links", uid)
+
+    def snapshot(self, sha256: str, uid: str) -> int:
+        """Freeze a blob's bytes for a link (a copy on the store's side, which a later
+        replace or delete of the file leaves alone); returns their size.
+
+        :raises FileNotFoundError: the blob is gone.
+        """
+        target = self.snapshot_key(uid)
+        try:
+            self.store.copy(self.blob_key(sha256), target)
+        except NoSuchObject:
+            raise FileNotFoundError(sha256) from None
+        return self.store.head(target).size
+
+    def temp_path(self) -> Path:
+        """A fresh private file in the tenant's folder, for a zip being built before
+        :meth:`publish_snapshot` streams it into the store."""
+        from tenantry.storage import PRIVATE_FILE
+
+        folder = self.folder / ".incoming"
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path = folder / f"{secrets.token_hex(16)}.part"
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE))
+        return path
+
+    def publish_snapshot(self, temp: Path, uid: str) -> int:
+        """Stream a finished temp file into the store as a link's snapshot; returns its
+        size. The temp file is gone afterwards, stored or not."""
+        try:
+            with open(temp, "rb") as source:
+                chunks = iter(lambda: source.read(READ_CHUNK), b"")
+                stored = self.store.put_stream(self.snapshot_key(uid), chunks, max_size=1 << 62)
+        finally:
+            temp.unlink(missing_ok=True)
+        return stored.size
+
+    def open_snapshot(self, uid: str) -> ObjectFile:
+        """:raises FileNotFoundError: no such snapshot (used, swept or never made)."""
+        try:
+            return self.store.open(self.snapshot_key(uid))
+        except NoSuchObject:
+            raise FileNotFoundError(uid) from None
+
+    def drop_snapshot(self, uid: str) -> None:
+        self.store.delete(self.snapshot_key(uid))
+
+    # --- clean-up ----------------------------------------------------------------------------
+
+    def sweep_incoming(self, older_than: float = 6 * 3600) -> int:
+        """Remove uploads that died (a killed worker) and zips never published; returns how
+        many went."""
+        cutoff = time.time() - older_than
+        removed = 0
+        for info in self.store.list(self.prefix + "incoming/"):
+            if info.last_modified < cutoff:
+                self.store.delete(info.key)
+                removed += 1
+        folder = self.folder / ".incoming"
+        if folder.is_dir():
+            for entry in os.scandir(folder):
+                with contextlib.suppress(FileNotFoundError):
+                    if entry.stat().st_mtime < cutoff:
+                        os.unlink(entry.path)
+                        removed += 1
+        return removed
+
+    def stored_keys(self) -> Iterator[ObjectInfo]:
+        """Every object of the tenant (backups, ``tenants stats``)."""
+        return self.store.list(self.prefix)
