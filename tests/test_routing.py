@@ -181,6 +181,19 @@ def test_request_id_is_echoed_or_generated(client, acme):
     assert client.get("/acme/").headers["X-Request-ID"] != first
 
 
+def test_records_made_outside_a_logger_still_work_once_logging_is_configured():
+    """logging.makeLogRecord (used by log receivers and handlers) calls the record factory
+    with no name: tenantry's factory must take it, and fill in the process and thread."""
+    import os
+
+    from tenantry.log import configure_logging
+
+    configure_logging()
+    record = logging.makeLogRecord({"msg": "from elsewhere"})
+    assert (record.getMessage(), record.process) == ("from elsewhere", os.getpid())
+    assert logging.getLogger("other").makeRecord("other", 20, "f", 1, "m", (), None).process
+
+
 def test_log_lines_carry_the_same_time_as_loggings_own_formatter():
     """The date and time are formatted once a second: every line must still read as
     logging's default would, milliseconds included, across second boundaries."""

@@ -93,7 +93,8 @@ def _skip_what_our_lines_never_show() -> None:
 
     def record_factory(name, *args, **kwargs):
         record = make_record(name, *args, **kwargs)
-        if not (name.startswith("tenantry.") or name == "tenantry"):
+        # logging.makeLogRecord() asks for a record named None
+        if not (isinstance(name, str) and (name.startswith("tenantry.") or name == "tenantry")):
             record.process = os.getpid()
             record.thread = threading.get_ident()
             record.threadName = threading.current_thread().name
