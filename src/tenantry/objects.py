@@ -34,7 +34,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tenantry.storage import TooLarge  # the one the routes answer 413 for
+from tenantry.storage import (
+    OverQuota,
+    TenantStorage,
+    TooLarge,  # the one the routes answer 413 for
+    validate_sha256,
+    validate_uid,
+)
 
 STORAGE_URL_ENV_VAR = "TENANTRY_STORAGE_URL"
 S3_ENDPOINT_ENV_VAR = "TENANTRY_S3_ENDPOINT_URL"
@@ -396,6 +402,8 @@ class ObjectStore:
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         """Every object whose key starts with ``prefix``. :raises ObjectStoreError:"""
+        from botocore.exceptions import BotoCoreError, ClientError
+
         paginator = self.client.get_paginator("list_objects_v2")
         pages = paginator.paginate(Bucket=self.bucket, Prefix=prefix)
         try:
@@ -404,19 +412,23 @@ class ObjectStore:
                     yield ObjectInfo(
                         item["Key"], item["Size"], item["ETag"], item["LastModified"].timestamp()
                     )
-        except Exception as exc:
+        except (BotoCoreError, ClientError) as exc:
             raise self._error("list", prefix, exc) from None
 
     # --- errors --------------------------------------------------------------------------
 
     def _call(self, doing: str, key: str, method, **arguments):
+        from botocore.exceptions import BotoCoreError, ClientError
+
         try:
             return method(**arguments)
-        except Exception as exc:
+        except (BotoCoreError, ClientError) as exc:
             raise self._error(doing, key, exc) from None
 
     def _error(self, doing: str, key: str, exc: Exception) -> ObjectStoreError:
-        from botocore.exceptions import BotoCoreError, ClientError
+        """The store's error (botocore's) as ours: the operation, key and bucket, and the
+        store's error code, never a credential."""
+        from botocore.exceptions import ClientError
 
         if isinstance(exc, ClientError):
             code = exc.response.get("Error", {}).get("Code", "")
@@ -425,11 +437,7 @@ class ObjectStore:
             return ObjectStoreError(
                 f"the object store refused to {doing} {key} in bucket {self.bucket}: {code}"
             )
-        if isinstance(exc, BotoCoreError):
-            return ObjectStoreError(f"could not {doing} {key} in bucket {self.bucket}: {exc}")
-        if isinstance(exc, ObjectStoreError | TooLarge):
-            return exc
-        raise exc
+        return ObjectStoreError(f"could not {doing} {key} in bucket {self.bucket}: {exc}")
 
 
 @dataclass(frozen=True)
@@ -461,18 +469,17 @@ class TenantObjects:
     def __init__(self, store: ObjectStore, location: StorageLocation, slug: str, folder: Path):
         self.store = store
         self.prefix = location.tenant_prefix(slug)
-        self.folder = Path(folder)  # the tenant's storage folder: its lock, zips being built
+        self.folder = Path(folder)
+        # The tenant's storage folder on the shared home: its lock, and zips being built.
+        self.local = TenantStorage(self.folder)
 
     def _key(self, area: str, name: str) -> str:
         return f"{self.prefix}{area}/{name}"
 
-    @contextlib.contextmanager
-    def lock(self) -> Iterator[None]:
-        from tenantry.locking import file_lock
-
+    def lock(self):
+        """The tenant folder's storage lock (:meth:`TenantStorage.lock`)."""
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with file_lock(self.folder / ".lock"):
-            yield
+        return self.local.lock()
 
     def check(self) -> bool:
         """Whether the bucket answers (for /status)."""
@@ -489,7 +496,6 @@ class TenantObjects:
 
         :raises TooLarge: :raises OverQuota: (nothing is kept) :raises ObjectStoreError:
         """
-        from tenantry.storage import OverQuota
 
         def within_quota():
             size = 0
@@ -518,11 +524,7 @@ class TenantObjects:
 
     def blob_key(self, sha256: str) -> str:
         """:raises InvalidName: not a sha256."""
-        from tenantry.storage import SHA256, InvalidName
-
-        if not isinstance(sha256, str) or SHA256.fullmatch(sha256) is None:
-            raise InvalidName("not a sha256")
-        return self._key("blobs", sha256)
+        return self._key("blobs", validate_sha256(sha256))
 
     def open_blob(self, sha256: str, size: int) -> ObjectFile:
         """The bytes of a stored file, as its record describes them.
@@ -543,11 +545,7 @@ class TenantObjects:
     # --- one-time links and zips -----------------------------------------------------------
 
     def snapshot_key(self, uid: str) -> str:
-        from tenantry.storage import InvalidName
-
-        if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", uid) is None:
-            raise InvalidName("not a link uid")
-        return self._key("links", uid)
+        return self._key("links", validate_uid(uid))
 
     def snapshot(self, sha256: str, uid: str) -> int:
         """Freeze a blob's bytes for a link (a copy on the store's side, which a later
@@ -565,13 +563,8 @@ class TenantObjects:
     def temp_path(self) -> Path:
         """A fresh private file in the tenant's folder, for a zip being built before
         :meth:`publish_snapshot` streams it into the store."""
-        from tenantry.storage import PRIVATE_FILE
-
-        folder = self.folder / ".incoming"
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        path = folder / f"{secrets.token_hex(16)}.part"
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE))
-        return path
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return self.local.temp_path()
 
     def publish_snapshot(self, temp: Path, uid: str) -> int:
         """Stream a finished temp file into the store as a link's snapshot; returns its
@@ -605,14 +598,7 @@ class TenantObjects:
             if info.last_modified < cutoff:
                 self.store.delete(info.key)
                 removed += 1
-        folder = self.folder / ".incoming"
-        if folder.is_dir():
-            for entry in os.scandir(folder):
-                with contextlib.suppress(FileNotFoundError):
-                    if entry.stat().st_mtime < cutoff:
-                        os.unlink(entry.path)
-                        removed += 1
-        return removed
+        return removed + self.local.sweep_incoming(older_than)
 
     def stored_keys(self) -> Iterator[ObjectInfo]:
         """Every object of the tenant (backups, ``tenants stats``)."""

@@ -30,6 +30,7 @@ INCOMING = ".incoming"
 LINKS = ".links"
 BLOBS = ".blobs"
 SHA256 = re.compile(r"[0-9a-f]{64}")
+LINK_UID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 CHUNK_SIZE = 1024 * 1024
 # Temp files older than this are left-overs of killed uploads.
 STALE_UPLOAD_SECONDS = 6 * 3600
@@ -72,6 +73,20 @@ def link_or_copy(source: Path, target: Path) -> None:
     except OSError:
         shutil.copyfile(source, target)
         os.chmod(target, PRIVATE_FILE)
+
+
+def validate_sha256(sha256: str) -> str:
+    """:raises InvalidName: not a lower-case hex sha256 (a blob's name)."""
+    if not isinstance(sha256, str) or SHA256.fullmatch(sha256) is None:
+        raise InvalidName("not a sha256")
+    return sha256
+
+
+def validate_uid(uid: str) -> str:
+    """:raises InvalidName: not a link uid (URL-safe base64, as links make them)."""
+    if not isinstance(uid, str) or LINK_UID.fullmatch(uid) is None:
+        raise InvalidName("not a link uid")
+    return uid
 
 
 def validate_name(name: str) -> str:
@@ -173,9 +188,7 @@ class TenantStorage:
 
     def blob_path(self, sha256: str) -> Path:
         """Where the bytes of that sha256 live. :raises InvalidName: not a sha256."""
-        if not isinstance(sha256, str) or SHA256.fullmatch(sha256) is None:
-            raise InvalidName("not a sha256")
-        return self.blobs / sha256
+        return self.blobs / validate_sha256(sha256)
 
     def stored_path(self, name: str, sha256: str) -> Path:
         """The path of stored file ``name``'s bytes, whose sha256 its record holds.
@@ -214,9 +227,7 @@ class TenantStorage:
 
     def snapshot_path(self, uid: str) -> Path:
         """Where a one-time link's bytes live; ``uid`` is URL-safe base64 by construction."""
-        if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", uid) is None:
-            raise InvalidName("not a link uid")
-        return self.links / uid
+        return self.links / validate_uid(uid)
 
     def snapshot(self, source: Path, uid: str) -> int:
         """Freeze the bytes at ``source`` (a blob) for a link; returns their size.
