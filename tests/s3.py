@@ -14,7 +14,7 @@ import tempfile
 import time
 import urllib.request
 
-from tests.server import free_port
+from tests.server import free_port, stop
 
 ENDPOINT_ENV_VAR = "TENANTRY_TEST_S3_ENDPOINT"
 # moto accepts any; set so boto3 never looks for a real account's.
@@ -59,10 +59,6 @@ class MotoServer:
 
     def __exit__(self, *exc_info) -> None:
         if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+            stop(self.process)
             self.log.close()
             self.process = None

@@ -15,6 +15,19 @@ from tenantry.home import DATABASE_URL_ENV_VAR, HOME_ENV_VAR, TenantHome
 from tenantry.serving import gunicorn_options, metrics_setup
 
 
+def stop(process: subprocess.Popen, timeout: float = 10) -> None:
+    """Terminate ``process`` (if still running) and wait for it; kill it after
+    ``timeout`` seconds."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -87,13 +100,8 @@ class GunicornServer:
         raise RuntimeError(f"gunicorn did not come up:\n{self.log()}")
 
     def __exit__(self, *exc_info) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            stop(self.process)
         self._log.close()
 
     def log(self) -> str:
