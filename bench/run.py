@@ -304,27 +304,24 @@ def main() -> None:
             "`gunicorn -w 2` (sync)",
         }[args.serving]
         print(f"wrk -t2 -c16, {args.seconds:g} s runs, {args.rounds} rounds, {model}")
-        bare_home = TenantHome(folder / "bare")
-        bare_home.root.mkdir()
-        (folder / "control").mkdir()
         out_of_the_box = args.serving == "out-of-the-box"
         serving = {"serving": "serve" if out_of_the_box else args.serving}
-        bare_server = GunicornServer(
-            bare_home,
-            app="bench.bare:application",
-            chdir=REPO,
-            ready_path="/",
-            serving="sync" if out_of_the_box else args.serving,
-        )
+
+        def bare_flask(name: str) -> GunicornServer:
+            bare_home = TenantHome(folder / name)
+            bare_home.root.mkdir()
+            return GunicornServer(
+                bare_home,
+                app="bench.bare:application",
+                chdir=REPO,
+                ready_path="/",
+                serving="sync" if out_of_the_box else args.serving,
+            )
+
+        bare_server = bare_flask("bare")
         # The same bare app again, measured as if it were tenantry: its ratio shows how far
         # the method itself (server start order, ports, the machine) moves a ratio.
-        control_server = GunicornServer(
-            TenantHome(folder / "control"),
-            app="bench.bare:application",
-            chdir=REPO,
-            ready_path="/",
-            serving="sync" if out_of_the_box else args.serving,
-        )
+        control_server = bare_flask("control")
         standalone = GunicornServer(
             home, app="wsgi:application", chdir=home.instance_dir("acme"), ready_path="/",
             **serving,
