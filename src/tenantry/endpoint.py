@@ -49,7 +49,14 @@ from tenantry.auth import auth_required, current_user
 from tenantry.db import Base, TenantDatabase
 from tenantry.errors import InsufficientStorage, error_response
 from tenantry.openapi import INTEGER, STRING, STRINGS, operation, schema_object
-from tenantry.storage import InvalidName, OverQuota, TenantStorage, TooLarge, validate_name
+from tenantry.storage import (
+    InvalidName,
+    OverQuota,
+    Storage,
+    TenantStorage,
+    TooLarge,
+    validate_name,
+)
 
 __all__ = [
     "INTEGER",
@@ -59,6 +66,7 @@ __all__ = [
     "InsufficientStorage",
     "InvalidName",
     "OverQuota",
+    "Storage",
     "Tenant",
     "TenantApi",
     "TenantDatabase",
@@ -93,7 +101,7 @@ class Tenant:
     name: str
     config: dict
     database: TenantDatabase
-    storage: TenantStorage
+    storage: Storage
     modules: tuple[str, ...]
     reference_checks: tuple[Callable[[Tenant, str], list[str]], ...] = field(default=(), repr=False)
     #: The tenant's own dict for values a module keeps a short while in this process (a
@@ -164,7 +172,7 @@ class TenantResource(Resource):
         return _serving_tenant().database
 
     @property
-    def storage(self) -> TenantStorage:
+    def storage(self) -> Storage:
         return _serving_tenant().storage
 
 

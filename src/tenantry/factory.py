@@ -28,7 +28,7 @@ from tenantry.errors import register_error_handlers
 from tenantry.guard import TenantGuard
 from tenantry.home import TenantHome
 from tenantry.modules import EndpointModule, route_problems
-from tenantry.storage import TenantStorage
+from tenantry.objects import tenant_storage
 from tenantry.tenant_secrets import read_secrets
 
 
@@ -147,7 +147,7 @@ def register_extensions(app: Flask, home: TenantHome, modules: tuple[EndpointMod
     """Attach the tenant's database (migrated, with the tables of its modules), storage,
     token guard, and the :class:`~tenantry.endpoint.Tenant` that endpoint modules see."""
     slug = app.config["SLUG"]
-    storage = TenantStorage(app.config["STORAGE_ROOT"])
+    storage = tenant_storage(app.config["STORAGE_ROOT"], slug)
     storage.ensure(parents=True)
     storage.sweep_incoming()
     database = tenant_database(home, slug)

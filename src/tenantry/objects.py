@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import logging
 import os
 import re
 import secrets
@@ -35,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tenantry.storage import (
+    STALE_UPLOAD_SECONDS,
     OverQuota,
     TenantStorage,
     TooLarge,  # the one the routes answer 413 for
@@ -51,9 +53,12 @@ PART_SIZE = 8 * 1024 * 1024
 COPY_LIMIT = 5 * 1024**3
 COPY_PART_SIZE = 512 * 1024**2
 READ_CHUNK = 1024 * 1024
+PROBE_SECONDS = 1.0
 # A bucket name as S3 allows it (3-63 of lower-case letters, digits, dots and hyphens).
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _PREFIX_PART = re.compile(r"[A-Za-z0-9._-]+")
+
+log = logging.getLogger(__name__)
 
 
 class ObjectStoreError(Exception):
@@ -247,6 +252,21 @@ class ObjectStore:
                 ),
             )
         self.client = client
+        self._probed: tuple[float, bool] | None = None
+
+    def answers(self) -> bool:
+        """Whether the bucket answers a HEAD; the answer is kept :data:`PROBE_SECONDS` (a
+        busy health check must not become the store's load)."""
+        now = time.monotonic()
+        if self._probed is None or self._probed[0] <= now:
+            try:
+                self.client.head_bucket(Bucket=self.bucket)
+                answered = True
+            except Exception:
+                log.warning("the object store's bucket %s does not answer", self.bucket)
+                answered = False
+            self._probed = (now + PROBE_SECONDS, answered)
+        return self._probed[1]
 
     # --- writing -------------------------------------------------------------------------
 
@@ -476,18 +496,18 @@ class TenantObjects:
     def _key(self, area: str, name: str) -> str:
         return f"{self.prefix}{area}/{name}"
 
+    def ensure(self, parents: bool = False) -> None:
+        """The tenant's storage folder on the shared home (its lock, zips being built)."""
+        self.local.ensure(parents=parents)
+
     def lock(self):
         """The tenant folder's storage lock (:meth:`TenantStorage.lock`)."""
-        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         return self.local.lock()
 
     def check(self) -> bool:
-        """Whether the bucket answers (for /status)."""
-        try:
-            self.store.client.head_bucket(Bucket=self.store.bucket)
-        except Exception:
-            return False
-        return True
+        """Whether the bucket answers and the tenant's folder (its lock) is writable, for
+        /status; the bucket's answer is kept for a second per process."""
+        return self.local.check() and self.store.answers()
 
     # --- stored files --------------------------------------------------------------------
 
@@ -526,30 +546,32 @@ class TenantObjects:
         """:raises InvalidName: not a sha256."""
         return self._key("blobs", validate_sha256(sha256))
 
-    def open_blob(self, sha256: str, size: int) -> ObjectFile:
-        """The bytes of a stored file, as its record describes them.
+    def open_blob(self, sha256: str, size: int, name: str | None = None) -> ObjectFile:
+        """The bytes of a stored file, as its record describes them (``name`` is for the
+        local disk's files stored before blobs; the store never had such).
 
         :raises FileNotFoundError: the blob is gone (the file was replaced or deleted since
             its record was read: read it again).
         """
-        handle = ObjectFile(self.store, self.blob_key(sha256), size)
-        try:
-            handle.peek_exists()
-        except NoSuchObject:
-            raise FileNotFoundError(sha256) from None
-        return handle
+        return _opened(ObjectFile(self.store, self.blob_key(sha256), size), sha256)
 
     def drop_blob(self, sha256: str) -> None:
         self.store.delete(self.blob_key(sha256))
+
+    def drop_legacy(self, name: str) -> None:
+        """Nothing: the store never held files under their names."""
 
     # --- one-time links and zips -----------------------------------------------------------
 
     def snapshot_key(self, uid: str) -> str:
         return self._key("links", validate_uid(uid))
 
-    def snapshot(self, sha256: str, uid: str) -> int:
+    def snapshot(
+        self, sha256: str, uid: str, size: int | None = None, name: str | None = None
+    ) -> int:
         """Freeze a blob's bytes for a link (a copy on the store's side, which a later
-        replace or delete of the file leaves alone); returns their size.
+        replace or delete of the file leaves alone); returns their size (``size``, from
+        the file's record, saves asking the store).
 
         :raises FileNotFoundError: the blob is gone.
         """
@@ -558,7 +580,7 @@ class TenantObjects:
             self.store.copy(self.blob_key(sha256), target)
         except NoSuchObject:
             raise FileNotFoundError(sha256) from None
-        return self.store.head(target).size
+        return self.store.head(target).size if size is None else size
 
     def temp_path(self) -> Path:
         """A fresh private file in the tenant's folder, for a zip being built before
@@ -577,19 +599,26 @@ class TenantObjects:
             temp.unlink(missing_ok=True)
         return stored.size
 
-    def open_snapshot(self, uid: str) -> ObjectFile:
-        """:raises FileNotFoundError: no such snapshot (used, swept or never made)."""
+    def open_snapshot(self, uid: str, size: int | None = None) -> ObjectFile:
+        """A link's bytes, their read already started: a GET under way completes even if
+        the object is deleted meanwhile (S3 serves a key's old bytes or its new ones, never
+        a mix), so a redeemed link drops its snapshot as soon as it is won.
+
+        :raises FileNotFoundError: no such snapshot (used, swept or never made).
+        """
+        key = self.snapshot_key(uid)
         try:
-            return self.store.open(self.snapshot_key(uid))
+            handle = self.store.open(key, size)
         except NoSuchObject:
             raise FileNotFoundError(uid) from None
+        return _opened(handle, uid)
 
     def drop_snapshot(self, uid: str) -> None:
         self.store.delete(self.snapshot_key(uid))
 
     # --- clean-up ----------------------------------------------------------------------------
 
-    def sweep_incoming(self, older_than: float = 6 * 3600) -> int:
+    def sweep_incoming(self, older_than: float = STALE_UPLOAD_SECONDS) -> int:
         """Remove uploads that died (a killed worker) and zips never published; returns how
         many went."""
         cutoff = time.time() - older_than
@@ -603,3 +632,44 @@ class TenantObjects:
     def stored_keys(self) -> Iterator[ObjectInfo]:
         """Every object of the tenant (backups, ``tenants stats``)."""
         return self.store.list(self.prefix)
+
+
+def _opened(handle: ObjectFile, what: str) -> ObjectFile:
+    """``handle`` with its first read started, so that a missing object shows now, before
+    a response is promised. :raises FileNotFoundError:"""
+    try:
+        handle.peek_exists()
+    except NoSuchObject:
+        handle.close()
+        raise FileNotFoundError(what) from None
+    except BaseException:
+        handle.close()
+        raise
+    return handle
+
+
+_stores: dict[tuple[int, str, str | None], ObjectStore] = {}
+
+
+def object_store(location: StorageLocation) -> ObjectStore:
+    """The process's client of the configured store (one per process: a client's
+    connections must not cross a fork)."""
+    endpoint = os.environ.get(S3_ENDPOINT_ENV_VAR) or None
+    key = (os.getpid(), location.bucket, endpoint)
+    store = _stores.get(key)
+    if store is None:
+        store = _stores[key] = ObjectStore(location.bucket, endpoint)
+    return store
+
+
+def tenant_storage(folder: str | os.PathLike[str], slug: str) -> TenantStorage | TenantObjects:
+    """The tenant's storage on the configured backend: the object store when
+    TENANTRY_STORAGE_URL is set, else the local disk at ``folder`` (its
+    ``tenants/<slug>/storage/``, which keeps the lock and zips being built either way).
+
+    :raises ValueError: TENANTRY_STORAGE_URL is malformed.
+    """
+    location = storage_location_from_environ()
+    if location is None:
+        return TenantStorage(folder)
+    return TenantObjects(object_store(location), location, slug, Path(folder))

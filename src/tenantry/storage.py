@@ -6,6 +6,10 @@ checked to stay directly inside the root. Uploads stream into a temp file of the
 ``.blobs/<sha256>``: stored bytes are addressed by their content and never change in place.
 A file's name → sha256 lives in the tenant database, so a file and its record change in
 one transaction, and the bytes a download opens are always the ones its ETag names.
+
+Two backends keep the bytes: :class:`TenantStorage` on the local disk (the default) and
+:class:`tenantry.objects.TenantObjects` in an S3-compatible store (CONTRACT §14). Both offer
+the operations of :class:`Storage`, and the routes use nothing else.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Protocol
 
 from tenantry.locking import file_lock
 
@@ -49,6 +54,49 @@ class TooLarge(Exception):
 
 class OverQuota(Exception):
     """The upload would take the tenant over its STORAGE_QUOTA."""
+
+
+class Storage(Protocol):
+    """What a tenant's storage offers, on either backend: the interface the files, links and
+    datasets modules (and an endpoint module of your own) use. Names and uids are checked
+    here; every "open" hands back a binary file the caller closes.
+
+    Bytes are addressed by their sha256 (a file's record names it); a one-time link's bytes
+    (a snapshot) by the link's uid. Decisions about what is stored (the quota, which blobs
+    are still named) are taken under :meth:`lock`, which holds across worker processes.
+    """
+
+    def ensure(self, parents: bool = False) -> None: ...
+    def check(self) -> bool: ...
+    def lock(self) -> contextlib.AbstractContextManager[None]: ...
+
+    def receive(self, chunks: Iterable[bytes], max_size: int, room: int) -> Received:
+        """Stream an upload in (not yet visible); :raises TooLarge: :raises OverQuota:"""
+
+    def commit(self, received: Received) -> bool:
+        """Add received bytes as their sha256's blob (under :meth:`lock`); whether new."""
+
+    def discard(self, received: Received) -> None: ...
+
+    def open_blob(self, sha256: str, size: int, name: str | None = None) -> IO[bytes]:
+        """A stored file's bytes; :raises FileNotFoundError: the blob is gone."""
+
+    def drop_blob(self, sha256: str) -> None: ...
+    def drop_legacy(self, name: str) -> None: ...
+
+    def snapshot(
+        self, sha256: str, uid: str, size: int | None = None, name: str | None = None
+    ) -> int:
+        """Freeze a blob's bytes as a link's; their size. :raises FileNotFoundError:"""
+
+    def temp_path(self) -> Path: ...
+    def publish_snapshot(self, temp: Path, uid: str) -> int: ...
+
+    def open_snapshot(self, uid: str, size: int | None = None) -> IO[bytes]:
+        """A link's bytes; :raises FileNotFoundError: used, swept or never made."""
+
+    def drop_snapshot(self, uid: str) -> None: ...
+    def sweep_incoming(self, older_than: float = ...) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -206,6 +254,16 @@ class TenantStorage:
                 os.link(legacy, blob)
         return blob
 
+    def open_blob(self, sha256: str, size: int | None = None, name: str | None = None):
+        """The bytes of a stored file whose record names ``sha256`` (and, for a file stored
+        before content addressing, ``name``), open for reading.
+
+        :raises InvalidName: :raises FileNotFoundError: the bytes are gone (the file was
+            replaced or deleted since its record was read: read it again).
+        """
+        path = self.stored_path(name, sha256) if name is not None else self.blob_path(sha256)
+        return open(path, "rb")
+
     def commit(self, received: Received) -> bool:
         """Move received bytes in as the blob of their sha256 (call under :meth:`lock`);
         whether the blob is new (the same bytes may be stored under another name)."""
@@ -229,18 +287,27 @@ class TenantStorage:
         """Where a one-time link's bytes live; ``uid`` is URL-safe base64 by construction."""
         return self.links / validate_uid(uid)
 
-    def snapshot(self, source: Path, uid: str) -> int:
-        """Freeze the bytes at ``source`` (a blob) for a link; returns their size.
+    def snapshot(
+        self, sha256: str, uid: str, size: int | None = None, name: str | None = None
+    ) -> int:
+        """Freeze the bytes of a blob (as :meth:`open_blob` finds them) for a link; returns
+        their size.
 
         A hard link shares the bytes without copying; a later upload or delete drops the
         blob's name only, never the snapshot.
 
         :raises InvalidName: :raises FileNotFoundError: the bytes are gone.
         """
+        source = self.stored_path(name, sha256) if name is not None else self.blob_path(sha256)
         target = self.snapshot_path(uid)
         self.ensure()
         link_or_copy(source, target)
         return target.stat().st_size
+
+    def open_snapshot(self, uid: str, size: int | None = None):
+        """A link's bytes, open for reading: they stay readable through the handle after
+        :meth:`drop_snapshot`. :raises FileNotFoundError: used, swept or never made."""
+        return open(self.snapshot_path(uid), "rb")
 
     def temp_path(self) -> Path:
         """A fresh empty file in the upload area (mode 0600), for bytes written before

@@ -45,6 +45,7 @@ from tenantry.modules import (
     resolve_modules,
     route_problems,
 )
+from tenantry.objects import storage_location_from_environ, tenant_storage
 from tenantry.storage import PRIVATE_DIR, PRIVATE_FILE, TenantStorage
 from tenantry.tenant_secrets import new_secret_key, read_secrets, write_new_secret_key
 
@@ -532,6 +533,8 @@ def remove_leftovers(home: TenantHome) -> int:
 def needs_sweeping(home: TenantHome, slug: str) -> bool:
     """Whether the tenant has anything a sweep could remove (one look at two folders), so
     that a home of idle tenants costs a few stats, not a database each."""
+    if storage_location_from_environ() is not None:
+        return True  # the store's snapshots and uploads: the database knows the links
     storage = TenantStorage(home.instance_dir(slug) / "storage")
     for folder in (storage.links, storage.incoming, storage.root / ".pins"):
         with contextlib.suppress(OSError), os.scandir(folder) as entries:
@@ -548,7 +551,7 @@ def _sweep_tenant(home: TenantHome, slug: str) -> int:
     sweepers = [module.sweep for module in modules if module.sweep is not None]
     if not sweepers:
         return pins
-    storage = TenantStorage(home.instance_dir(slug) / "storage")
+    storage = tenant_storage(home.instance_dir(slug) / "storage", slug)
     database = tenant_database(home, slug)
     try:
         database.ensure_current(modules)

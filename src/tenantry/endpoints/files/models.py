@@ -7,13 +7,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import TypeVar
+from typing import IO, TypeVar
 
 from sqlalchemy import BigInteger, DateTime, Float, Integer, String, delete, func, select
 from sqlalchemy.orm import Mapped, mapped_column
 
-from tenantry.endpoint import Base, OverQuota, TenantDatabase, TenantStorage, audit
+from tenantry.endpoint import Base, OverQuota, Storage, TenantDatabase, audit, validate_name
 from tenantry.endpoints.links.models import OneTimeLink, link_file
 
 # A reservation a killed worker never released stops counting after this long (the same
@@ -94,7 +93,7 @@ def room_left(database: TenantDatabase, quota: int, excluding: int | None = None
 
 
 def reserve(
-    database: TenantDatabase, storage: TenantStorage, size: int, quota: int, give_back: int = 0
+    database: TenantDatabase, storage: Storage, size: int, quota: int, give_back: int = 0
 ) -> int:
     """Hold ``size`` bytes of the quota for work in progress (an upload of that declared
     size, a zip being built) if the quota has room, counting ``give_back`` bytes that the
@@ -117,7 +116,7 @@ def release(database: TenantDatabase, reservation: int) -> None:
         session.execute(delete(UploadReservation).where(UploadReservation.id == reservation))
 
 
-def sweep(database: TenantDatabase, storage: TenantStorage) -> int:
+def sweep(database: TenantDatabase, storage: Storage) -> int:
     """Forget expired reservations and remove temp files of uploads that died; returns
     how many temp files went."""
     with database.transaction() as session:
@@ -128,7 +127,7 @@ def sweep(database: TenantDatabase, storage: TenantStorage) -> int:
 
 def store_file(
     database: TenantDatabase,
-    storage: TenantStorage,
+    storage: Storage,
     name: str,
     chunks: Iterable[bytes],
     max_size: int,
@@ -147,7 +146,7 @@ def store_file(
     :returns: the record and whether the file is new.
     :raises InvalidName: :raises TooLarge: :raises OverQuota:
     """
-    storage.path_of(name)
+    validate_name(name)
     before = find_file(database, name)
     give_back = before.size if before else 0
     reservation = reserve(database, storage, declared or 0, quota, give_back)
@@ -192,7 +191,7 @@ def _commit(database, storage, name: str, received, existing: FileRecord | None)
 
 def link_stored_file(
     database: TenantDatabase,
-    storage: TenantStorage,
+    storage: Storage,
     name: str,
     download: bool,
     ttl: int,
@@ -205,15 +204,15 @@ def link_stored_file(
     """
     with storage.lock():
 
-        def make_link(record: FileRecord, path: Path):
+        def make_link(record: FileRecord):
             if record.size > room_left(database, quota):
                 raise OverQuota("A link would exceed this tenant's storage quota.")
-            return link_file(database, storage, path, name, download, ttl)
+            return link_file(database, storage, record.sha256, record.size, name, download, ttl)
 
-        return stored_bytes(database, storage, name, make_link)
+        return stored_bytes(database, name, make_link)
 
 
-def _drop_if_unused(database: TenantDatabase, storage: TenantStorage, sha256: str) -> None:
+def _drop_if_unused(database: TenantDatabase, storage: Storage, sha256: str) -> None:
     """Remove the bytes of a sha256 when no stored file names them (under the lock)."""
     with database.transaction() as session:
         query = select(func.count()).select_from(FileRecord).where(FileRecord.sha256 == sha256)
@@ -221,17 +220,13 @@ def _drop_if_unused(database: TenantDatabase, storage: TenantStorage, sha256: st
             storage.drop_blob(sha256)
 
 
-def stored_bytes(
-    database: TenantDatabase,
-    storage: TenantStorage,
-    name: str,
-    use: Callable[[FileRecord, Path], T],
-) -> T:
-    """``use(record, path)`` with the file's record and the path of the bytes it names.
+def stored_bytes(database: TenantDatabase, name: str, use: Callable[[FileRecord], T]) -> T:
+    """``use(record)`` with the file's current record, whose bytes ``use`` reaches through
+    the storage (:func:`open_stored` or a snapshot).
 
-    Blobs never change, so the path always holds the bytes the record describes; a replace
-    or delete between reading the record and opening the path only removes the blob, and
-    then the record is read again.
+    Blobs never change, so a blob always holds the bytes its record describes; a replace
+    or delete between reading the record and using its blob only removes the blob (``use``
+    raises FileNotFoundError), and then the record is read again.
 
     :raises FileNotFoundError: no such file.
     """
@@ -240,10 +235,18 @@ def stored_bytes(
         if record is None:
             break
         try:
-            return use(record, storage.stored_path(name, record.sha256))
+            return use(record)
         except FileNotFoundError:
             continue
     raise FileNotFoundError(name)
+
+
+def open_stored(storage: Storage, record: FileRecord) -> IO[bytes]:
+    """The bytes ``record`` describes, open for reading (the caller closes them).
+
+    :raises FileNotFoundError: replaced or deleted meanwhile (see :func:`stored_bytes`).
+    """
+    return storage.open_blob(record.sha256, record.size, record.name)
 
 
 class FileInUse(Exception):
@@ -256,7 +259,7 @@ class FileInUse(Exception):
 
 def delete_file(
     database: TenantDatabase,
-    storage: TenantStorage,
+    storage: Storage,
     name: str,
     references: Callable[[str], list[str]],
 ) -> bool:
@@ -265,7 +268,7 @@ def delete_file(
 
     :raises InvalidName: :raises FileInUse: something refers to it.
     """
-    storage.path_of(name)
+    validate_name(name)
     # Under the storage lock: what refers to files takes it too (a dataset created
     # meanwhile cannot list a file going away).
     with storage.lock():

@@ -1,4 +1,6 @@
-from flask import current_app, request, send_file
+import time
+
+from flask import Response, current_app, request
 from werkzeug.exceptions import (
     BadRequest,
     ClientDisconnected,
@@ -8,7 +10,7 @@ from werkzeug.exceptions import (
     NotFound,
     RequestEntityTooLarge,
 )
-from werkzeug.wsgi import LimitedStream
+from werkzeug.wsgi import FileWrapper, LimitedStream, wrap_file
 
 from tenantry.endpoint import (
     INTEGER,
@@ -32,6 +34,7 @@ from tenantry.endpoints.files.models import (
     find_file,
     link_stored_file,
     list_files,
+    open_stored,
     store_file,
     stored_bytes,
 )
@@ -103,6 +106,34 @@ def body_chunks():
         raise ClientDisconnected(f"The upload ended after {received} of its {expected} bytes.")
 
 
+def file_response(handle, record) -> Response:
+    """A stored file's bytes from ``handle`` (open, either backend) with its ETag (the
+    sha256), Last-Modified, Range and 304, as ``send_file`` answers for a path.
+
+    The server's file wrapper sends a local file with ``sendfile``. A Range request gets
+    werkzeug's own wrapper instead, which seeks to the range's start: through gunicorn's,
+    werkzeug reads and drops every byte before it.
+    """
+    if request.range is not None:
+        body = FileWrapper(handle, CHUNK_SIZE)
+    else:
+        body = wrap_file(request.environ, handle, CHUNK_SIZE)
+    response = Response(body, mimetype="application/octet-stream", direct_passthrough=True)
+    response.content_length = record.size
+    response.last_modified = record.modified_utc
+    response.set_etag(record.sha256)
+    response.cache_control.no_cache = True
+    response.cache_control.max_age = 0
+    response.expires = int(time.time())
+    try:
+        return response.make_conditional(
+            request.environ, accept_ranges=True, complete_length=record.size
+        )
+    except HTTPException:  # 416: nothing will be sent
+        handle.close()
+        raise
+
+
 def no_such_file(name: str) -> NotFound:
     return NotFound(f"No such file: {name}")
 
@@ -159,19 +190,12 @@ class FileItem(FileResource):
     }
 
     def get(self, name):
-        def send(record, path):
-            # The path is the blob of exactly the sha256 sent as the ETag.
-            return send_file(
-                path,
-                mimetype="application/octet-stream",
-                conditional=True,
-                etag=record.sha256,
-                last_modified=record.modified_utc,
-                max_age=0,
-            )
+        def send(record):
+            # The bytes of exactly the sha256 sent as the ETag (blobs never change).
+            return file_response(open_stored(self.storage, record), record)
 
         try:
-            return stored_bytes(self.database, self.storage, checked_name(name), send)
+            return stored_bytes(self.database, checked_name(name), send)
         except FileNotFoundError:
             raise no_such_file(name) from None
 

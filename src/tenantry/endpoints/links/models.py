@@ -8,6 +8,7 @@ exactly one wins.
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import time
 from datetime import UTC, datetime
@@ -16,13 +17,15 @@ from pathlib import Path
 from sqlalchemy import BigInteger, Boolean, Float, String, delete, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
-from tenantry.endpoint import Base, InvalidName, TenantDatabase, TenantStorage, audit
+from tenantry.endpoint import Base, Storage, TenantDatabase, audit
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TTL = 300
 MAX_TTL = 86400
 UID_BYTES = 32
+# What secrets.token_urlsafe makes (anything else is no link of ours, unlooked-up).
+UID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # How many expired snapshots one clean-up pass removes, so no request pays for a backlog.
 CLEANUP_BATCH = 100
 # How long a used or expired link keeps answering 410 before it is forgotten (then 404).
@@ -70,7 +73,7 @@ def validate_link_options(body: dict) -> tuple[bool, int]:
 
 def _new_link(
     database: TenantDatabase,
-    storage: TenantStorage,
+    storage: Storage,
     uid: str,
     filename: str,
     size: int,
@@ -100,24 +103,26 @@ def _new_link(
 
 def link_file(
     database: TenantDatabase,
-    storage: TenantStorage,
-    source: Path,
+    storage: Storage,
+    sha256: str,
+    size: int,
     name: str,
     download: bool,
     ttl: int,
 ) -> OneTimeLink:
-    """A one-time link to the bytes at ``source`` as they are now, served as ``name``.
+    """A one-time link to the blob of ``sha256`` (a stored file's bytes, ``size`` of them)
+    as it is now, served as ``name``.
 
     :raises InvalidName: :raises FileNotFoundError: the bytes are gone.
     """
     uid = secrets.token_urlsafe(UID_BYTES)
-    size = storage.snapshot(source, uid)
+    size = storage.snapshot(sha256, uid, size, name)
     return _new_link(database, storage, uid, name, size, download, ttl, "link.create", name)
 
 
 def link_built_file(
     database: TenantDatabase,
-    storage: TenantStorage,
+    storage: Storage,
     temp: Path,
     filename: str,
     download: bool,
@@ -132,15 +137,13 @@ def link_built_file(
     return _new_link(database, storage, uid, filename, size, download, ttl, action, target)
 
 
-def find_live_link(database: TenantDatabase, storage: TenantStorage, uid: str) -> OneTimeLink:
+def find_live_link(database: TenantDatabase, storage: Storage, uid: str) -> OneTimeLink:
     """The link, if it may still be served (HEAD: does not use it up).
 
     :raises LinkError: 404 unknown uid, 410 used or expired.
     """
-    try:
-        storage.snapshot_path(uid)
-    except InvalidName:
-        raise LinkError(404, "No such link.") from None
+    if UID_PATTERN.fullmatch(uid) is None:
+        raise LinkError(404, "No such link.")
     with database.transaction() as session:
         link = session.get(OneTimeLink, uid)
     if link is None:
@@ -150,7 +153,7 @@ def find_live_link(database: TenantDatabase, storage: TenantStorage, uid: str) -
     return link
 
 
-def redeem_link(database: TenantDatabase, storage: TenantStorage, uid: str):
+def redeem_link(database: TenantDatabase, storage: Storage, uid: str):
     """Use the link up and return ``(link, open binary file of its bytes)``.
 
     The snapshot is opened before the link is marked used and unlinked after, so the
@@ -160,7 +163,7 @@ def redeem_link(database: TenantDatabase, storage: TenantStorage, uid: str):
     """
     link = find_live_link(database, storage, uid)
     try:
-        handle = open(storage.snapshot_path(uid), "rb")  # noqa: SIM115 (the response closes it)
+        handle = storage.open_snapshot(uid, link.size)
     except FileNotFoundError:
         raise LinkError(410, GONE) from None
     try:
@@ -192,7 +195,7 @@ def _use_up(database: TenantDatabase, uid: str, filename: str) -> bool:
     return bool(won)
 
 
-def clean_up_links(database: TenantDatabase, storage: TenantStorage) -> int:
+def clean_up_links(database: TenantDatabase, storage: Storage) -> int:
     """Drop the snapshots of a batch of expired links and forget links long gone; returns
     how many snapshots were dropped.
 
@@ -216,7 +219,7 @@ def clean_up_links(database: TenantDatabase, storage: TenantStorage) -> int:
     return len(uids)
 
 
-def sweep(database: TenantDatabase, storage: TenantStorage) -> int:
+def sweep(database: TenantDatabase, storage: Storage) -> int:
     """Drop the snapshots (and dataset zips) of every expired link now; returns how many.
     Used links dropped theirs when they were redeemed."""
     total = 0
