@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
@@ -12,14 +13,20 @@ from tenantry.db import tenant_database
 from tenantry.dispatch import TenantDispatcher
 from tenantry.home import DATABASE_URL_ENV_VAR, TenantHome
 from tenantry.log import RequestLog
+from tenantry.objects import S3_ENDPOINT_ENV_VAR, STORAGE_URL_ENV_VAR, ObjectStore, StorageLocation
 from tenantry.registry import TenantRegistry
 from tenantry.tenants import create_tenant
 from tenantry.testing import BufferedClient
 from tests import postgres
+from tests.backends import S3_ID, LocalBackend, ObjectBackend
+from tests.s3 import CREDENTIALS, MotoServer
 
 # Which backend each collected test runs on, and what became of those runs.
 _backend_of: dict[str, str] = {}
 _outcomes: dict = {"sqlite": 0, postgres.PARAM_ID: 0, "skipped": [], "deselected": 0}
+# The same for the storage backends: runs on S3 that passed, skipped, or were deselected.
+_storage_of: dict[str, str] = {}
+_storage_outcomes: dict = {"local": 0, S3_ID: 0, "skipped": [], "deselected": 0}
 
 
 def pytest_sessionstart(session):
@@ -33,6 +40,11 @@ def pytest_collection_modifyitems(config, items):
         for item in items
         if hasattr(item, "callspec") and "database_url" in item.callspec.params
     )
+    _storage_of.update(
+        (item.nodeid, item.callspec.params["storage_backend"])
+        for item in items
+        if hasattr(item, "callspec") and "storage_backend" in item.callspec.params
+    )
 
 
 def pytest_deselected(items):
@@ -42,6 +54,8 @@ def pytest_deselected(items):
         params = getattr(getattr(item, "callspec", None), "params", {})
         if params.get("database_url") == postgres.PARAM_ID:
             _outcomes["deselected"] += 1
+        if params.get("storage_backend") == S3_ID:
+            _storage_outcomes["deselected"] += 1
 
 
 def pytest_runtest_logreport(report):
@@ -51,12 +65,19 @@ def pytest_runtest_logreport(report):
         _outcomes["skipped"].append(report.nodeid)
     elif backend is not None and report.passed and report.when == "call":
         _outcomes[backend] += 1
+    storage = _storage_of.get(report.nodeid)
+    if report.skipped and storage == S3_ID:
+        _storage_outcomes["skipped"].append(report.nodeid)
+    elif storage is not None and report.passed and report.when == "call":
+        _storage_outcomes[storage] += 1
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """Fail, never skip quietly: PostgreSQL is reachable but its runs were skipped."""
+    """Fail, never skip quietly: PostgreSQL is reachable but its runs were skipped, or
+    the object-store runs were skipped (moto is a pinned dependency: its server starts)."""
     if postgres.unreachable_reason() is None:
         postgres.drop_session_database()
+    _storage_guard(session)
     outcomes = _outcomes
     if not postgres.is_reachable_now():
         return
@@ -77,6 +98,52 @@ def pytest_sessionfinish(session, exitstatus):
             red=True,
         )
     session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _storage_guard(session) -> None:
+    outcomes = _storage_outcomes
+    if outcomes["skipped"]:
+        problem = (
+            f"{len(outcomes['skipped'])} object-store runs were skipped "
+            f"(first: {outcomes['skipped'][0]})"
+        )
+    elif outcomes["local"] and not outcomes[S3_ID] and not outcomes["deselected"]:
+        problem = "no test ran on the object store, though tests ran on the local disk"
+    else:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write("\n")
+        reporter.write_line(f"FAILED: {problem}", red=True)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's server for the session (started at the first test that needs it)."""
+    with MotoServer() as server:
+        yield server
+
+
+@pytest.fixture(params=["local", S3_ID])
+def storage_backend(request, monkeypatch):
+    """Where tenants' bytes live: the local disk, or a bucket of the test's own on a real
+    S3 API (moto's server). Set in the environment, so apps, CLI runs and gunicorn
+    servers of the test use it. Modules opt in with
+    ``pytestmark = pytest.mark.usefixtures("storage_backend")`` (before other fixtures)."""
+    if request.param == "local":
+        monkeypatch.delenv(STORAGE_URL_ENV_VAR, raising=False)
+        yield LocalBackend()
+        return
+    server = request.getfixturevalue("s3_server")
+    for name, value in CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    location = StorageLocation(f"t-{uuid.uuid4().hex[:20]}", "suite")
+    store = ObjectStore(location.bucket, endpoint_url=server.url)
+    store.client.create_bucket(Bucket=location.bucket)
+    monkeypatch.setenv(STORAGE_URL_ENV_VAR, f"s3://{location.bucket}/{location.prefix}")
+    monkeypatch.setenv(S3_ENDPOINT_ENV_VAR, server.url)
+    yield ObjectBackend(store, location)
 
 
 @pytest.fixture(params=["sqlite", postgres.PARAM_ID])

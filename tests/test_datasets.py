@@ -9,6 +9,8 @@ import pytest
 
 from tests.conftest import bearer
 
+pytestmark = pytest.mark.usefixtures("storage_backend")
+
 
 @pytest.fixture
 def admin(acme, add_user, login):

@@ -21,7 +21,7 @@ from tenantry.users import create_user
 from tests.server import GunicornServer, poll_until, raw_request
 from tests.test_files import HOSTILE_NAMES
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("storage_backend")]
 
 PASSWORD = "correct-horse-1"
 MiB = 1024 * 1024
@@ -54,8 +54,10 @@ def auth(server):
     return {"Authorization": f"Bearer {response.json()['access_token']}"}
 
 
-def test_one_gib_streamed_upload_keeps_worker_memory_flat(server, auth):
-    size = 1024 * MiB
+def test_one_gib_streamed_upload_keeps_worker_memory_flat(server, auth, storage_backend):
+    # moto keeps a store's bytes in its own memory and takes ~30 s a GiB: 256 MiB (32 of
+    # its parts) show the same flatness there; `make bench` times 512 MiB.
+    size = (1024 if storage_backend.name == "local" else 256) * MiB
     block = os.urandom(MiB)
     expected = hashlib.sha256()
     for _ in range(size // MiB):
@@ -88,7 +90,7 @@ def test_one_gib_streamed_upload_keeps_worker_memory_flat(server, auth):
     assert response.status_code == 201, response.text
     assert response.json() == {"name": "big.bin", "size": size, "sha256": expected.hexdigest()}
     growth_mib = max(peak[pid] - before[pid] for pid in workers) / 1024
-    print(f"worker RSS growth during a 1 GiB upload: {growth_mib:.1f} MiB")
+    print(f"worker RSS growth during a {size // MiB} MiB upload: {growth_mib:.1f} MiB")
     assert growth_mib < 64
 
     head = httpx.head(f"{server.url}/acme/files/big.bin", headers=auth)
@@ -124,12 +126,12 @@ def test_chunked_upload_over_the_limit_is_413(home, server, auth):
     assert httpx.get(f"{server.url}/acme/files/big", headers=auth).status_code == 404
 
 
-def test_a_worker_killed_mid_upload_leaves_no_partial_file(home, server, auth):
-    incoming = home.instance_dir("acme") / "storage" / ".incoming"
+def test_a_worker_killed_mid_upload_leaves_no_partial_file(home, server, auth, storage_backend):
     started = threading.Event()
 
     def slow_body():
-        yield b"x" * MiB
+        for _ in range(10):  # past one part of the object store: a multipart upload
+            yield b"x" * MiB
         started.set()
         for _ in range(200):
             time.sleep(0.05)
@@ -142,7 +144,7 @@ def test_a_worker_killed_mid_upload_leaves_no_partial_file(home, server, auth):
     uploader = threading.Thread(target=upload)
     uploader.start()
     started.wait(10)
-    poll_until(lambda: any(incoming.iterdir()), timeout=10)
+    poll_until(lambda: storage_backend.uploads(home, "acme"), timeout=10)
     for pid in server.worker_pids():
         os.kill(pid, signal.SIGKILL)
     uploader.join(30)
@@ -153,18 +155,17 @@ def test_a_worker_killed_mid_upload_leaves_no_partial_file(home, server, auth):
     ).json()
     assert listing == {"files": [], "total": 0}
     assert httpx.get(f"{server.url}/acme/files/partial.bin", headers=auth).status_code == 404
+    assert storage_backend.names(home, "acme", "blobs") == []
     assert not (home.instance_dir("acme") / "storage" / "partial.bin").exists()
 
-    # The left-over temp file goes in the next cleanup pass once it is stale.
-    leftovers = list(incoming.iterdir())
-    assert leftovers
-    for path in leftovers:
-        os.utime(path, (time.time() - 7 * 3600,) * 2)
+    # The left-over goes in the next cleanup pass once it is stale.
+    assert storage_backend.uploads(home, "acme")
+    storage_backend.sweep_dead_uploads(home, "acme")
     os.utime(home.config_file("acme"))  # any change makes every worker rebuild acme
 
     def swept():
         assert httpx.get(f"{server.url}/acme/files", headers=auth).status_code == 200
-        return not any(incoming.iterdir())
+        return not storage_backend.uploads(home, "acme")
 
     poll_until(swept, timeout=5)
 
@@ -225,7 +226,9 @@ def test_links_of_one_tenant_do_not_work_at_another(server, auth):
 
 
 @pytest.mark.parametrize("framing", ["content-length", "chunked"])
-def test_an_upload_cut_off_by_the_client_is_not_stored(home, server, auth, framing):
+def test_an_upload_cut_off_by_the_client_is_not_stored(
+    home, server, auth, framing, storage_backend
+):
     import socket
 
     body = b"x" * 100_000
@@ -246,7 +249,7 @@ def test_an_upload_cut_off_by_the_client_is_not_stored(home, server, auth, frami
 
     poll_until(answered, timeout=5)
     assert httpx.get(f"{server.url}/acme/files/cut.bin", headers=auth).status_code == 404
-    assert list((home.instance_dir("acme") / "storage" / ".incoming").iterdir()) == []
+    assert storage_backend.uploads(home, "acme") == []
     assert "unhandled exception" not in server.log()
 
 
@@ -315,7 +318,9 @@ def test_a_file_being_listed_by_a_new_dataset_cannot_be_deleted_at_once(home, se
             assert link.status_code == 201
 
 
-def test_concurrent_replacements_keep_sha256_and_bytes_together(home, server, auth):
+def test_concurrent_replacements_keep_sha256_and_bytes_together(
+    home, server, auth, storage_backend
+):
     bodies = [os.urandom(3 * MiB), os.urandom(3 * MiB)]
     for _ in range(10):
         concurrently(*[
@@ -324,8 +329,8 @@ def test_concurrent_replacements_keep_sha256_and_bytes_together(home, server, au
             for body in bodies
         ])  # fmt: skip
         info = httpx.get(f"{server.url}/acme/files/same/info", headers=auth).json()
-        blobs = home.instance_dir("acme") / "storage" / ".blobs"
-        assert [blob.name for blob in blobs.iterdir()] == [info["sha256"]]  # the loser's went
-        on_disk = (blobs / info["sha256"]).read_bytes()
+        blobs = storage_backend.names(home, "acme", "blobs")
+        assert blobs == [info["sha256"]]  # the loser's went
+        on_disk = storage_backend.read(home, "acme", "blobs", info["sha256"])
         assert info["sha256"] == hashlib.sha256(on_disk).hexdigest()
         assert info["size"] == len(on_disk)

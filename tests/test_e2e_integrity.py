@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import refuse_writes
 from tests.test_e2e_files import auth, server  # noqa: F401 (fixtures)
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("storage_backend")]
 
 MiB = 1024**2
 
@@ -22,7 +22,7 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def test_a_failed_record_write_leaves_the_file_as_it_was(home, server, auth):  # noqa: F811
+def test_a_failed_record_write_leaves_the_file_as_it_was(home, server, auth, storage_backend):  # noqa: F811
     url = f"{server.url}/acme/files/report.bin"
     old = os.urandom(MiB)
     assert httpx.put(url, content=old, headers=auth).status_code == 201
@@ -38,8 +38,7 @@ def test_a_failed_record_write_leaves_the_file_as_it_was(home, server, auth):  #
     assert download.headers["ETag"].strip('"') == sha(old)
     assert httpx.get(f"{url}/info", headers=auth).json()["sha256"] == sha(old)
     assert httpx.get(f"{server.url}/acme/files/new.bin", headers=auth).status_code == 404
-    blobs = home.instance_dir("acme") / "storage" / ".blobs"
-    assert [blob.name for blob in blobs.iterdir()] == [sha(old)]  # the new bytes went again
+    assert storage_backend.names(home, "acme", "blobs") == [sha(old)]  # the new bytes went
     assert "Traceback" not in download.text
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import httpx
 import pytest
@@ -14,14 +13,10 @@ from tenantry.factory import create_app
 from tenantry.users import create_user
 from tests.server import GunicornServer, poll_until
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("storage_backend")]
 
 QUOTA = 64 * 1024
 PASSWORD = "correct-horse-1"
-
-
-def on_disk(storage: Path) -> int:
-    return sum(path.stat().st_size for path in storage.rglob("*") if path.is_file())
 
 
 @pytest.fixture
@@ -34,10 +29,13 @@ def tight(home, make_tenant):
         app.extensions["tenantry.db"], guard_of(app).hash_password, "u", PASSWORD, ["admin"]
     )
     app.extensions["tenantry.db"].dispose()
-    return home.instance_dir("tight") / "storage"
+    return "tight"
 
 
-def test_a_put_and_link_loop_stops_at_the_quota_and_the_server_sweeps(home, tight):
+def test_a_put_and_link_loop_stops_at_the_quota_and_the_server_sweeps(home, tight, storage_backend):
+    def on_disk(slug: str) -> int:
+        return storage_backend.total_bytes(home, slug)
+
     with GunicornServer(home, env={"TENANTRY_SWEEP_INTERVAL": "1"}) as server:
         base = f"{server.url}/tight"
         token = httpx.post(f"{base}/auth/login", json={"username": "u", "password": PASSWORD})
@@ -55,7 +53,7 @@ def test_a_put_and_link_loop_stops_at_the_quota_and_the_server_sweeps(home, tigh
                 assert on_disk(tight) <= QUOTA + 8192  # at most one upload in flight over
         assert 507 in statuses and 500 not in statuses
         # Nobody redeems the links: the server removes their snapshots on its own.
-        poll_until(lambda: not any((tight / ".links").iterdir()), timeout=15)
+        poll_until(lambda: not storage_backend.names(home, tight, "links"), timeout=15)
         assert on_disk(tight) <= 3 * 8192
         with httpx.Client(headers=auth, timeout=30) as client:
             assert client.post(f"{base}/files/f0.bin/link").status_code == 201

@@ -10,6 +10,8 @@ from sqlalchemy import update
 from tenantry.endpoints.links.models import OneTimeLink
 from tests.conftest import bearer
 
+pytestmark = pytest.mark.usefixtures("storage_backend")
+
 
 @pytest.fixture
 def auth(acme, add_user, login):
@@ -72,7 +74,9 @@ def test_link_is_a_snapshot_of_the_bytes_when_made(client, auth, report):
     assert client.get(before_delete).get_data() == b"version 2, longer"
 
 
-def test_expired_link_is_gone_and_its_snapshot_cleaned_up(home, registry, client, auth, report):
+def test_expired_link_is_gone_and_its_snapshot_cleaned_up(
+    home, registry, client, auth, report, storage_backend
+):
     addr = make_link(client, auth)
     uid = addr.split("uid=")[1]
     database = registry.lookup("acme").app.extensions["tenantry.db"]
@@ -81,10 +85,9 @@ def test_expired_link_is_gone_and_its_snapshot_cleaned_up(home, registry, client
             update(OneTimeLink).where(OneTimeLink.uid == uid).values(expires_at=time.time() - 1)
         )
     assert client.get(addr).status_code == 410
-    snapshot = home.instance_dir("acme") / "storage" / ".links" / uid
-    assert snapshot.exists()
+    assert uid in storage_backend.names(home, "acme", "links")
     make_link(client, auth)  # making a link cleans up expired ones
-    assert not snapshot.exists()
+    assert uid not in storage_backend.names(home, "acme", "links")
     assert client.get(addr).status_code == 410  # still gone, not unknown
     assert client.head(addr).status_code == 410
 

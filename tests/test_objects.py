@@ -19,15 +19,9 @@ from tenantry.objects import (
     TooLarge,
     parse_storage_url,
 )
-from tests.s3 import CREDENTIALS, MotoServer
+from tests.s3 import CREDENTIALS
 
 MiB = 1024 * 1024
-
-
-@pytest.fixture(scope="session")
-def s3_server():
-    with MotoServer() as server:
-        yield server
 
 
 @pytest.fixture
@@ -201,24 +195,33 @@ def test_a_store_that_does_not_answer_is_an_error_not_a_hang(monkeypatch):
 @pytest.mark.parametrize(
     ("url", "says"),
     [
-        ("s3://bucket/prefix", "keeps tenants' files on local disk only"),
+        ("s3://no-such-bucket-here/prefix", "the bucket no-such-bucket-here does not exist"),
         ("s3://user:secret@bucket/x", "the bucket must be"),
         ("ftp://host/x", "must be s3://BUCKET/PREFIX"),
     ],
 )
-def test_serve_refuses_object_storage_it_does_not_serve_yet(tenantry, acme, monkeypatch, url, says):
-    """Until the routes keep files in the bucket, a host told to would keep them on its own
-    disk, where the other hosts never see them: the server must not start."""
-    from tenantry.wsgi import server_settings
-
+def test_serve_refuses_a_storage_url_it_cannot_use(
+    tenantry, acme, s3_server, monkeypatch, url, says
+):
+    """A malformed URL or a bucket that does not answer stops `tenantry serve` before it
+    starts (exit 2, naming the variable, never echoing a credential)."""
+    for name, value in CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("TENANTRY_S3_ENDPOINT_URL", s3_server.url)
     monkeypatch.setenv("TENANTRY_STORAGE_URL", url)
     monkeypatch.setattr(os, "execv", lambda *args: pytest.fail(f"serve started: {args}"))
     result = tenantry("serve")
     assert result.exit_code == 2
     assert "TENANTRY_STORAGE_URL" in result.output and says in result.output
     assert "secret" not in result.output
-    with pytest.raises(ValueError, match="TENANTRY_STORAGE_URL"):
-        server_settings()
+
+
+def test_serve_starts_on_a_bucket_that_answers(tenantry, acme, store, s3_server, monkeypatch):
+    started = []
+    monkeypatch.setenv("TENANTRY_S3_ENDPOINT_URL", s3_server.url)
+    monkeypatch.setenv("TENANTRY_STORAGE_URL", f"s3://{store.bucket}/prod")
+    monkeypatch.setattr(os, "execv", lambda *args: started.append(args))
+    assert tenantry("serve").exit_code == 0 and started
 
 
 def test_an_object_file_reads_and_seeks_like_a_file(store):
@@ -364,11 +367,11 @@ def test_what_one_tenant_holds_is_not_another_tenants(store, tenant_objects):
         acme2.snapshot(secret.sha256, "stolen")
     with pytest.raises(FileNotFoundError):
         acme2.open_snapshot("acme-link")
-    pending = acme.receive([b"in progress"], max_size=100, room=100)
+    pending = acme.receive(blocks(9), max_size=1 << 30, room=1 << 30)  # over one part
     assert acme2.sweep_incoming(older_than=-60) == 0
     assert pending.key in keys(store)
     assert [info.key for info in acme2.stored_keys()] == []
-    theirs = acme2.receive([b"acme2's upload"], max_size=100, room=100)
+    theirs = acme2.receive(blocks(9), max_size=1 << 30, room=1 << 30)
     assert acme.sweep_incoming(older_than=-60) == 1  # its own only
     assert keys(store, "p/acme2/") == [theirs.key]
 
@@ -385,9 +388,24 @@ def test_hostile_names_never_become_keys(tenant_objects):
             acme.open_blob(sha, 1)
 
 
+def test_a_small_upload_is_stored_once_where_it_belongs(store, tenant_objects):
+    """Under one part the bytes are known whole before they are stored: no incoming/
+    object, no copy; the same bytes again add nothing."""
+    acme = tenant_objects("acme")
+    received = acme.receive([b"small ", b"file"], max_size=100, room=100)
+    assert received.key is None and keys(store) == []
+    assert acme.commit(received) is True
+    assert keys(store) == [f"p/acme/blobs/{hashlib.sha256(b'small file').hexdigest()}"]
+    assert acme.commit(acme.receive([b"small file"], max_size=100, room=100)) is False
+    with acme.open_blob(received.sha256, received.size) as handle:
+        assert handle.read() == b"small file"
+    with pytest.raises(TooLarge):
+        acme.receive([b"x" * 101], max_size=100, room=1000)
+
+
 def test_the_sweep_removes_dead_uploads_and_keeps_live_ones(store, tenant_objects):
     acme = tenant_objects("acme")
-    dead = acme.receive([b"killed worker"], max_size=100, room=100)
+    dead = acme.receive(blocks(9), max_size=1 << 30, room=1 << 30)
     temp = acme.temp_path()
     assert acme.sweep_incoming() == 0  # young: uploads in progress
     assert dead.key in keys(store) and temp.exists()

@@ -7,12 +7,16 @@ from __future__ import annotations
 import os
 import time
 
+import pytest
+
 from tenantry.db import tenant_database
 from tenantry.endpoints.files.models import release, reserve, used_bytes
-from tenantry.storage import TenantStorage
+from tenantry.objects import tenant_storage
 from tests.conftest import bearer
 from tests.server import poll_until
 from tests.test_files import limited_tenant
+
+pytestmark = pytest.mark.usefixtures("storage_backend")
 
 
 def quota_tenant(home, make_tenant, add_user, login, client, quota: int) -> dict:
@@ -29,12 +33,13 @@ def usage(home, slug="tight") -> int:
         database.dispose()
 
 
-def snapshots(home, slug="tight") -> list[str]:
-    return sorted(p.name for p in (home.instance_dir(slug) / "storage" / ".links").iterdir())
+@pytest.fixture
+def snapshots(home, storage_backend):
+    return lambda home, slug="tight": storage_backend.names(home, slug, "links")
 
 
 def test_link_snapshots_count_and_a_link_past_the_quota_is_507(
-    home, client, make_tenant, add_user, login
+    home, client, make_tenant, add_user, login, snapshots
 ):
     headers = quota_tenant(home, make_tenant, add_user, login, client, 1000)
     assert (
@@ -59,7 +64,7 @@ def test_an_upload_in_progress_holds_its_declared_size(home, client, make_tenant
     headers = quota_tenant(home, make_tenant, add_user, login, client, 1000)
     database, storage = (
         tenant_database(home, "tight"),
-        TenantStorage(home.instance_dir("tight") / "storage"),
+        tenant_storage(home.instance_dir("tight") / "storage", "tight"),
     )
     try:
         held = reserve(database, storage, 700, 1000)  # another upload, still streaming
@@ -74,7 +79,7 @@ def test_an_upload_in_progress_holds_its_declared_size(home, client, make_tenant
 
 
 def test_a_dataset_zip_counts_and_one_past_the_quota_is_507(
-    home, client, make_tenant, add_user, login
+    home, client, make_tenant, add_user, login, snapshots, storage_backend
 ):
     headers = quota_tenant(home, make_tenant, add_user, login, client, 6000)
     client.put("/tight/files/data.bin", data=os.urandom(2000), headers=headers)
@@ -82,15 +87,17 @@ def test_a_dataset_zip_counts_and_one_past_the_quota_is_507(
     zipped = client.post("/tight/api/datasets/download", json={"datasets": ["d"]}, headers=headers)
     assert zipped.status_code == 201
     (zip_name,) = snapshots(home)
-    zip_size = (home.instance_dir("tight") / "storage" / ".links" / zip_name).stat().st_size
+    zip_size = storage_backend.size(home, "tight", "links", zip_name)
     assert zip_size > 2000 and usage(home) == 2000 + zip_size
     refused = client.post("/tight/api/datasets/download", json={"datasets": ["d"]}, headers=headers)
     assert (refused.status_code, refused.json["error"]) == (507, "insufficient_storage")
     assert snapshots(home) == [zip_name]
-    assert list((home.instance_dir("tight") / "storage" / ".incoming").iterdir()) == []
+    assert storage_backend.names(home, "tight", "incoming") == []
 
 
-def test_gc_removes_expired_snapshots_at_once(home, client, make_tenant, add_user, login, tenantry):
+def test_gc_removes_expired_snapshots_at_once(
+    home, client, make_tenant, add_user, login, tenantry, snapshots
+):
     headers = quota_tenant(home, make_tenant, add_user, login, client, 10_000)
     client.put("/tight/files/a.bin", data=b"a" * 1000, headers=headers)
     for _ in range(3):
@@ -105,7 +112,9 @@ def test_gc_removes_expired_snapshots_at_once(home, client, make_tenant, add_use
     assert tenantry("gc", "nobody").exit_code == 2
 
 
-def test_the_server_sweeps_expired_snapshots_on_its_own(home, make_tenant, add_user, login, client):
+def test_the_server_sweeps_expired_snapshots_on_its_own(
+    home, make_tenant, add_user, login, client, snapshots
+):
     from werkzeug.test import Client
 
     from tenantry.dispatch import TenantDispatcher

@@ -57,7 +57,7 @@ from tenantry.users import (
     update_user,
     user_rows,
 )
-from tenantry.wsgi import server_settings
+from tenantry.wsgi import check_bucket, server_settings
 
 # Commands say only what goes wrong (the server logs every request: INFO)
 COMMAND_LOG_LEVEL = "WARNING"
@@ -641,6 +641,7 @@ def serve(ctx, bind, workers, metrics_bind):
     metrics = []
     try:
         server_settings()
+        check_bucket()
         if metrics_bind:
             metrics, environment = metrics_setup(metrics_bind)
             os.environ.update(environment)

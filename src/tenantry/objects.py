@@ -24,14 +24,16 @@ What an :class:`ObjectStore` promises, and the routes build on:
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import logging
 import os
 import re
 import secrets
+import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,10 +116,12 @@ def storage_location_from_environ() -> StorageLocation | None:
 
 @dataclass(frozen=True)
 class Stored:
-    """What :meth:`ObjectStore.put_stream` stored: its size and sha256."""
+    """What :meth:`ObjectStore.put_stream` stored: its size and sha256; ``body``, the bytes
+    themselves, when they were kept rather than stored (``keep_small``)."""
 
     size: int
     sha256: str
+    body: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -231,26 +235,38 @@ class ObjectFile(io.RawIOBase):
         super().close()
 
 
+_session_lock = threading.Lock()
+
+
+@functools.cache
+def _boto3_session():
+    """One boto3 session per process: each new one loads S3's service model again
+    (a few hundred milliseconds), and clients made from one share it."""
+    import boto3
+
+    return boto3.session.Session()
+
+
 class ObjectStore:
     """One bucket of an S3-compatible store, through one thread-safe boto3 client."""
 
     def __init__(self, bucket: str, endpoint_url: str | None = None, client=None):
         self.bucket = bucket
         if client is None:
-            import boto3
             from botocore.config import Config
 
-            client = boto3.session.Session().client(
-                "s3",
-                endpoint_url=endpoint_url or os.environ.get(S3_ENDPOINT_ENV_VAR) or None,
-                config=Config(
-                    retries={"max_attempts": 3, "mode": "standard"},
-                    connect_timeout=10,
-                    read_timeout=60,
-                    # path-style works on every S3-compatible store; AWS still takes it
-                    s3={"addressing_style": "path"},
-                ),
-            )
+            with _session_lock:  # a session's client creation is not thread-safe
+                client = _boto3_session().client(
+                    "s3",
+                    endpoint_url=endpoint_url or os.environ.get(S3_ENDPOINT_ENV_VAR) or None,
+                    config=Config(
+                        retries={"max_attempts": 3, "mode": "standard"},
+                        connect_timeout=10,
+                        read_timeout=60,
+                        # path-style works on every S3-compatible store; AWS still takes it
+                        s3={"addressing_style": "path"},
+                    ),
+                )
         self.client = client
         self._probed: tuple[float, bool] | None = None
 
@@ -270,8 +286,12 @@ class ObjectStore:
 
     # --- writing -------------------------------------------------------------------------
 
-    def put_stream(self, key: str, chunks: Iterable[bytes], max_size: int) -> Stored:
-        """Store the body ``chunks`` under ``key``, whole or not at all.
+    def put_stream(
+        self, key: str, chunks: Iterable[bytes], max_size: int, keep_small: bool = False
+    ) -> Stored:
+        """Store the body ``chunks`` under ``key``, whole or not at all; with
+        ``keep_small``, a body of less than one part is handed back instead of stored
+        (its caller knows its sha256 before storing it once, where it belongs).
 
         :raises TooLarge: the body passed ``max_size`` (nothing is stored).
         :raises ObjectStoreError:
@@ -298,6 +318,8 @@ class ObjectStore:
                     del buffer[:PART_SIZE]  # in place: no second buffer
                     parts.append(self._upload_part(key, upload_id, len(parts) + 1, part))
                     del part
+            if upload_id is None and keep_small:
+                return Stored(size, digest.hexdigest(), bytes(buffer))
             if upload_id is None:  # small enough for one request
                 self._call(
                     "store", key, self.client.put_object,
@@ -435,6 +457,31 @@ class ObjectStore:
         except (BotoCoreError, ClientError) as exc:
             raise self._error("list", prefix, exc) from None
 
+    def abort_uploads(self, prefix: str, stale: Callable[[str], bool]) -> int:
+        """Abort the multipart uploads under ``prefix`` whose key is ``stale`` (a worker
+        killed mid-upload leaves one: its parts are stored, and billed, but under no key);
+        returns how many. The caller dates an upload by its key: stores do not all report
+        when one began (moto answers the same day in 2010 for every upload).
+
+        :raises ObjectStoreError:
+        """
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        paginator = self.client.get_paginator("list_multipart_uploads")
+        found = []
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                found += [(upload["Key"], upload["UploadId"]) for upload in page.get("Uploads", ())]
+        except (BotoCoreError, ClientError) as exc:
+            raise self._error("list the uploads under", prefix, exc) from None
+        stale = [(key, upload_id) for key, upload_id in found if stale(key)]
+        for key, upload_id in stale:
+            self._call(
+                "abort an upload to", key, self.client.abort_multipart_upload,
+                Bucket=self.bucket, Key=key, UploadId=upload_id,
+            )  # fmt: skip
+        return len(stale)
+
     # --- errors --------------------------------------------------------------------------
 
     def _call(self, doing: str, key: str, method, **arguments):
@@ -462,12 +509,13 @@ class ObjectStore:
 
 @dataclass(frozen=True)
 class ReceivedObject:
-    """An upload streamed into the store under ``incoming/``, waiting for
-    :meth:`TenantObjects.commit`."""
+    """An upload waiting for :meth:`TenantObjects.commit`: streamed into the store under
+    ``incoming/`` (``key``), or, under one part's size, kept in memory (``body``)."""
 
-    key: str
+    key: str | None
     size: int
     sha256: str
+    body: bytes | None = None
 
 
 class TenantObjects:
@@ -525,22 +573,29 @@ class TenantObjects:
                     raise OverQuota("The upload would exceed this tenant's storage quota.")
                 yield chunk
 
-        key = self._key("incoming", secrets.token_hex(16))
-        stored = self.store.put_stream(key, within_quota(), max_size=max_size)
+        # Dated by its name: the sweep knows a dead upload's age whatever the store says.
+        key = self._key("incoming", f"{int(time.time())}-{secrets.token_hex(16)}")
+        stored = self.store.put_stream(key, within_quota(), max_size=max_size, keep_small=True)
+        if stored.body is not None:
+            return ReceivedObject(None, stored.size, stored.sha256, stored.body)
         return ReceivedObject(key, stored.size, stored.sha256)
 
     def commit(self, received: ReceivedObject) -> bool:
-        """Move received bytes in as the blob of their sha256 (under :meth:`lock`); whether
-        the blob is new. The store has no rename: a copy on its side, then the delete."""
+        """Add received bytes as the blob of their sha256 (under :meth:`lock`); whether the
+        blob is new. A small body is stored there at once; a large one was streamed into
+        ``incoming/``, and the store has no rename: a copy on its side, then the delete."""
         blob = self.blob_key(received.sha256)
         created = not self.store.exists(blob)
-        if created:
+        if created and received.body is not None:
+            self.store.put_stream(blob, (received.body,), max_size=received.size)
+        elif created:
             self.store.copy(received.key, blob)
-        self.store.delete(received.key)
+        self.discard(received)
         return created
 
     def discard(self, received: ReceivedObject) -> None:
-        self.store.delete(received.key)
+        if received.key is not None:
+            self.store.delete(received.key)
 
     def blob_key(self, sha256: str) -> str:
         """:raises InvalidName: not a sha256."""
@@ -619,14 +674,21 @@ class TenantObjects:
     # --- clean-up ----------------------------------------------------------------------------
 
     def sweep_incoming(self, older_than: float = STALE_UPLOAD_SECONDS) -> int:
-        """Remove uploads that died (a killed worker) and zips never published; returns how
-        many went."""
+        """Remove uploads that died (a killed worker: an object under ``incoming/`` or a
+        multipart upload never completed) and zips never published; returns how many."""
         cutoff = time.time() - older_than
+        incoming = self.prefix + "incoming/"
+
+        def stale(key: str) -> bool:
+            started, _, _ = key[len(incoming) :].partition("-")
+            return not started.isdigit() or int(started) < cutoff
+
         removed = 0
-        for info in self.store.list(self.prefix + "incoming/"):
-            if info.last_modified < cutoff:
+        for info in self.store.list(incoming):
+            if stale(info.key):
                 self.store.delete(info.key)
                 removed += 1
+        removed += self.store.abort_uploads(incoming, stale)
         return removed + self.local.sweep_incoming(older_than)
 
     def stored_keys(self) -> Iterator[ObjectInfo]:

@@ -55,18 +55,30 @@ def trusted_proxies() -> int:
     )
 
 
+def check_bucket() -> None:
+    """For ``tenantry serve``: :raises ValueError: the bucket of TENANTRY_STORAGE_URL does
+    not answer (a server started anyway would fail every file request). Workers do not
+    ask: a store that is briefly away must not stop one from booting."""
+    from tenantry.objects import NoSuchObject, ObjectStoreError, object_store
+
+    location = storage_location_from_environ()
+    if location is None:
+        return
+    try:
+        object_store(location).head(location.tenant_prefix("-") + "probe")
+    except NoSuchObject:
+        pass  # the bucket answered
+    except ObjectStoreError as exc:
+        raise ValueError(f"{STORAGE_URL_ENV_VAR}: {exc}") from None
+
+
 def server_settings() -> dict:
     """The server's settings from the environment, checked, so that a wrong value stops
     the server (and ``tenantry serve``) before it starts, naming the variable.
 
     :raises ValueError:
     """
-    if storage_location_from_environ() is not None:
-        raise ValueError(
-            f"{STORAGE_URL_ENV_VAR} is set, but this version keeps tenants' files on local "
-            "disk only (object storage is not served yet): unset it, or files would stay on "
-            "this host while other hosts look for them"
-        )
+    storage_location_from_environ()  # :raises ValueError: malformed
     return {
         "log_level": level_from_environ("INFO"),
         "proxies": trusted_proxies(),
