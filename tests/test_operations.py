@@ -31,6 +31,7 @@ from tenantry.tenants import (
     verify_archive,
 )
 from tests import postgres
+from tests.backends import S3_ID
 from tests.conftest import bearer
 
 CSV = b"when,what\n" + b"2026-01-01,thing\n" * 4000
@@ -84,7 +85,9 @@ def logged_in(client, login, slug: str) -> str:
     return token
 
 
-def test_backup_delete_restore_round_trip(home, acme, client, add_user, login, tmp_path):
+def test_backup_delete_restore_round_trip(
+    home, acme, client, add_user, login, tmp_path, storage_backend
+):
     before = fill(client, add_user, login)
     path = backup_tenant(home, acme, tmp_path)
     assert (
@@ -105,6 +108,9 @@ def test_backup_delete_restore_round_trip(home, acme, client, add_user, login, t
 
     token = logged_in(client, login, "acme")  # the old password
     assert state(client, "acme", token) == {k: before[k] for k in ("users", "files", "datasets")}
+    assert storage_backend.names(home, "acme", "blobs") == sorted(set(before["files"].values()))
+    if storage_backend.name == S3_ID:  # the restored bytes live in the store alone
+        assert not any((home.instance_dir("acme") / "storage" / ".blobs").iterdir())
     # a plain restore keeps the key: old tokens work, and a revoked one stays revoked
     assert client.get("/acme/auth/me", headers=bearer(before["token"])).status_code == 200
     assert client.get("/acme/auth/me", headers=bearer(before["revoked"])).status_code == 401
@@ -130,6 +136,7 @@ def test_a_restored_tenant_never_hands_out_an_id_again(
     assert ids == {"alice": 1, "carol": 3}
 
 
+@pytest.mark.usefixtures("storage_backend")
 def test_restore_as_a_copy_gets_a_fresh_key(home, acme, client, add_user, login, tmp_path):
     before = fill(client, add_user, login)
     path = backup_tenant(home, acme, tmp_path)
@@ -146,8 +153,9 @@ def test_restore_as_a_copy_gets_a_fresh_key(home, acme, client, add_user, login,
     assert client.get("/", headers={"Host": "acme.localhost"}).json["tenant"] == "acme"
 
 
+@pytest.mark.usefixtures("storage_backend")
 def test_restore_refuses_an_existing_tenant_without_force_and_replaces_it_with(
-    home, acme, client, add_user, login, tmp_path, tenantry
+    home, acme, client, add_user, login, tmp_path, tenantry, storage_backend
 ):
     before = fill(client, add_user, login)
     path = backup_tenant(home, acme, tmp_path)
@@ -160,11 +168,14 @@ def test_restore_refuses_an_existing_tenant_without_force_and_replaces_it_with(
     assert result.exit_code == 0, result.output
     assert "restored tenant acme (2 users, 3 files)" in result.output
     assert state(client, "acme", token)["files"] == before["files"]
+    # the late file's bytes went with it; the archive's are the tenant's own again
+    assert storage_backend.names(home, "acme", "blobs") == sorted(set(before["files"].values()))
     assert not [p for p in home.tenants_dir.iterdir() if p.name.startswith(".restore-")]
     if home.database_url:
         assert postgres.staging_schemas() == []
 
 
+@pytest.mark.usefixtures("storage_backend")
 def test_clone_copies_everything_with_a_fresh_key(home, acme, client, add_user, login, tenantry):
     before = fill(client, add_user, login)
     result = tenantry("tenants", "clone", "acme", "initech")
@@ -184,8 +195,9 @@ def test_clone_copies_everything_with_a_fresh_key(home, acme, client, add_user, 
     assert tenantry("tenants", "clone", "acme", "Bad_Slug").exit_code == 2
 
 
+@pytest.mark.usefixtures("storage_backend")
 def test_delete_keeps_an_archive_in_the_trash_and_leaves_nothing_behind(
-    home, acme, globex, client, add_user, login, tenantry
+    home, acme, globex, client, add_user, login, tenantry, storage_backend
 ):
     fill(client, add_user, login)
     result = tenantry("tenants", "delete", "acme")
@@ -197,6 +209,8 @@ def test_delete_keeps_an_archive_in_the_trash_and_leaves_nothing_behind(
     assert len(trash) == 1 and stat.S_IMODE(trash[0].stat().st_mode) == 0o600
     verify_archive(trash[0])
     assert not home.config_file("acme").exists() and not home.instance_dir("acme").exists()
+    for area in ("blobs", "links", "incoming"):  # in the object store too
+        assert storage_backend.names(home, "acme", area) == []
     assert "acme" not in json.loads((home.tenants_dir / ".hosts.json").read_text())["modules"]
     if home.database_url:
         assert not tenant_database(home, "acme").exists()
@@ -235,6 +249,7 @@ def test_unknown_tenants_and_bad_arguments_exit_2(tenantry, acme, tmp_path):
     assert tenantry("tenants", "restore", str(path), "--as", "Not A Slug").exit_code == 2
 
 
+@pytest.mark.usefixtures("storage_backend")
 def test_backup_without_files_restores_users_and_no_dangling_files(
     home, acme, client, add_user, login, tmp_path, tenantry
 ):

@@ -44,6 +44,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
+from typing import IO
 
 from tenantry import __version__, audit
 from tenantry.archive import (
@@ -63,6 +64,7 @@ from tenantry.db import Base, TenantDatabase, schema_name, tenant_database
 from tenantry.home import WRITES_HELD_HEARTBEAT, TenantHome
 from tenantry.hosts import HostIndex
 from tenantry.locking import file_lock_if_free
+from tenantry.objects import ObjectStoreError, TenantObjects, tenant_storage
 from tenantry.storage import PRIVATE_DIR, PRIVATE_FILE, TenantStorage, link_or_copy
 from tenantry.tenant_secrets import parse_env, read_secrets, with_new_secret_key
 from tenantry.tenants import WSGI_MODULE, OperationFailed, TenantError, _class_name, _literal
@@ -110,12 +112,35 @@ class Snapshot:
     sequences: dict[str, dict] = field(default_factory=dict)
     blobs: dict[str, int] = field(default_factory=dict)  # sha256 -> size
     names: dict[str, str] = field(default_factory=dict)  # sha256 -> a file name of it
-    pins: Path | None = None
+    pins: Path | None = None  # on the local disk: the folder of the pinned blobs
+    object_pins: tuple[TenantObjects, str] | None = None  # in the store: its pins' id
     rows: dict[str, int] = field(default_factory=dict)
+
+    def open_blob(self, sha256: str) -> IO[bytes]:
+        """A pinned blob's bytes. :raises FileNotFoundError:"""
+        if self.object_pins is not None:
+            objects, pin_id = self.object_pins
+            return objects.open_pinned(pin_id, sha256, self.blobs[sha256])
+        return open(self.pins / sha256, "rb")
+
+    def copy_blob(self, sha256: str, target: Path) -> None:
+        """Give ``target`` a pinned blob's bytes (a hard link where the disk can)."""
+        if self.object_pins is None:
+            _link_or_copy(self.pins / sha256, target)
+            return
+        with self.open_blob(sha256) as source, open(target, "wb") as out:
+            shutil.copyfileobj(source, out, 1024 * 1024)
 
     def close(self) -> None:
         for _name, spool, _entry in self.tables:
             spool.close()
+        if self.object_pins is not None:
+            objects, pin_id = self.object_pins
+            try:
+                objects.drop_pins(pin_id)
+            except ObjectStoreError:  # gc removes what a failed clean-up left
+                log.warning("removing the pins %s of a backup failed", pin_id, exc_info=True)
+            self.object_pins = None
         if self.pins is not None:
             shutil.rmtree(self.pins, ignore_errors=True)
             with contextlib.suppress(OSError):
@@ -298,7 +323,7 @@ def take_snapshot(
     docstring). The caller closes the snapshot."""
     from sqlalchemy import select
 
-    storage = TenantStorage(home.instance_dir(slug) / "storage")
+    storage = tenant_storage(home.instance_dir(slug) / "storage", slug)
     snapshot = Snapshot()
     try:
         with storage.lock(), _snapshot_connection(database) as connection:
@@ -328,7 +353,7 @@ def take_snapshot(
                     query = query.where(table.c.expires_at > now)
                 snapshot.tables.append(_spool_table(connection, table, query, snapshot))
             if with_files:
-                snapshot.pins = _pin_blobs(storage, snapshot)
+                _pin_blobs(storage, snapshot)
     except BaseException:
         snapshot.close()
         raise
@@ -371,20 +396,34 @@ def _spool_table(connection, table, query, snapshot: Snapshot):
     return table.name, spool, entry
 
 
-def _pin_blobs(storage: TenantStorage, snapshot: Snapshot) -> Path:
-    """Hard-link every blob the snapshot names into a folder of its own (under the
-    storage lock): later replaces and deletes cannot take those bytes away."""
-    pins = storage.root / PINS / secrets.token_hex(8)
-    pins.mkdir(mode=PRIVATE_DIR, parents=True)
+def _pin_blobs(storage, snapshot: Snapshot) -> None:
+    """Pin every blob the snapshot names (under the storage lock): later replaces and
+    deletes cannot take those bytes away. On the local disk, hard links in a folder of the
+    backup's own; in the object store, copies under a prefix of its own."""
     names = snapshot.names
+    pin_id = secrets.token_hex(8)
+
+    def missing(sha256: str) -> OperationFailed:
+        return OperationFailed(
+            f"the bytes of stored file {names[sha256]!r} are missing from the storage"
+        )
+
+    if isinstance(storage, TenantObjects):
+        snapshot.object_pins = (storage, pin_id)
+        try:
+            storage.pin(pin_id, snapshot.blobs)
+        except FileNotFoundError as exc:
+            raise missing(exc.args[0]) from None
+        except ObjectStoreError as exc:
+            raise OperationFailed(f"pinning the tenant's files failed: {exc}") from None
+        return
+    snapshot.pins = storage.root / PINS / pin_id
+    snapshot.pins.mkdir(mode=PRIVATE_DIR, parents=True)
     for sha256 in snapshot.blobs:
         try:
-            link_or_copy(storage.stored_path(names[sha256], sha256), pins / sha256)
+            link_or_copy(storage.stored_path(names[sha256], sha256), snapshot.pins / sha256)
         except FileNotFoundError:
-            raise OperationFailed(
-                f"the bytes of stored file {names[sha256]!r} are missing from the storage"
-            ) from None
-    return pins
+            raise missing(sha256) from None
 
 
 def _load_tables(
@@ -576,7 +615,7 @@ def _write_archive(
                 for _name, spool, entry in snapshot.tables:
                     writer.add(entry["name"], spool)
                 for sha256 in sorted(snapshot.blobs):
-                    with open(snapshot.pins / sha256, "rb") as blob:
+                    with snapshot.open_blob(sha256) as blob:
                         writer.add(f"files/{sha256}", blob)
                 writer.close()
             out.flush()
@@ -586,6 +625,8 @@ def _write_archive(
         raise OperationError(f"{target} appeared meanwhile: choose another --out") from None
     except ArchiveError as exc:
         raise OperationFailed(str(exc)) from None
+    except ObjectStoreError as exc:
+        raise OperationFailed(f"reading the tenant's files failed: {exc}") from None
     except OSError as exc:
         raise OperationFailed(f"writing {target} failed: {exc.strerror or exc}") from None
     finally:
@@ -788,13 +829,17 @@ def _put_back(staging: Staging, instance: Path) -> None:
 def remove_stale_pins(home: TenantHome, slug: str) -> int:
     """Remove the pins of backups that did not end (killed), unless one runs now."""
     pins = home.instance_dir(slug) / "storage" / PINS
-    if not pins.is_dir():
+    objects = _objects_of(home, slug)
+    if not pins.is_dir() and objects is None:
         return 0
     removed = 0
     with contextlib.suppress(OperationError), operation_lock(home, slug, wait=0):
-        for entry in os.scandir(pins):
-            shutil.rmtree(entry.path, ignore_errors=True)
-            removed += 1
+        if objects is not None:
+            removed += objects.drop_pins()
+        if pins.is_dir():
+            for entry in os.scandir(pins):
+                shutil.rmtree(entry.path, ignore_errors=True)
+                removed += 1
     return removed
 
 
@@ -1103,12 +1148,60 @@ def _build(
         finally:
             database.dispose()
         shutil.rmtree(staging.folder / ".tables", ignore_errors=True)
-        _swap_in(home, staging, slug, config_text, replacing)
-    except (OSError, SQLAlchemyError) as exc:
+        objects = _objects_of(home, slug)
+        added = _publish_blobs(objects, staging) if objects is not None else None
+        try:
+            _swap_in(home, staging, slug, config_text, replacing)
+        except BaseException:
+            if added:  # not committed: the tenant there gets no strays
+                for sha256 in added.new:
+                    with contextlib.suppress(ObjectStoreError):
+                        objects.drop_blob(sha256)
+            raise
+        if added is not None:
+            _keep_only(objects, added.every)
+    except (OSError, SQLAlchemyError, ObjectStoreError) as exc:
         raise OperationFailed(
             f"putting {slug} in place failed ({_reason(exc)}); the tenant there is as it was"
         ) from None
     return Restored(slug, users, 0, notes)
+
+
+def _objects_of(home: TenantHome, slug: str) -> TenantObjects | None:
+    """The tenant's object storage, when the deployment keeps files in a store."""
+    storage = tenant_storage(home.instance_dir(slug) / "storage", slug)
+    return storage if isinstance(storage, TenantObjects) else None
+
+
+@dataclass(frozen=True)
+class _Published:
+    every: set[str]  # the blobs of the tenant put in place
+    new: list[str]  # those the store did not hold before
+
+
+def _publish_blobs(objects: TenantObjects, staging: Staging) -> _Published:
+    """Object storage: stream the blobs staged on the local disk (checked against their
+    records already) into the tenant's prefix, then remove the local copies. Blobs are
+    addressed by content: the tenant there (if any) does not see the new ones."""
+    folder = staging.tenant / "storage" / ".blobs"
+    published = _Published(set(), [])
+    if not folder.is_dir():
+        return published
+    for entry in os.scandir(folder):
+        published.every.add(entry.name)
+        if objects.add_blob(entry.name, Path(entry.path)):
+            published.new.append(entry.name)
+        os.unlink(entry.path)
+    return published
+
+
+def _keep_only(objects: TenantObjects, blobs: set[str]) -> None:
+    """After the commit: the blobs the new tenant does not name, and every link's
+    snapshot, go (a failure leaves garbage, never a missing byte: logged, not raised)."""
+    try:
+        objects.keep_only(blobs)
+    except ObjectStoreError:
+        log.warning("removing the old tenant's objects failed", exc_info=True)
 
 
 def _restored_config(
@@ -1372,7 +1465,7 @@ def clone(home: TenantHome, source: str, new: str) -> Restored:
             snapshot = _snapshot_of(home, source)
             try:
                 for sha256 in snapshot.blobs:
-                    _link_or_copy(snapshot.pins / sha256, storage.blobs / sha256)
+                    snapshot.copy_blob(sha256, storage.blobs / sha256)
                 tables = _tables_from(snapshot, staging.folder / ".tables")
                 fill = functools.partial(
                     _migrate_and_load,
@@ -1426,7 +1519,7 @@ def _copy_sqlite_tenant(home: TenantHome, slug: str, staging: Staging) -> None:
     and link its blobs, under its storage lock and with its writes held."""
     import sqlite3
 
-    storage = TenantStorage(home.instance_dir(slug) / "storage")
+    storage = tenant_storage(home.instance_dir(slug) / "storage", slug)
     blobs = staging.tenant / "storage" / ".blobs"
     target = staging.tenant / "tenant.db"
     os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE))
@@ -1435,8 +1528,16 @@ def _copy_sqlite_tenant(home: TenantHome, slug: str, staging: Staging) -> None:
         copy = sqlite3.connect(target)
         try:
             source.backup(copy)
-            for name, sha256 in copy.execute("SELECT name, sha256 FROM stored_files"):
-                _link_or_copy(storage.stored_path(name, sha256), blobs / sha256)
+            query = "SELECT name, sha256, size FROM stored_files"
+            for name, sha256, size in copy.execute(query):
+                if isinstance(storage, TenantStorage):
+                    _link_or_copy(storage.stored_path(name, sha256), blobs / sha256)
+                elif not (blobs / sha256).exists():
+                    with (
+                        storage.open_blob(sha256, size) as source,
+                        open(blobs / sha256, "wb") as out,
+                    ):
+                        shutil.copyfileobj(source, out, 1024 * 1024)
         finally:
             source.close()
             copy.close()
@@ -1493,7 +1594,24 @@ def delete(home: TenantHome, slug: str, keep_backup: bool = True) -> Path | None
                     f"dropping the schema of {slug} failed ({_reason(exc)}): nothing was removed"
                 ) from None
         HostIndex(home).refresh()
+        _drop_objects(home, slug)
     return archive
+
+
+def _drop_objects(home: TenantHome, slug: str) -> None:
+    """Object storage: the deleted tenant's objects go too (its archive, if kept, has
+    them). :raises OperationFailed: the store refused (the tenant is gone; its objects
+    stay until a delete or restore of the slug removes them)."""
+    objects = _objects_of(home, slug)
+    if objects is None:
+        return
+    try:
+        objects.drop_everything()
+    except ObjectStoreError as exc:
+        raise OperationFailed(
+            f"{slug} is deleted, but removing its files from the object store failed ({exc}); "
+            f"they stay under {objects.prefix}"
+        ) from None
 
 
 def _free_name(folder: Path, name: str) -> Path:

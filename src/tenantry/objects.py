@@ -671,6 +671,66 @@ class TenantObjects:
     def drop_snapshot(self, uid: str) -> None:
         self.store.delete(self.snapshot_key(uid))
 
+    # --- backups: blobs pinned while an archive is written, tenants put in place ----------
+
+    def pin(self, pin_id: str, blobs: Iterable[str]) -> None:
+        """Copy each blob (on the store's side) under ``pins/<pin_id>/`` (under
+        :meth:`lock`), so that a replace or delete meanwhile cannot take its bytes away.
+
+        :raises FileNotFoundError: naming the sha256 of a blob that is gone.
+        """
+        for sha256 in blobs:
+            try:
+                self.store.copy(self.blob_key(sha256), self._pin_key(pin_id, sha256))
+            except NoSuchObject:
+                raise FileNotFoundError(sha256) from None
+
+    def _pin_key(self, pin_id: str, sha256: str) -> str:
+        return self._key("pins", f"{validate_uid(pin_id)}/{validate_sha256(sha256)}")
+
+    def open_pinned(self, pin_id: str, sha256: str, size: int) -> ObjectFile:
+        """:raises FileNotFoundError:"""
+        return _opened(ObjectFile(self.store, self._pin_key(pin_id, sha256), size), sha256)
+
+    def drop_pins(self, pin_id: str | None = None) -> int:
+        """Remove the pins of one backup (or of every one: those a killed one left);
+        returns how many objects went."""
+        prefix = self._key("pins", f"{validate_uid(pin_id)}/" if pin_id else "")
+        return self._drop_under(prefix)
+
+    def add_blob(self, sha256: str, path: Path) -> bool:
+        """Store the file at ``path`` (whose sha256 the caller checked) as that blob unless
+        it is there; whether it was added."""
+        key = self.blob_key(sha256)
+        if self.store.exists(key):
+            return False
+        with open(path, "rb") as source:
+            chunks = iter(lambda: source.read(READ_CHUNK), b"")
+            self.store.put_stream(key, chunks, max_size=1 << 62)
+        return True
+
+    def keep_only(self, blobs: set[str]) -> int:
+        """Remove every blob but ``blobs`` and every link's snapshot (a tenant put in place
+        by a restore, whose records name ``blobs`` and no link); returns how many went."""
+        removed = self._drop_under(self._key("links", ""))
+        for info in list(self.store.list(self._key("blobs", ""))):
+            if info.key.rpartition("/")[2] not in blobs:
+                self.store.delete(info.key)
+                removed += 1
+        return removed
+
+    def drop_everything(self) -> int:
+        """Remove every object of the tenant (it is being deleted), and abort its uploads
+        in progress; returns how many went."""
+        return self._drop_under(self.prefix) + self.store.abort_uploads(self.prefix, bool)
+
+    def _drop_under(self, prefix: str) -> int:
+        removed = 0
+        for info in list(self.store.list(prefix)):
+            self.store.delete(info.key)
+            removed += 1
+        return removed
+
     # --- clean-up ----------------------------------------------------------------------------
 
     def sweep_incoming(self, older_than: float = STALE_UPLOAD_SECONDS) -> int:
