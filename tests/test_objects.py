@@ -201,7 +201,7 @@ def test_a_store_that_does_not_answer_is_an_error_not_a_hang(monkeypatch):
     ],
 )
 def test_serve_refuses_a_storage_url_it_cannot_use(
-    tenantry, acme, s3_server, monkeypatch, url, says
+    tenantry, home, s3_server, monkeypatch, url, says
 ):
     """A malformed URL or a bucket that does not answer stops `tenantry serve` before it
     starts (exit 2, naming the variable, never echoing a credential)."""
@@ -216,12 +216,54 @@ def test_serve_refuses_a_storage_url_it_cannot_use(
     assert "secret" not in result.output
 
 
-def test_serve_starts_on_a_bucket_that_answers(tenantry, acme, store, s3_server, monkeypatch):
+def test_serve_starts_on_a_bucket_that_answers(tenantry, home, store, s3_server, monkeypatch):
     started = []
     monkeypatch.setenv("TENANTRY_S3_ENDPOINT_URL", s3_server.url)
     monkeypatch.setenv("TENANTRY_STORAGE_URL", f"s3://{store.bucket}/prod")
     monkeypatch.setattr(os, "execv", lambda *args: started.append(args))
     assert tenantry("serve").exit_code == 0 and started
+
+
+def test_a_host_whose_storage_url_disagrees_with_the_home_does_not_serve_it(
+    tenantry, home, store, s3_server, monkeypatch, tmp_path
+):
+    """The home records where its files are, with its first tenant: a host started with
+    TENANTRY_STORAGE_URL unset (or naming another bucket) would keep files where the other
+    hosts never look, so neither the server nor a command runs there."""
+    from tenantry.home import TenantHome
+    from tenantry.tenants import create_tenant
+
+    for name, value in CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("TENANTRY_S3_ENDPOINT_URL", s3_server.url)
+    monkeypatch.setenv("TENANTRY_STORAGE_URL", f"s3://{store.bucket}/prod/")
+    create_tenant(home, "acme")
+    assert home.storage_file.read_text() == f"s3://{store.bucket}/prod\n"
+    monkeypatch.setattr(os, "execv", lambda *args: pytest.fail(f"serve started: {args}"))
+    for wrong, says in [
+        (None, "TENANTRY_STORAGE_URL is not set (local disk)"),
+        (f"s3://{store.bucket}/other", f"TENANTRY_STORAGE_URL says s3://{store.bucket}/other"),
+    ]:
+        if wrong is None:
+            monkeypatch.delenv("TENANTRY_STORAGE_URL")
+        else:
+            monkeypatch.setenv("TENANTRY_STORAGE_URL", wrong)
+        for command in (("serve",), ("tenants", "create", "globex")):
+            result = tenantry(*command)
+            assert result.exit_code == 2, result.output
+            assert f"this home keeps its tenants' files in s3://{store.bucket}/prod" in (
+                result.output
+            )
+            assert says in result.output and f"TENANTRY_STORAGE_URL=s3://{store.bucket}/prod" in (
+                result.output
+            )
+    # A home of tenants made before the record keeps its files on the local disk.
+    old = TenantHome(tmp_path / "old", home.database_url)
+    create_tenant(old, "initech")
+    old.storage_file.unlink()
+    monkeypatch.setenv("TENANTRY_STORAGE_URL", f"s3://{store.bucket}/prod")
+    result = tenantry("--home", str(old.root), "serve")
+    assert result.exit_code == 2 and "files in local" in result.output
 
 
 def test_an_object_file_reads_and_seeks_like_a_file(store):

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from tenantry.config import is_valid_slug
+from tenantry.objects import STORAGE_URL_ENV_VAR, storage_location_from_environ
 
 HOME_ENV_VAR = "TENANTRY_HOME"
 DATABASE_URL_ENV_VAR = "TENANTRY_DATABASE_URL"
@@ -21,6 +22,10 @@ DATABASE_URL_ENV_VAR = "TENANTRY_DATABASE_URL"
 # without its password. Written by the first command that creates a tenant.
 BACKEND_FILE = ".backend"
 SQLITE = "sqlite"
+# Where the home's tenants keep their files: "local", or s3://BUCKET/PREFIX. Written with
+# the backend record; a host whose TENANTRY_STORAGE_URL disagrees must not serve them.
+STORAGE_FILE = ".storage"
+LOCAL_STORAGE = "local"
 # Seconds a tenant down for maintenance tells clients to wait, unless told otherwise.
 DEFAULT_RETRY_AFTER = 300
 # While a backup (or a restore over the tenant) runs, its writes are held: the operation
@@ -54,6 +59,21 @@ def describe_backend(database_url: str | None) -> str:
         return url._replace(password=None).render_as_string(hide_password=False)
     except (ArgumentError, ValueError):
         raise HomeError(f"{DATABASE_URL_ENV_VAR} is not a database URL that can be read") from None
+
+
+def describe_storage() -> str:
+    """How a home records where its files are: ``local``, or ``s3://BUCKET/PREFIX`` (the
+    endpoint may differ from host to host; the bucket and prefix may not).
+
+    :raises HomeError: TENANTRY_STORAGE_URL is malformed.
+    """
+    try:
+        location = storage_location_from_environ()
+    except ValueError as exc:
+        raise HomeError(str(exc)) from None
+    if location is None:
+        return LOCAL_STORAGE
+    return f"s3://{location.bucket}/{location.prefix}".rstrip("/")
 
 
 def _same_database(recorded: str, database_url: str | None) -> bool:
@@ -173,9 +193,11 @@ class TenantHome:
 
     def check_backend(self, infer: bool = True) -> None:
         """:raises HomeError: TENANTRY_DATABASE_URL disagrees with the home's backend, or
-        cannot be read. ``infer`` False checks the record alone (no look at every
-        tenant's files: what a server does at each build, having checked it all at start)."""
+        cannot be read; or TENANTRY_STORAGE_URL with its storage (:meth:`check_storage`).
+        ``infer`` False checks the records alone (no look at every tenant's files: what a
+        server does at each build, having checked it all at start)."""
         describe_backend(self.database_url)  # a URL that cannot be read is refused first
+        self.check_storage(infer)
         recorded = self.recorded_backend(infer)
         if recorded is None:
             return
@@ -201,19 +223,61 @@ class TenantHome:
             )
 
     def record_backend(self) -> None:
-        """Write the backend record if the home has none yet; if another process wrote
-        one meanwhile, it must agree. :raises HomeError:"""
-        if not self.backend_file.exists():
-            self.tenants_dir.mkdir(parents=True, exist_ok=True)
-            temp = self.tenants_dir / f".backend.{os.getpid()}.tmp"
-            temp.write_text(describe_backend(self.database_url) + "\n")
-            try:
-                os.link(temp, self.backend_file)  # never replaces a record
-            except FileExistsError:
-                pass
-            finally:
-                temp.unlink(missing_ok=True)
+        """Write the backend and storage records if the home has none yet; if another
+        process wrote them meanwhile, they must agree. :raises HomeError:"""
+        self.check_backend()  # a home of tenants made before the records: judged by them
+        for path, value in (
+            (self.backend_file, describe_backend(self.database_url)),
+            (self.storage_file, describe_storage()),
+        ):
+            if not path.exists():
+                self.tenants_dir.mkdir(parents=True, exist_ok=True)
+                temp = self.tenants_dir / f"{path.name}.{os.getpid()}.tmp"
+                temp.write_text(value + "\n")
+                try:
+                    os.link(temp, path)  # never replaces a record
+                except FileExistsError:
+                    pass
+                finally:
+                    temp.unlink(missing_ok=True)
         self.check_backend()
+
+    @property
+    def storage_file(self) -> Path:
+        return self.tenants_dir / STORAGE_FILE
+
+    def recorded_storage(self, infer: bool = True) -> str | None:
+        """Where the home's tenants keep their files: its record, else (a home made before
+        the record; not with ``infer`` False) the local disk if it has tenants. None for a
+        home without tenants."""
+        try:
+            return self.storage_file.read_text().strip() or None
+        except FileNotFoundError:
+            if not infer:
+                return None
+        return LOCAL_STORAGE if any(self.instance_dir(s).is_dir() for s in self.slugs()) else None
+
+    def check_storage(self, infer: bool = True) -> None:
+        """:raises HomeError: TENANTRY_STORAGE_URL disagrees with where the home's files
+        are (a host that keeps them elsewhere would lose them for the others), or is
+        malformed."""
+        given = describe_storage()
+        recorded = self.recorded_storage(infer)
+        if recorded is None or recorded == given:
+            return
+        if recorded == LOCAL_STORAGE:
+            fix, says = f"unset {STORAGE_URL_ENV_VAR}", f"{STORAGE_URL_ENV_VAR} says {given}"
+        else:
+            fix = f"set {STORAGE_URL_ENV_VAR}={recorded}"
+            says = (
+                f"{STORAGE_URL_ENV_VAR} is not set (local disk)"
+                if given == LOCAL_STORAGE
+                else f"{STORAGE_URL_ENV_VAR} says {given}"
+            )
+        raise HomeError(
+            f"this home keeps its tenants' files in {recorded}, but {says}: {fix}; moving "
+            "tenants to other storage is a backup and a restore there"
+        )
 
     def check_layout(self) -> None:
         """:raises HomeError: the folder is not a home (it has no ``config/``)."""
