@@ -19,7 +19,9 @@ from tenantry.objects import (
     TooLarge,
     parse_storage_url,
 )
+from tests.backends import S3_ID
 from tests.s3 import CREDENTIALS
+from tests.server import free_port
 
 MiB = 1024 * 1024
 
@@ -478,3 +480,49 @@ def test_the_lock_serialises_and_the_check_sees_the_bucket(store, s3_server, ten
     from tenantry.objects import TenantObjects
 
     assert TenantObjects(gone, StorageLocation("x", ""), "acme", acme.folder).check() is False
+
+
+@pytest.mark.parametrize("storage_backend", [S3_ID], indirect=True)
+def test_a_store_that_stops_answering_is_503_and_nothing_is_lost(
+    storage_backend, home, acme, registry, client, monkeypatch, add_user, login, tenantry
+):
+    """While the bucket does not answer: /status names the storage; reading, storing and
+    linking a file answer 503 with Retry-After (never a 500), and the rest of the tenant
+    goes on. A delete is a change of the record: it is done, and the bytes it freed stay as
+    an orphan until the store is back and a sweep removes them."""
+    add_user(acme, "alice")
+    auth = {"Authorization": f"Bearer {login(acme, 'alice')}"}
+    for name in ("a.txt", "gone.txt"):
+        assert (
+            client.put(f"/acme/files/{name}", data=name.encode(), headers=auth).status_code == 201
+        )
+    healthy = client.get("/acme/status")
+    assert healthy.status_code == 200 and healthy.json["checks"]["storage"] == "ok"
+    store_url = os.environ["TENANTRY_S3_ENDPOINT_URL"]
+
+    def rebuild_acme(endpoint: str) -> None:
+        monkeypatch.setenv("TENANTRY_S3_ENDPOINT_URL", endpoint)
+        later = time.time() + 5 + len(endpoint)
+        os.utime(home.config_file("acme"), (later, later))  # its app is built again
+
+    rebuild_acme(f"http://127.0.0.1:{free_port()}")  # a store that refuses connections
+    failing = client.get("/acme/status")
+    assert failing.status_code == 503
+    assert failing.json["checks"] == {"database": "ok", "storage": "failed"}
+    for method, path in [
+        ("GET", "/acme/files/a.txt"),
+        ("PUT", "/acme/files/b.txt"),
+        ("POST", "/acme/files/a.txt/link"),
+    ]:
+        body = b"b" if method == "PUT" else None
+        answer = client.open(path, method=method, data=body, headers=auth)
+        assert answer.status_code == 503, (method, path, answer.status_code)
+        assert answer.json["error"] == "service_unavailable" and answer.headers["Retry-After"]
+    assert client.delete("/acme/files/gone.txt", headers=auth).status_code == 204
+    assert client.get("/acme/").status_code == 200
+
+    rebuild_acme(store_url)
+    assert client.get("/acme/files/a.txt", headers=auth).data == b"a.txt"
+    assert len(storage_backend.names(home, "acme", "blobs")) == 2  # gone.txt's orphan
+    assert tenantry("gc", "acme").exit_code == 0
+    assert storage_backend.names(home, "acme", "blobs") == [hashlib.sha256(b"a.txt").hexdigest()]

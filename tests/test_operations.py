@@ -85,6 +85,7 @@ def logged_in(client, login, slug: str) -> str:
     return token
 
 
+@pytest.mark.usefixtures("storage_backend")  # first: before the tenants are made
 def test_backup_delete_restore_round_trip(
     home, acme, client, add_user, login, tmp_path, storage_backend
 ):

@@ -4,6 +4,7 @@ remove what expired."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 
@@ -110,6 +111,40 @@ def test_gc_removes_expired_snapshots_at_once(
     assert snapshots(home) == [] and usage(home) == 1000
     assert tenantry("gc").output.count("removed 0 files") >= 1
     assert tenantry("gc", "nobody").exit_code == 2
+
+
+def test_gc_removes_orphans_a_failed_removal_left_and_keeps_what_is_named(
+    home, client, make_tenant, add_user, login, tenantry, registry, storage_backend
+):
+    """A removal after a commit (a redeemed link's snapshot, a replaced file's blob) that
+    fails does not fail the request: the link is served, and the sweep removes the orphan.
+    Bytes no record names are orphans too; what a record or a live link names stays."""
+    headers = quota_tenant(home, make_tenant, add_user, login, client, 10_000)
+    client.put("/tight/files/a.bin", data=b"a" * 100, headers=headers)
+    live = client.post("/tight/files/a.bin/link", headers=headers).json["addr"]
+    used = client.post("/tight/files/a.bin/link", headers=headers).json["addr"]
+    storage = registry.lookup("tight").app.extensions["tenantry.storage"]
+
+    def refuse(uid):
+        raise OSError("the store is away")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(storage, "drop_snapshot", refuse)
+        redeemed = client.get(used)
+        assert (redeemed.status_code, redeemed.data) == (200, b"a" * 100)
+        assert client.get(used).status_code == 410
+    stray = tenant_storage(home.instance_dir("tight") / "storage", "tight")
+    with stray.lock():
+        stray.commit(stray.receive([b"no record names me"], max_size=100, room=100))
+    assert len(storage_backend.names(home, "tight", "blobs")) == 2
+    assert len(storage_backend.names(home, "tight", "links")) == 2
+
+    result = tenantry("gc", "tight")
+    assert result.exit_code == 0, result.output
+    assert result.output == "tight: removed 2 files\n"
+    assert storage_backend.names(home, "tight", "blobs") == [hashlib.sha256(b"a" * 100).hexdigest()]
+    assert storage_backend.names(home, "tight", "links") == [live.split("uid=")[1]]
+    assert client.get(live).data == b"a" * 100
 
 
 def test_the_server_sweeps_expired_snapshots_on_its_own(

@@ -827,19 +827,15 @@ def _put_back(staging: Staging, instance: Path) -> None:
 
 
 def remove_stale_pins(home: TenantHome, slug: str) -> int:
-    """Remove the pins of backups that did not end (killed), unless one runs now."""
+    """Remove the pins of backups that did not end (killed); the caller holds the tenant's
+    :func:`operation_lock` (no backup of it runs)."""
     pins = home.instance_dir(slug) / "storage" / PINS
     objects = _objects_of(home, slug)
-    if not pins.is_dir() and objects is None:
-        return 0
-    removed = 0
-    with contextlib.suppress(OperationError), operation_lock(home, slug, wait=0):
-        if objects is not None:
-            removed += objects.drop_pins()
-        if pins.is_dir():
-            for entry in os.scandir(pins):
-                shutil.rmtree(entry.path, ignore_errors=True)
-                removed += 1
+    removed = objects.drop_pins() if objects is not None else 0
+    if pins.is_dir():
+        for entry in os.scandir(pins):
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed += 1
     return removed
 
 

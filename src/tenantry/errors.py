@@ -34,6 +34,8 @@ ERROR_NAMES = {
     503: "service_unavailable",
     507: "insufficient_storage",
 }
+# Seconds a client is told to wait when the object store does not answer.
+STORAGE_RETRY_AFTER = 5
 
 
 class InsufficientStorage(HTTPException):
@@ -94,7 +96,21 @@ def _unexpected_error(exc: Exception) -> Response:
     return error_response(500, "The server failed to handle this request.")
 
 
+def _storage_unavailable(exc: Exception) -> Response:
+    """The object store failed or is away: the client may try again (503), the log says
+    which operation on which key (never a credential)."""
+    log.warning("object storage failed: %s", exc)
+    return error_response(
+        503,
+        "The tenant's file storage does not answer; try again shortly.",
+        [("Retry-After", str(STORAGE_RETRY_AFTER))],
+    )
+
+
 def register_error_handlers(app: Flask) -> None:
     """Make every error of ``app`` (any status, any blueprint, any exception) JSON."""
+    from tenantry.objects import ObjectStoreError
+
     app.register_error_handler(HTTPException, http_error_response)
+    app.register_error_handler(ObjectStoreError, _storage_unavailable)
     app.register_error_handler(Exception, _unexpected_error)

@@ -11,6 +11,7 @@ route table was three quarters of an app's build time and most of its memory.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,8 +29,10 @@ from tenantry.errors import register_error_handlers
 from tenantry.guard import TenantGuard
 from tenantry.home import TenantHome
 from tenantry.modules import EndpointModule, route_problems
-from tenantry.objects import tenant_storage
+from tenantry.objects import ObjectStoreError, tenant_storage
 from tenantry.tenant_secrets import read_secrets
+
+log = logging.getLogger(__name__)
 
 
 def create_app(config_class: type[TenantConfig], home: TenantHome) -> Flask:
@@ -149,7 +152,10 @@ def register_extensions(app: Flask, home: TenantHome, modules: tuple[EndpointMod
     slug = app.config["SLUG"]
     storage = tenant_storage(app.config["STORAGE_ROOT"], slug)
     storage.ensure(parents=True)
-    storage.sweep_incoming()
+    try:
+        storage.sweep_incoming()
+    except ObjectStoreError:  # a store away now must not keep the tenant's app down
+        log.warning("sweeping the uploads of %s failed", slug, exc_info=True)
     database = tenant_database(home, slug)
     database.ensure_current(modules)
     app.extensions["tenantry.storage"] = storage

@@ -751,6 +751,16 @@ class TenantObjects:
         removed += self.store.abort_uploads(incoming, stale)
         return removed + self.local.sweep_incoming(older_than)
 
+    def blob_names(self) -> list[str]:
+        return self._names("blobs")
+
+    def snapshot_names(self) -> list[str]:
+        return self._names("links")
+
+    def _names(self, area: str) -> list[str]:
+        prefix = self._key(area, "")
+        return [info.key[len(prefix) :] for info in self.store.list(prefix)]
+
     def stored_keys(self) -> Iterator[ObjectInfo]:
         """Every object of the tenant (backups, ``tenants stats``)."""
         return self.store.list(self.prefix)

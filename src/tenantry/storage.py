@@ -98,6 +98,12 @@ class Storage(Protocol):
     def drop_snapshot(self, uid: str) -> None: ...
     def sweep_incoming(self, older_than: float = ...) -> int: ...
 
+    def blob_names(self) -> list[str]:
+        """The sha256 of every blob held (for a sweep of those no record names)."""
+
+    def snapshot_names(self) -> list[str]:
+        """The uid of every link snapshot (and zip) held."""
+
 
 @dataclass(frozen=True)
 class Received:
@@ -326,6 +332,12 @@ class TenantStorage:
     def drop_snapshot(self, uid: str) -> None:
         self.snapshot_path(uid).unlink(missing_ok=True)
 
+    def blob_names(self) -> list[str]:
+        return _names_in(self.blobs, SHA256)
+
+    def snapshot_names(self) -> list[str]:
+        return _names_in(self.links, LINK_UID)
+
     def sweep_incoming(self, older_than: float = STALE_UPLOAD_SECONDS) -> int:
         """Remove temp files of uploads that died (a killed worker); returns how many."""
         cutoff = time.time() - older_than
@@ -340,3 +352,12 @@ class TenantStorage:
             except FileNotFoundError:
                 pass
         return removed
+
+
+def _names_in(folder: Path, pattern: re.Pattern) -> list[str]:
+    """The names in ``folder`` that ``pattern`` takes (none if it is missing)."""
+    try:
+        with os.scandir(folder) as entries:
+            return [entry.name for entry in entries if pattern.fullmatch(entry.name)]
+    except FileNotFoundError:
+        return []

@@ -544,20 +544,27 @@ def needs_sweeping(home: TenantHome, slug: str) -> bool:
 
 
 def _sweep_tenant(home: TenantHome, slug: str) -> int:
-    from tenantry.backup import remove_stale_pins
+    """The tenant's clean-up, unless an operation (a backup, restore, clone) runs on it: a
+    restore's blobs, say, are in the store before any record names them. Then 0: the next
+    sweep does it."""
+    from tenantry.backup import OperationError, operation_lock, remove_stale_pins
 
-    pins = remove_stale_pins(home, slug)
-    modules = tenant_modules(load_config_class(home, slug))
-    sweepers = [module.sweep for module in modules if module.sweep is not None]
-    if not sweepers:
-        return pins
-    storage = tenant_storage(home.instance_dir(slug) / "storage", slug)
-    database = tenant_database(home, slug)
     try:
-        database.ensure_current(modules)
-        return pins + sum(sweep(database, storage) for sweep in sweepers)
-    finally:
-        database.dispose()
+        with operation_lock(home, slug, wait=0):
+            removed = remove_stale_pins(home, slug)
+            modules = tenant_modules(load_config_class(home, slug))
+            sweepers = [module.sweep for module in modules if module.sweep is not None]
+            if not sweepers:
+                return removed
+            storage = tenant_storage(home.instance_dir(slug) / "storage", slug)
+            database = tenant_database(home, slug)
+            try:
+                database.ensure_current(modules)
+                return removed + sum(sweep(database, storage) for sweep in sweepers)
+            finally:
+                database.dispose()
+    except OperationError:
+        return 0
 
 
 # Backup, verify, restore, clone and delete (CONTRACT §12); the work is in tenantry.backup.

@@ -4,6 +4,7 @@ one-time links (dataset zips too) and uploads in progress."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -14,6 +15,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from tenantry.endpoint import Base, OverQuota, Storage, TenantDatabase, audit, validate_name
 from tenantry.endpoints.links.models import OneTimeLink, link_file
+
+log = logging.getLogger(__name__)
 
 # A reservation a killed worker never released stops counting after this long (the same
 # age at which its temp file counts as a left-over).
@@ -117,12 +120,12 @@ def release(database: TenantDatabase, reservation: int) -> None:
 
 
 def sweep(database: TenantDatabase, storage: Storage) -> int:
-    """Forget expired reservations and remove temp files of uploads that died; returns
-    how many temp files went."""
+    """Forget expired reservations, remove temp files of uploads that died and blobs no
+    file names; returns how many files went."""
     with database.transaction() as session:
         expired = UploadReservation.expires_at <= time.time()
         session.execute(delete(UploadReservation).where(expired))
-    return storage.sweep_incoming()
+    return storage.sweep_incoming() + drop_orphan_blobs(database, storage)
 
 
 def store_file(
@@ -185,7 +188,7 @@ def _commit(database, storage, name: str, received, existing: FileRecord | None)
         raise
     if existing is not None and existing.sha256 != received.sha256:
         _drop_if_unused(database, storage, existing.sha256)
-    storage.drop_legacy(name)
+    _quietly(storage.drop_legacy, name)
     return values
 
 
@@ -216,8 +219,34 @@ def _drop_if_unused(database: TenantDatabase, storage: Storage, sha256: str) -> 
     """Remove the bytes of a sha256 when no stored file names them (under the lock)."""
     with database.transaction() as session:
         query = select(func.count()).select_from(FileRecord).where(FileRecord.sha256 == sha256)
-        if not session.scalar(query):
+        unused = not session.scalar(query)
+    if unused:
+        _quietly(storage.drop_blob, sha256)
+
+
+def _quietly(drop: Callable[[str], None], name: str) -> None:
+    """Remove what no record names any more, once the change that freed it is committed:
+    a failure (the object store away, say) must not fail that change. What stays is an
+    orphan, which :func:`sweep` removes."""
+    try:
+        drop(name)
+    except Exception:
+        log.warning("removing %s failed; a later sweep removes it", name, exc_info=True)
+
+
+def drop_orphan_blobs(database: TenantDatabase, storage: Storage) -> int:
+    """Remove the blobs no stored file names (left where a removal failed); returns how
+    many. Under the storage lock: an upload adds its blob and its record under it."""
+    with storage.lock():
+        held = storage.blob_names()
+        if not held:
+            return 0
+        with database.transaction() as session:
+            named = set(session.scalars(select(FileRecord.sha256).distinct()))
+        orphans = [sha256 for sha256 in held if sha256 not in named]
+        for sha256 in orphans:
             storage.drop_blob(sha256)
+    return len(orphans)
 
 
 def stored_bytes(database: TenantDatabase, name: str, use: Callable[[FileRecord], T]) -> T:

@@ -174,7 +174,7 @@ def redeem_link(database: TenantDatabase, storage: Storage, uid: str):
     if not won:
         handle.close()
         raise LinkError(410, GONE)
-    storage.drop_snapshot(uid)
+    _quietly(storage.drop_snapshot, uid)
     return link, handle
 
 
@@ -215,8 +215,33 @@ def clean_up_links(database: TenantDatabase, storage: Storage) -> int:
             session.execute(update(OneTimeLink).where(OneTimeLink.uid.in_(uids)).values(used=True))
         session.execute(delete(OneTimeLink).where(OneTimeLink.expires_at < now - LINK_RETENTION))
     for uid in uids:
-        storage.drop_snapshot(uid)
+        _quietly(storage.drop_snapshot, uid)
     return len(uids)
+
+
+def _quietly(drop, uid: str) -> None:
+    """Remove a snapshot no live link names any more: a failure (the object store away)
+    must not fail the request that freed it; :func:`sweep` removes what stays."""
+    try:
+        drop(uid)
+    except Exception:
+        log.warning("removing a link's snapshot failed; a later sweep removes it", exc_info=True)
+
+
+def drop_orphan_snapshots(database: TenantDatabase, storage: Storage) -> int:
+    """Remove the snapshots (and zips) of links used, expired or forgotten (left where a
+    removal failed); returns how many. Under the storage lock: a link's snapshot and row
+    are made under it."""
+    with storage.lock():
+        held = storage.snapshot_names()
+        if not held:
+            return 0
+        with database.transaction() as session:
+            live = set(session.scalars(select(OneTimeLink.uid).where(OneTimeLink.used.is_(False))))
+        orphans = [uid for uid in held if uid not in live]
+        for uid in orphans:
+            storage.drop_snapshot(uid)
+    return len(orphans)
 
 
 def sweep(database: TenantDatabase, storage: Storage) -> int:
@@ -227,4 +252,4 @@ def sweep(database: TenantDatabase, storage: Storage) -> int:
         dropped = clean_up_links(database, storage)
         total += dropped
         if dropped < CLEANUP_BATCH:
-            return total
+            return total + drop_orphan_snapshots(database, storage)
