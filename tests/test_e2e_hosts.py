@@ -67,12 +67,18 @@ def login(server) -> dict:
     return {"Authorization": f"Bearer {response.json()['access_token']}"}
 
 
-def test_a_file_uploaded_through_one_host_is_downloaded_through_the_other(hosts):
+def test_a_file_uploaded_through_one_host_is_downloaded_through_the_other(
+    hosts, home, storage_backend
+):
     first, second, _ = hosts
     auth = login(first)  # a token of one host works at the other: the same tenant
     body = os.urandom(9 * MiB)  # over one part: a multipart upload
     stored = httpx.put(f"{first.url}/acme/files/shared.bin", content=body, headers=auth)
     assert stored.status_code == 201
+    sha256 = hashlib.sha256(body).hexdigest()
+    # in the bucket, not on the home both hosts share
+    assert storage_backend.read(home, "acme", "blobs", sha256) == body
+    assert not any((home.instance_dir("acme") / "storage" / ".blobs").iterdir())
     download = httpx.get(f"{second.url}/acme/files/shared.bin", headers=auth)
     assert download.status_code == 200 and download.content == body
     assert download.headers["ETag"].strip('"') == hashlib.sha256(body).hexdigest()

@@ -167,9 +167,11 @@ def test_a_missing_bucket_is_a_clear_error_that_names_no_secret(s3_server, monke
     with pytest.raises(ObjectStoreError, match="no-such-bucket-here") as failed:
         store.put_stream("k", [b"x"], max_size=10)
     assert CREDENTIALS["AWS_SECRET_ACCESS_KEY"] not in str(failed.value)
-    assert "NoSuchBucket" in str(failed.value)
-    # A HEAD's 404 says nothing of which is missing: still not "no such object".
-    for look in (store.head, store.exists, lambda key: store.copy(key, "other")):
+    assert "the bucket no-such-bucket-here does not exist" in str(failed.value)
+    # A HEAD's 404 says nothing of which is missing: still not "no such object" (but for
+    # exists(), one HEAD before a write, which then fails as above).
+    assert store.exists("k") is False
+    for look in (store.head, lambda key: store.copy(key, "other")):
         with pytest.raises(ObjectStoreError) as failed:
             look("k")
         assert not isinstance(failed.value, NoSuchObject)
@@ -240,7 +242,7 @@ def test_a_host_whose_storage_url_disagrees_with_the_home_does_not_serve_it(
     monkeypatch.setenv("TENANTRY_S3_ENDPOINT_URL", s3_server.url)
     monkeypatch.setenv("TENANTRY_STORAGE_URL", f"s3://{store.bucket}/prod/")
     create_tenant(home, "acme")
-    assert home.storage_file.read_text() == f"s3://{store.bucket}/prod\n"
+    assert home.storage_file.read_text().split("\n")[0] == f"s3://{store.bucket}/prod"
     monkeypatch.setattr(os, "execv", lambda *args: pytest.fail(f"serve started: {args}"))
     for wrong, says in [
         (None, "TENANTRY_STORAGE_URL is not set (local disk)"),
@@ -351,12 +353,15 @@ def test_an_upload_lands_in_incoming_then_as_its_content_addressed_blob(store, t
     assert (received.size, received.sha256) == (len(body), hashlib.sha256(body).hexdigest())
     with acme.lock():
         assert acme.commit(received) is True
+    assert keys(store) == [f"p/acme/blobs/{received.sha256}", received.key]
+    acme.discard(received)  # the caller's, as for the local disk's temp file
     assert keys(store) == [f"p/acme/blobs/{received.sha256}"]
     with acme.open_blob(received.sha256, received.size) as handle:
         assert handle.read() == body
     again = acme.receive(blocks(9), max_size=1 << 30, room=1 << 30)
     with acme.lock():
         assert acme.commit(again) is False  # the same bytes: the blob is there already
+    acme.discard(again)
     assert keys(store) == [f"p/acme/blobs/{received.sha256}"]
 
 
@@ -526,3 +531,70 @@ def test_a_store_that_stops_answering_is_503_and_nothing_is_lost(
     assert len(storage_backend.names(home, "acme", "blobs")) == 2  # gone.txt's orphan
     assert tenantry("gc", "acme").exit_code == 0
     assert storage_backend.names(home, "acme", "blobs") == [hashlib.sha256(b"a.txt").hexdigest()]
+
+
+def test_a_read_cut_off_mid_object_goes_on_from_where_it_stopped(store, monkeypatch):
+    body = os.urandom(3 * MiB + 7)
+    store.put_stream("k", [body], max_size=len(body))
+    real_read, cuts = store.read, []
+
+    def read_cut_once(key, start=0, length=None):
+        reader = real_read(key, start, length)
+        if cuts:
+            return reader
+
+        def cut():
+            yield next(reader)
+            reader.close()
+            cuts.append(start)
+            raise ObjectStoreError("the connection was reset")
+
+        return cut()
+
+    monkeypatch.setattr(store, "read", read_cut_once)
+    with store.open("k") as handle:
+        assert handle.read() == body
+    assert cuts == [0]
+
+
+def test_a_redeemed_snapshot_goes_when_its_reader_closes(store, tenant_objects):
+    acme = tenant_objects("acme")
+    received = acme.receive(blocks(1), max_size=1 << 30, room=1 << 30)
+    acme.commit(received)
+    acme.snapshot(received.sha256, "uid-1", received.size)
+    handle = acme.open_snapshot("uid-1", received.size)
+    acme.drop_snapshot("uid-1", after=handle)
+    assert "p/acme/links/uid-1" in keys(store)  # still readable, should the read be cut
+    assert handle.read() == b"".join(blocks(1))
+    handle.close()
+    assert "p/acme/links/uid-1" not in keys(store)
+
+
+def test_two_homes_never_share_a_prefix(tenantry, home, store, s3_server, monkeypatch, tmp_path):
+    """A home claims its prefix with its first tenant: another home on the same prefix (a
+    staging home started with prod's settings, say) is refused before it makes anything
+    there, and so is a host whose store holds no claim of the home (another store with a
+    bucket of the same name)."""
+    from tenantry.home import HomeError, TenantHome
+    from tenantry.tenants import create_tenant
+
+    for name, value in CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("TENANTRY_S3_ENDPOINT_URL", s3_server.url)
+    monkeypatch.setenv("TENANTRY_STORAGE_URL", f"s3://{store.bucket}/prod")
+    create_tenant(home, "acme")
+    assert keys(store, "prod/.tenantry-home") == ["prod/.tenantry-home"]
+    other = TenantHome(tmp_path / "staging", home.database_url)
+    (other.root / "config").mkdir(parents=True)
+    with pytest.raises(HomeError, match="is another tenantry home's"):
+        create_tenant(other, "globex")
+    assert other.slugs() == [] and not other.storage_file.exists()  # refused before it began
+    monkeypatch.setenv("TENANTRY_STORAGE_URL", f"s3://{store.bucket}/staging")
+    create_tenant(other, "globex")  # a prefix of its own
+    assert keys(store, "staging/.tenantry-home") == ["staging/.tenantry-home"]
+    store.delete("prod/.tenantry-home")  # as a store of the same bucket name would lack it
+    monkeypatch.setenv("TENANTRY_STORAGE_URL", f"s3://{store.bucket}/prod")
+    monkeypatch.setattr(os, "execv", lambda *args: pytest.fail(f"serve started: {args}"))
+    for command in (("serve",), ("tenants", "list")):
+        result = tenantry(*command)
+        assert result.exit_code == 2 and "holds no claim of this home" in result.output

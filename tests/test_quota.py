@@ -125,7 +125,7 @@ def test_gc_removes_orphans_a_failed_removal_left_and_keeps_what_is_named(
     used = client.post("/tight/files/a.bin/link", headers=headers).json["addr"]
     storage = registry.lookup("tight").app.extensions["tenantry.storage"]
 
-    def refuse(uid):
+    def refuse(uid, after=None):
         raise OSError("the store is away")
 
     with pytest.MonkeyPatch.context() as patch:

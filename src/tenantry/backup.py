@@ -125,11 +125,12 @@ class Snapshot:
 
     def copy_blob(self, sha256: str, target: Path) -> None:
         """Give ``target`` a pinned blob's bytes (a hard link where the disk can)."""
-        if self.object_pins is None:
-            _link_or_copy(self.pins / sha256, target)
-            return
-        with self.open_blob(sha256) as source, open(target, "wb") as out:
-            shutil.copyfileobj(source, out, 1024 * 1024)
+        _link_or_copy(self.pins / sha256, target)
+
+    def copy_blob_into(self, sha256: str, objects: TenantObjects) -> None:
+        """Copy a pinned blob to another tenant's blobs on the store's side (a clone)."""
+        source, pin_id = self.object_pins
+        source.copy_blob_to(objects, sha256, self.blobs[sha256], pin_id)
 
     def close(self) -> None:
         for _name, spool, _entry in self.tables:
@@ -936,9 +937,11 @@ def restore(
     with source:
         try:
             with ArchiveReader(source) as reader:
-                return _restore(home, reader, archive.name, as_slug, force)
+                restored = _restore(home, reader, archive.name, as_slug, force)
         except ArchiveError as exc:
             raise OperationFailed(f"{archive}: {exc}") from None
+    _sweep_after(home, restored.slug)
+    return restored
 
 
 def _restore(
@@ -1145,17 +1148,9 @@ def _build(
             database.dispose()
         shutil.rmtree(staging.folder / ".tables", ignore_errors=True)
         objects = _objects_of(home, slug)
-        added = _publish_blobs(objects, staging) if objects is not None else None
-        try:
-            _swap_in(home, staging, slug, config_text, replacing)
-        except BaseException:
-            if added:  # not committed: the tenant there gets no strays
-                for sha256 in added.new:
-                    with contextlib.suppress(ObjectStoreError):
-                        objects.drop_blob(sha256)
-            raise
-        if added is not None:
-            _keep_only(objects, added.every)
+        if objects is not None:
+            _publish_blobs(objects, staging)
+        _swap_in(home, staging, slug, config_text, replacing)
     except (OSError, SQLAlchemyError, ObjectStoreError) as exc:
         raise OperationFailed(
             f"putting {slug} in place failed ({_reason(exc)}); the tenant there is as it was"
@@ -1169,35 +1164,33 @@ def _objects_of(home: TenantHome, slug: str) -> TenantObjects | None:
     return storage if isinstance(storage, TenantObjects) else None
 
 
-@dataclass(frozen=True)
-class _Published:
-    every: set[str]  # the blobs of the tenant put in place
-    new: list[str]  # those the store did not hold before
-
-
-def _publish_blobs(objects: TenantObjects, staging: Staging) -> _Published:
+def _publish_blobs(objects: TenantObjects, staging: Staging) -> None:
     """Object storage: stream the blobs staged on the local disk (checked against their
     records already) into the tenant's prefix, then remove the local copies. Blobs are
-    addressed by content: the tenant there (if any) does not see the new ones."""
+    addressed by content: the tenant there (if any) does not see the new ones, and those
+    no record names once the tenant is in place (or if it never is) are the sweep's to
+    remove (:func:`_sweep_after`)."""
     folder = staging.tenant / "storage" / ".blobs"
-    published = _Published(set(), [])
     if not folder.is_dir():
-        return published
+        return
     for entry in os.scandir(folder):
-        published.every.add(entry.name)
-        if objects.add_blob(entry.name, Path(entry.path)):
-            published.new.append(entry.name)
+        objects.add_blob(entry.name, Path(entry.path))
         os.unlink(entry.path)
-    return published
 
 
-def _keep_only(objects: TenantObjects, blobs: set[str]) -> None:
-    """After the commit: the blobs the new tenant does not name, and every link's
-    snapshot, go (a failure leaves garbage, never a missing byte: logged, not raised)."""
-    try:
-        objects.keep_only(blobs)
-    except ObjectStoreError:
-        log.warning("removing the old tenant's objects failed", exc_info=True)
+def _sweep_after(home: TenantHome, slug: str) -> None:
+    """Object storage, after a restore or clone put ``slug`` in place (and let go of its
+    operation lock): remove what its records do not name — the replaced tenant's blobs
+    and link snapshots — under the storage lock, as the server's sweep does, so that a
+    file stored meanwhile through a host is never taken. A failure leaves garbage for
+    the next sweep, never a missing byte: logged, not raised."""
+    if _objects_of(home, slug) is None:
+        return
+    from tenantry.tenants import collect_garbage
+
+    outcome = collect_garbage(home, [slug]).get(slug)
+    if isinstance(outcome, str):
+        log.warning("sweeping %s after putting it in place failed: %s", slug, outcome)
 
 
 def _restored_config(
@@ -1457,23 +1450,29 @@ def clone(home: TenantHome, source: str, new: str) -> Restored:
         _require_new_slot(home, new, hint="")  # again: no other operation can take it now
         storage = TenantStorage(staging.tenant / "storage")
         storage.ensure()
-        if home.database_url:
-            snapshot = _snapshot_of(home, source)
-            try:
-                for sha256 in snapshot.blobs:
-                    snapshot.copy_blob(sha256, storage.blobs / sha256)
-                tables = _tables_from(snapshot, staging.folder / ".tables")
+        objects = _objects_of(home, new)
+        try:
+            if home.database_url:
+                with _snapshot_of(home, source) as snapshot:
+                    for sha256 in snapshot.blobs:
+                        if objects is not None:
+                            snapshot.copy_blob_into(sha256, objects)
+                        else:
+                            snapshot.copy_blob(sha256, storage.blobs / sha256)
+                    tables = _tables_from(snapshot, staging.folder / ".tables")
                 fill = functools.partial(
                     _migrate_and_load,
                     tables=tables,
                     revisions=snapshot.revisions,
                     sequences=snapshot.sequences,
                 )
-            finally:
-                snapshot.close()
-        else:
-            _copy_sqlite_tenant(home, source, staging)
-            fill = _finish_copy
+            else:
+                _copy_sqlite_tenant(home, source, staging, objects)
+                fill = _finish_copy
+        except FileNotFoundError as exc:
+            raise OperationFailed(f"the bytes of a file of {source} are missing: {exc}") from None
+        except ObjectStoreError as exc:
+            raise OperationFailed(f"copying the files of {source} failed: {exc}") from None
         recorded = ("tenant.clone", source)
         result = _build(home, staging, new, source, config_text, env_text, fill, False, recorded)
     database = tenant_database(home, new)
@@ -1481,14 +1480,24 @@ def clone(home: TenantHome, source: str, new: str) -> Restored:
         result.files = _count(database, "stored_files")
     finally:
         database.dispose()
+    _sweep_after(home, new)
     return result
 
 
-def _snapshot_of(home: TenantHome, slug: str) -> Snapshot:
+@contextlib.contextmanager
+def _snapshot_of(home: TenantHome, slug: str) -> Iterator[Snapshot]:
+    """The tenant's snapshot, its writes held only while it is read; the tenant's
+    operation lock is held until the snapshot is closed, so that no sweep removes its
+    pins meanwhile."""
     database = tenant_database(home, slug)
     try:
-        with operation_lock(home, slug), writes_held(home, slug):
-            return take_snapshot(home, slug, database)
+        with operation_lock(home, slug):
+            with writes_held(home, slug):
+                snapshot = take_snapshot(home, slug, database)
+            try:
+                yield snapshot
+            finally:
+                snapshot.close()
     finally:
         database.dispose()
 
@@ -1510,9 +1519,12 @@ def _tables_from(snapshot: Snapshot, folder: Path) -> list[tuple[str, Path]]:
     return tables
 
 
-def _copy_sqlite_tenant(home: TenantHome, slug: str, staging: Staging) -> None:
+def _copy_sqlite_tenant(
+    home: TenantHome, slug: str, staging: Staging, objects: TenantObjects | None
+) -> None:
     """Copy the tenant's SQLite database as it is (SQLite's online backup: one moment)
-    and link its blobs, under its storage lock and with its writes held."""
+    and link its blobs (in the object store: copy them on its side to ``objects``, the new
+    tenant's), under its storage lock and with its writes held."""
     import sqlite3
 
     storage = tenant_storage(home.instance_dir(slug) / "storage", slug)
@@ -1526,14 +1538,10 @@ def _copy_sqlite_tenant(home: TenantHome, slug: str, staging: Staging) -> None:
             source.backup(copy)
             query = "SELECT name, sha256, size FROM stored_files"
             for name, sha256, size in copy.execute(query):
-                if isinstance(storage, TenantStorage):
+                if objects is None:
                     _link_or_copy(storage.stored_path(name, sha256), blobs / sha256)
-                elif not (blobs / sha256).exists():
-                    with (
-                        storage.open_blob(sha256, size) as source,
-                        open(blobs / sha256, "wb") as out,
-                    ):
-                        shutil.copyfileobj(source, out, 1024 * 1024)
+                else:
+                    storage.copy_blob_to(objects, sha256, size)
         finally:
             source.close()
             copy.close()

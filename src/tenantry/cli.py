@@ -77,6 +77,7 @@ def _home(ctx: click.Context, creating: bool = False) -> TenantHome:
         if not creating:
             home.check_layout()
         home.check_backend()
+        home.check_claim()
     except HomeError as exc:
         raise InputError(str(exc)) from exc
     return home

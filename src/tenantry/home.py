@@ -10,6 +10,7 @@ database by :func:`tenantry.db.tenant_database`.
 from __future__ import annotations
 
 import os
+import secrets
 import time
 from pathlib import Path
 
@@ -224,11 +225,17 @@ class TenantHome:
 
     def record_backend(self) -> None:
         """Write the backend and storage records if the home has none yet; if another
-        process wrote them meanwhile, they must agree. :raises HomeError:"""
-        self.check_backend()  # a home of tenants made before the records: judged by them
+        process wrote them meanwhile, they must agree. (A command checks the home before
+        it makes a tenant: the tenant just made must not be taken for an old one.)
+
+        :raises HomeError:
+        """
+        storage = describe_storage()
+        if storage != LOCAL_STORAGE:  # the home's claim on the prefix goes with it
+            storage += f"\n{secrets.token_hex(16)}"
         for path, value in (
             (self.backend_file, describe_backend(self.database_url)),
-            (self.storage_file, describe_storage()),
+            (self.storage_file, storage),
         ):
             if not path.exists():
                 self.tenants_dir.mkdir(parents=True, exist_ok=True)
@@ -241,6 +248,32 @@ class TenantHome:
                 finally:
                     temp.unlink(missing_ok=True)
         self.check_backend()
+        self.check_claim(claiming=True)
+
+    def check_claim(self, claiming: bool = False) -> None:
+        """Object storage: the bucket prefix must be this home's (its claim object holds the
+        id the home's storage record holds), so that two homes never sweep or delete each
+        other's tenants' objects, and a host on another store of the same bucket name is
+        refused. ``claiming``: a prefix no home claims becomes this one's (as the record is
+        written). A home without a record yet may not take a prefix another home claims.
+
+        :raises HomeError:
+        """
+        location = storage_location_from_environ()
+        if location is None:
+            return
+        try:
+            record = self.storage_file.read_text().split()
+        except FileNotFoundError:
+            record = None  # no tenant yet: the prefix must not be another home's
+        if record is not None and (record[0] == LOCAL_STORAGE or len(record) < 2):
+            return  # the local disk (check_storage refuses the URL), or no id to check
+        from tenantry.objects import ObjectStoreError, claim_prefix
+
+        try:
+            claim_prefix(location, record[1] if record else None, create=claiming)
+        except (ValueError, ObjectStoreError) as exc:
+            raise HomeError(f"{STORAGE_URL_ENV_VAR}: {exc}") from None
 
     @property
     def storage_file(self) -> Path:
@@ -251,7 +284,7 @@ class TenantHome:
         the record; not with ``infer`` False) the local disk if it has tenants. None for a
         home without tenants."""
         try:
-            return self.storage_file.read_text().strip() or None
+            return self.storage_file.read_text().split("\n", 1)[0].strip() or None
         except FileNotFoundError:
             if not infer:
                 return None

@@ -34,10 +34,12 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tenantry.storage import (
+    LINK_UID,
+    SHA256,
     STALE_UPLOAD_SECONDS,
     OverQuota,
     TenantStorage,
@@ -55,6 +57,8 @@ PART_SIZE = 8 * 1024 * 1024
 COPY_LIMIT = 5 * 1024**3
 COPY_PART_SIZE = 512 * 1024**2
 READ_CHUNK = 1024 * 1024
+# New GETs a read cut off mid-object makes before it gives up.
+READ_RETRIES = 2
 PROBE_SECONDS = 1.0
 # A bucket name as S3 allows it (3-63 of lower-case letters, digits, dots and hyphens).
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
@@ -121,7 +125,7 @@ class Stored:
 
     size: int
     sha256: str
-    body: bytes | None = None
+    body: bytes | None = field(default=None, repr=False)  # never in a log line
 
 
 @dataclass(frozen=True)
@@ -180,6 +184,11 @@ class ObjectFile(io.RawIOBase):
         self._position = 0
         self._reader: ObjectReader | None = None
         self._pending = memoryview(b"")
+        self._on_close: list[Callable[[], None]] = []
+
+    def call_on_close(self, function: Callable[[], None]) -> None:
+        """Call ``function`` once the file is closed (a link's snapshot goes then)."""
+        self._on_close.append(function)
 
     def readable(self) -> bool:
         return True
@@ -204,9 +213,7 @@ class ObjectFile(io.RawIOBase):
         if self._position >= self.size:
             return 0
         if not self._pending:
-            if self._reader is None:
-                self._reader = self._store.read(self.key, self._position)
-            chunk = next(self._reader, b"")
+            chunk = self._next_chunk()
             if not chunk:
                 return 0
             self._pending = memoryview(chunk)
@@ -215,6 +222,24 @@ class ObjectFile(io.RawIOBase):
         self._pending = self._pending[count:]
         self._position += count
         return count
+
+    def _next_chunk(self, retries: int = READ_RETRIES) -> bytes:
+        """The next chunk from the position; a read cut off mid-object (a reset connection,
+        a timeout) goes on with a new GET from where it stopped, a few times."""
+        for attempt in range(retries + 1):
+            try:
+                if self._reader is None:
+                    self._reader = self._store.read(self.key, self._position)
+                return next(self._reader, b"")
+            except NoSuchObject:
+                raise
+            except ObjectStoreError:
+                self._drop_reader()
+                if attempt == retries:
+                    raise
+                log.warning("reading %s was cut off at byte %d; reading on", self.key,
+                            self._position)  # fmt: skip
+        raise AssertionError("unreachable")
 
     def peek_exists(self) -> None:
         """Start reading now, so that a missing object raises here rather than at the first
@@ -233,6 +258,12 @@ class ObjectFile(io.RawIOBase):
     def close(self) -> None:
         self._drop_reader()
         super().close()
+        callbacks, self._on_close = self._on_close, []
+        for function in callbacks:
+            try:
+                function()
+            except Exception:
+                log.warning("a clean-up after reading %s failed", self.key, exc_info=True)
 
 
 _session_lock = threading.Lock()
@@ -352,12 +383,14 @@ class ObjectStore:
         with contextlib.suppress(Exception):
             self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
 
-    def copy(self, source: str, target: str) -> None:
-        """Copy ``source`` to ``target`` on the store's side.
+    def copy(self, source: str, target: str, size: int | None = None) -> None:
+        """Copy ``source`` to ``target`` on the store's side (``size``, if known, saves a
+        HEAD).
 
         :raises NoSuchObject: :raises ObjectStoreError:
         """
-        size = self.head(source).size
+        if size is None:
+            size = self.head(source).size
         if size <= COPY_LIMIT:
             self._call(
                 "copy", source, self.client.copy_object,
@@ -420,8 +453,10 @@ class ObjectStore:
         return ObjectFile(self, key, self.head(key).size if size is None else size)
 
     def exists(self, key: str) -> bool:
+        """Whether ``key`` holds an object (one HEAD: a missing bucket reads as no object
+        here, and fails the write that follows). :raises ObjectStoreError:"""
         try:
-            self.head(key)
+            self._call("look up", key, self.client.head_object, Bucket=self.bucket, Key=key)
         except NoSuchObject:
             return False
         return True
@@ -501,6 +536,8 @@ class ObjectStore:
             code = exc.response.get("Error", {}).get("Code", "")
             if code in ("NoSuchKey", "404", "NotFound"):  # a HEAD's 404 has no code of its own
                 return NoSuchObject(f"{key}: no such object in bucket {self.bucket}")
+            if code == "NoSuchBucket":
+                return ObjectStoreError(f"the bucket {self.bucket} does not exist")
             return ObjectStoreError(
                 f"the object store refused to {doing} {key} in bucket {self.bucket}: {code}"
             )
@@ -515,7 +552,7 @@ class ReceivedObject:
     key: str | None
     size: int
     sha256: str
-    body: bytes | None = None
+    body: bytes | None = field(default=None, repr=False)  # never in a log line
 
 
 class TenantObjects:
@@ -583,14 +620,14 @@ class TenantObjects:
     def commit(self, received: ReceivedObject) -> bool:
         """Add received bytes as the blob of their sha256 (under :meth:`lock`); whether the
         blob is new. A small body is stored there at once; a large one was streamed into
-        ``incoming/``, and the store has no rename: a copy on its side, then the delete."""
+        ``incoming/``, and the store has no rename: a copy on its side (the caller's
+        :meth:`discard` deletes what it leaves)."""
         blob = self.blob_key(received.sha256)
         created = not self.store.exists(blob)
         if created and received.body is not None:
             self.store.put_stream(blob, (received.body,), max_size=received.size)
         elif created:
-            self.store.copy(received.key, blob)
-        self.discard(received)
+            self.store.copy(received.key, blob, size=received.size)
         return created
 
     def discard(self, received: ReceivedObject) -> None:
@@ -639,8 +676,8 @@ class TenantObjects:
 
     def temp_path(self) -> Path:
         """A fresh private file in the tenant's folder, for a zip being built before
-        :meth:`publish_snapshot` streams it into the store."""
-        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        :meth:`publish_snapshot` streams it into the store (never making the folder of a
+        tenant deleted meanwhile)."""
         return self.local.temp_path()
 
     def publish_snapshot(self, temp: Path, uid: str) -> int:
@@ -668,8 +705,14 @@ class TenantObjects:
             raise FileNotFoundError(uid) from None
         return _opened(handle, uid)
 
-    def drop_snapshot(self, uid: str) -> None:
-        self.store.delete(self.snapshot_key(uid))
+    def drop_snapshot(self, uid: str, after: ObjectFile | None = None) -> None:
+        """Remove a link's snapshot; with ``after`` (the snapshot, opened), once that is
+        closed: a read cut off mid-way must be able to go on."""
+        key = self.snapshot_key(uid)
+        if after is not None:
+            after.call_on_close(lambda: self.store.delete(key))
+            return
+        self.store.delete(key)
 
     # --- backups: blobs pinned while an archive is written, tenants put in place ----------
 
@@ -687,6 +730,20 @@ class TenantObjects:
 
     def _pin_key(self, pin_id: str, sha256: str) -> str:
         return self._key("pins", f"{validate_uid(pin_id)}/{validate_sha256(sha256)}")
+
+    def copy_blob_to(
+        self, other: TenantObjects, sha256: str, size: int, pin_id: str | None = None
+    ) -> None:
+        """Copy a blob (or, with ``pin_id``, its pin) to ``other`` tenant's blobs, on the
+        store's side, unless it is there (a clone). :raises FileNotFoundError:"""
+        target = other.blob_key(sha256)
+        if self.store.exists(target):
+            return
+        source = self._pin_key(pin_id, sha256) if pin_id else self.blob_key(sha256)
+        try:
+            self.store.copy(source, target, size=size)
+        except NoSuchObject:
+            raise FileNotFoundError(sha256) from None
 
     def open_pinned(self, pin_id: str, sha256: str, size: int) -> ObjectFile:
         """:raises FileNotFoundError:"""
@@ -708,16 +765,6 @@ class TenantObjects:
             chunks = iter(lambda: source.read(READ_CHUNK), b"")
             self.store.put_stream(key, chunks, max_size=1 << 62)
         return True
-
-    def keep_only(self, blobs: set[str]) -> int:
-        """Remove every blob but ``blobs`` and every link's snapshot (a tenant put in place
-        by a restore, whose records name ``blobs`` and no link); returns how many went."""
-        removed = self._drop_under(self._key("links", ""))
-        for info in list(self.store.list(self._key("blobs", ""))):
-            if info.key.rpartition("/")[2] not in blobs:
-                self.store.delete(info.key)
-                removed += 1
-        return removed
 
     def drop_everything(self) -> int:
         """Remove every object of the tenant (it is being deleted), and abort its uploads
@@ -752,14 +799,17 @@ class TenantObjects:
         return removed + self.local.sweep_incoming(older_than)
 
     def blob_names(self) -> list[str]:
-        return self._names("blobs")
+        return self._names("blobs", SHA256)
 
     def snapshot_names(self) -> list[str]:
-        return self._names("links")
+        return self._names("links", LINK_UID)
 
-    def _names(self, area: str) -> list[str]:
+    def _names(self, area: str, pattern: re.Pattern) -> list[str]:
+        """The names under ``area/`` that ``pattern`` takes (a "folder" marker another tool
+        made, say, is none of ours)."""
         prefix = self._key(area, "")
-        return [info.key[len(prefix) :] for info in self.store.list(prefix)]
+        names = (info.key[len(prefix) :] for info in self.store.list(prefix))
+        return [name for name in names if pattern.fullmatch(name)]
 
     def stored_keys(self) -> Iterator[ObjectInfo]:
         """Every object of the tenant (backups, ``tenants stats``)."""
@@ -792,6 +842,40 @@ def object_store(location: StorageLocation) -> ObjectStore:
     if store is None:
         store = _stores[key] = ObjectStore(location.bucket, endpoint)
     return store
+
+
+# Under the prefix (no slug starts with "."): the id of the home whose tenants live there.
+CLAIM = ".tenantry-home"
+
+
+def claim_prefix(location: StorageLocation, home_id: str | None, create: bool = False) -> None:
+    """Check that the prefix is the home ``home_id``'s; with ``create``, claim it for the
+    home if no home has. ``home_id`` None (a home with no tenant yet): no home may claim it.
+
+    :raises ValueError: another home claims it, or none does (and not ``create``): a
+        host pointed at another store of the same bucket name, say.
+    :raises ObjectStoreError:
+    """
+    store = object_store(location)
+    key = f"{location.prefix}/{CLAIM}" if location.prefix else CLAIM
+    where = f"s3://{location.bucket}/{location.prefix}".rstrip("/")
+    try:
+        claimed = b"".join(store.read(key)).decode(errors="replace").strip()
+    except NoSuchObject:
+        if home_id is None:
+            return
+        if not create:
+            raise ValueError(
+                f"{where} holds no claim of this home: is this the store the home's tenants "
+                f"use ({S3_ENDPOINT_ENV_VAR})?"
+            ) from None
+        store.put_stream(key, [home_id.encode()], max_size=len(home_id))
+        claimed = home_id
+    if claimed != home_id:
+        raise ValueError(
+            f"{where} is another tenantry home's (its {CLAIM} names another): give each home "
+            "a prefix of its own"
+        )
 
 
 def tenant_storage(folder: str | os.PathLike[str], slug: str) -> TenantStorage | TenantObjects:

@@ -95,7 +95,10 @@ class Storage(Protocol):
     def open_snapshot(self, uid: str, size: int | None = None) -> IO[bytes]:
         """A link's bytes; :raises FileNotFoundError: used, swept or never made."""
 
-    def drop_snapshot(self, uid: str) -> None: ...
+    def drop_snapshot(self, uid: str, after: IO[bytes] | None = None) -> None:
+        """Remove a link's snapshot; with ``after`` (it, opened by :meth:`open_snapshot`),
+        its bytes stay readable through that until it is closed."""
+
     def sweep_incoming(self, older_than: float = ...) -> int: ...
 
     def blob_names(self) -> list[str]:
@@ -329,7 +332,9 @@ class TenantStorage:
         os.replace(temp, target)
         return target.stat().st_size
 
-    def drop_snapshot(self, uid: str) -> None:
+    def drop_snapshot(self, uid: str, after=None) -> None:
+        """Remove a link's snapshot (``after``, the snapshot opened, keeps its bytes
+        readable: an open file's bytes outlive its name)."""
         self.snapshot_path(uid).unlink(missing_ok=True)
 
     def blob_names(self) -> list[str]:

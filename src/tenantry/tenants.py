@@ -193,6 +193,7 @@ def create_tenant(
     if taken:
         raise TenantError(f"host already used by another tenant: {', '.join(sorted(taken))}")
     home.check_backend()
+    home.check_claim()
     if home.database_url and tenant_database(home, slug).exists():
         # A schema left behind by a removed tenant must not hand its users to a new one.
         raise TenantError(

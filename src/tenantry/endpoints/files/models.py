@@ -164,7 +164,7 @@ def store_file(
                     raise OverQuota("The upload would exceed this tenant's storage quota.")
                 values = _commit(database, storage, name, received, existing)
         finally:
-            storage.discard(received)
+            _quietly(storage.discard, received)  # a left-over is swept: never fails the PUT
     finally:
         release(database, reservation)
     return FileRecord(name=name, **values), existing is None
@@ -224,7 +224,7 @@ def _drop_if_unused(database: TenantDatabase, storage: Storage, sha256: str) -> 
         _quietly(storage.drop_blob, sha256)
 
 
-def _quietly(drop: Callable[[str], None], name: str) -> None:
+def _quietly(drop: Callable[[T], None], name: T) -> None:
     """Remove what no record names any more, once the change that freed it is committed:
     a failure (the object store away, say) must not fail that change. What stays is an
     orphan, which :func:`sweep` removes."""

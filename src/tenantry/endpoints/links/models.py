@@ -174,7 +174,7 @@ def redeem_link(database: TenantDatabase, storage: Storage, uid: str):
     if not won:
         handle.close()
         raise LinkError(410, GONE)
-    _quietly(storage.drop_snapshot, uid)
+    _quietly(lambda uid: storage.drop_snapshot(uid, after=handle), uid)
     return link, handle
 
 

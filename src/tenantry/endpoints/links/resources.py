@@ -5,6 +5,8 @@ from werkzeug.wsgi import wrap_file
 from tenantry.endpoint import STRING, TenantResource, operation, schema_object
 from tenantry.endpoints.links.models import LinkError, OneTimeLink, find_live_link, redeem_link
 
+# Bytes per read of a link's snapshot (werkzeug's default is 8 KiB).
+CHUNK_SIZE = 1024 * 1024
 LINK = schema_object({"addr": STRING, "expires": STRING}, ("addr", "expires"))
 
 
@@ -52,7 +54,7 @@ class CachedFile(TenantResource):
                 link, handle = redeem_link(self.database, self.storage, uid)
         except LinkError as exc:
             raise link_error(exc) from None
-        body = wrap_file(request.environ, handle) if handle is not None else b""
+        body = wrap_file(request.environ, handle, CHUNK_SIZE) if handle is not None else b""
         response = Response(body, mimetype="application/octet-stream", direct_passthrough=True)
         response.content_length = link.size
         response.headers["Cache-Control"] = "no-store"
