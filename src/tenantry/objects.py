@@ -60,6 +60,7 @@ READ_CHUNK = 1024 * 1024
 # New GETs a read cut off mid-object makes before it gives up.
 READ_RETRIES = 2
 PROBE_SECONDS = 1.0
+POOL_CONNECTIONS = 64
 # A bucket name as S3 allows it (3-63 of lower-case letters, digits, dots and hyphens).
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _PREFIX_PART = re.compile(r"[A-Za-z0-9._-]+")
@@ -294,6 +295,9 @@ class ObjectStore:
                         retries={"max_attempts": 3, "mode": "standard"},
                         connect_timeout=10,
                         read_timeout=60,
+                        # a gevent worker serves many requests at once: keep their
+                        # connections (10 by default; more are made and thrown away)
+                        max_pool_connections=POOL_CONNECTIONS,
                         # path-style works on every S3-compatible store; AWS still takes it
                         s3={"addressing_style": "path"},
                     ),
@@ -329,7 +333,8 @@ class ObjectStore:
         """
         digest = hashlib.sha256()
         size = 0
-        buffer = bytearray()
+        part = bytearray(PART_SIZE)  # the one buffer of the whole upload, refilled
+        filled = 0
         upload_id = None
         parts: list[dict] = []
         try:
@@ -338,27 +343,32 @@ class ObjectStore:
                 if size > max_size:
                     raise TooLarge(f"The file is over the limit of {max_size} bytes.")
                 digest.update(chunk)
-                buffer += chunk
-                while len(buffer) >= PART_SIZE:
+                view = memoryview(chunk)
+                while view:
+                    taken = min(len(view), PART_SIZE - filled)
+                    part[filled : filled + taken] = view[:taken]
+                    filled += taken
+                    view = view[taken:]
+                    if filled < PART_SIZE:
+                        continue
                     if upload_id is None:
                         upload_id = self._call(
                             "start an upload to", key, self.client.create_multipart_upload,
                             Bucket=self.bucket, Key=key,
                         )["UploadId"]  # fmt: skip
-                    part = bytes(memoryview(buffer)[:PART_SIZE])
-                    del buffer[:PART_SIZE]  # in place: no second buffer
                     parts.append(self._upload_part(key, upload_id, len(parts) + 1, part))
-                    del part
+                    filled = 0
+            rest = bytes(memoryview(part)[:filled])
+            del part
             if upload_id is None and keep_small:
-                return Stored(size, digest.hexdigest(), bytes(buffer))
+                return Stored(size, digest.hexdigest(), rest)
             if upload_id is None:  # small enough for one request
                 self._call(
-                    "store", key, self.client.put_object,
-                    Bucket=self.bucket, Key=key, Body=bytes(buffer),
+                    "store", key, self.client.put_object, Bucket=self.bucket, Key=key, Body=rest
                 )  # fmt: skip
             else:
-                if buffer:
-                    parts.append(self._upload_part(key, upload_id, len(parts) + 1, bytes(buffer)))
+                if rest:
+                    parts.append(self._upload_part(key, upload_id, len(parts) + 1, rest))
                 self._call(
                     "complete the upload to", key, self.client.complete_multipart_upload,
                     Bucket=self.bucket, Key=key, UploadId=upload_id,
@@ -371,7 +381,7 @@ class ObjectStore:
             raise
         return Stored(size, digest.hexdigest())
 
-    def _upload_part(self, key: str, upload_id: str, number: int, body: bytes) -> dict:
+    def _upload_part(self, key: str, upload_id: str, number: int, body) -> dict:
         answer = self._call(
             "upload a part to", key, self.client.upload_part,
             Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body,

@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 # A reservation a killed worker never released stops counting after this long (the same
 # age at which its temp file counts as a left-over).
 RESERVATION_SECONDS = 6 * 3600
+# Orphans looked at again (and removed) per hold of the storage lock.
+ORPHAN_BATCH = 200
 
 T = TypeVar("T")
 
@@ -236,17 +238,26 @@ def _quietly(drop: Callable[[T], None], name: T) -> None:
 
 def drop_orphan_blobs(database: TenantDatabase, storage: Storage) -> int:
     """Remove the blobs no stored file names (left where a removal failed); returns how
-    many. Under the storage lock: an upload adds its blob and its record under it."""
-    with storage.lock():
-        held = storage.blob_names()
-        if not held:
-            return 0
-        with database.transaction() as session:
-            named = set(session.scalars(select(FileRecord.sha256).distinct()))
-        orphans = [sha256 for sha256 in held if sha256 not in named]
-        for sha256 in orphans:
-            storage.drop_blob(sha256)
-    return len(orphans)
+    many. Listed without the lock; each candidate looked at again under the storage lock,
+    under which an upload adds its blob and its record."""
+    held = storage.blob_names()
+    if not held:
+        return 0
+    with database.transaction() as session:
+        named = set(session.scalars(select(FileRecord.sha256).distinct()))
+    candidates = [sha256 for sha256 in held if sha256 not in named]
+    removed = 0
+    for start in range(0, len(candidates), ORPHAN_BATCH):
+        batch = candidates[start : start + ORPHAN_BATCH]
+        with storage.lock():
+            with database.transaction() as session:
+                query = select(FileRecord.sha256).where(FileRecord.sha256.in_(batch))
+                named = set(session.scalars(query))
+            for sha256 in batch:
+                if sha256 not in named:
+                    storage.drop_blob(sha256)
+                    removed += 1
+    return removed
 
 
 def stored_bytes(database: TenantDatabase, name: str, use: Callable[[FileRecord], T]) -> T:

@@ -1,3 +1,4 @@
+import io
 import time
 
 from flask import Response, current_app, request
@@ -10,6 +11,7 @@ from werkzeug.exceptions import (
     NotFound,
     RequestEntityTooLarge,
 )
+from werkzeug.http import is_resource_modified
 from werkzeug.wsgi import FileWrapper, LimitedStream, wrap_file
 
 from tenantry.endpoint import (
@@ -191,7 +193,13 @@ class FileItem(FileResource):
 
     def get(self, name):
         def send(record):
-            # The bytes of exactly the sha256 sent as the ETag (blobs never change).
+            # The bytes of exactly the sha256 sent as the ETag (blobs never change). A HEAD
+            # or a 304 sends none: the blob is not opened (in a bucket, a GET saved).
+            unchanged = not is_resource_modified(
+                request.environ, etag=record.sha256, last_modified=record.modified_utc
+            )
+            if request.method == "HEAD" or unchanged:
+                return file_response(io.BytesIO(), record)
             return file_response(open_stored(self.storage, record), record)
 
         try:

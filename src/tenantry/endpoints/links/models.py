@@ -230,18 +230,28 @@ def _quietly(drop, uid: str) -> None:
 
 def drop_orphan_snapshots(database: TenantDatabase, storage: Storage) -> int:
     """Remove the snapshots (and zips) of links used, expired or forgotten (left where a
-    removal failed); returns how many. Under the storage lock: a link's snapshot and row
-    are made under it."""
-    with storage.lock():
-        held = storage.snapshot_names()
-        if not held:
-            return 0
-        with database.transaction() as session:
-            live = set(session.scalars(select(OneTimeLink.uid).where(OneTimeLink.used.is_(False))))
-        orphans = [uid for uid in held if uid not in live]
-        for uid in orphans:
-            storage.drop_snapshot(uid)
-    return len(orphans)
+    removal failed); returns how many. Listed without the lock; each candidate looked at
+    again under the storage lock, under which a link's snapshot and row are made."""
+    held = storage.snapshot_names()
+    if not held:
+        return 0
+    with database.transaction() as session:
+        live = set(session.scalars(select(OneTimeLink.uid).where(OneTimeLink.used.is_(False))))
+    candidates = [uid for uid in held if uid not in live]
+    removed = 0
+    for start in range(0, len(candidates), CLEANUP_BATCH):
+        batch = candidates[start : start + CLEANUP_BATCH]
+        with storage.lock():
+            with database.transaction() as session:
+                query = select(OneTimeLink.uid).where(
+                    OneTimeLink.uid.in_(batch), OneTimeLink.used.is_(False)
+                )
+                live = set(session.scalars(query))
+            for uid in batch:
+                if uid not in live:
+                    storage.drop_snapshot(uid)
+                    removed += 1
+    return removed
 
 
 def sweep(database: TenantDatabase, storage: Storage) -> int:
