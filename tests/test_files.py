@@ -8,7 +8,7 @@ import pytest
 
 from tests.conftest import bearer
 
-pytestmark = pytest.mark.usefixtures("storage_backend")
+pytestmark = [pytest.mark.usefixtures("storage_backend"), pytest.mark.s3_on_sqlite]
 
 
 @pytest.fixture

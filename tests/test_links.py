@@ -10,7 +10,7 @@ from sqlalchemy import update
 from tenantry.endpoints.links.models import OneTimeLink
 from tests.conftest import bearer
 
-pytestmark = pytest.mark.usefixtures("storage_backend")
+pytestmark = [pytest.mark.usefixtures("storage_backend"), pytest.mark.s3_on_sqlite]
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from tests.conftest import bearer
 from tests.server import poll_until
 from tests.test_files import limited_tenant
 
-pytestmark = pytest.mark.usefixtures("storage_backend")
+pytestmark = [pytest.mark.usefixtures("storage_backend"), pytest.mark.s3_on_sqlite]
 
 
 def quota_tenant(home, make_tenant, add_user, login, client, quota: int) -> dict:
