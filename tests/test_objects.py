@@ -525,6 +525,7 @@ def test_a_store_that_stops_answering_is_503_and_nothing_is_lost(
         assert answer.json["error"] == "service_unavailable" and answer.headers["Retry-After"]
     assert client.delete("/acme/files/gone.txt", headers=auth).status_code == 204
     assert client.get("/acme/").status_code == 200
+    assert tenantry("tenants", "list").exit_code == 0  # commands go on (the claim unread)
 
     rebuild_acme(store_url)
     assert client.get("/acme/files/a.txt", headers=auth).data == b"a.txt"

@@ -628,6 +628,27 @@ def test_an_endpoint_modules_tables_and_revision_travel_too(
 # -- what a review found ----------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("storage_backend")
+def test_a_failed_restore_into_a_new_slot_leaves_no_files_behind(
+    home, acme, client, add_user, login, tmp_path, monkeypatch, storage_backend
+):
+    from tenantry import backup as operations
+
+    fill(client, add_user, login)
+    path = backup_tenant(home, acme, tmp_path)
+
+    def busy(*_args):
+        raise OSError(16, "Device or resource busy")
+
+    monkeypatch.setattr(operations, "_swap_in_new", busy)
+    with pytest.raises(OperationFailed, match="busy"):
+        restore_tenant(home, path, as_slug="acme-copy")
+    assert not home.exists("acme-copy")
+    for area in ("blobs", "links", "incoming"):  # in the object store too
+        assert storage_backend.names(home, "acme-copy", area) == []
+    assert len(storage_backend.names(home, "acme", "blobs")) == 2  # the original's stay
+
+
 def test_a_failed_swap_leaves_the_tenant_as_it_was(
     home, acme, client, add_user, login, tmp_path, monkeypatch
 ):

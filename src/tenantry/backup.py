@@ -989,9 +989,14 @@ def _restore(
                 key = parse_env(env_text).get("SECRET_KEY")
                 fill = _and_then(fill, functools.partial(_keep_sessions_ended, home, slug, key))
             recorded = ("tenant.restore", archive_name)
-            result = _build(
-                home, staging, slug, original, config_text, env_text, fill, replacing, recorded
-            )
+            try:
+                result = _build(
+                    home, staging, slug, original, config_text, env_text, fill, replacing, recorded
+                )
+            except BaseException:
+                if not replacing:
+                    _forget_unmade(home, slug)
+                raise
     rows = manifest.get("rows")
     result.files = rows.get("stored_files", 0) if isinstance(rows, dict) else 0
     return result
@@ -1176,6 +1181,19 @@ def _publish_blobs(objects: TenantObjects, staging: Staging) -> None:
     for entry in os.scandir(folder):
         objects.add_blob(entry.name, Path(entry.path))
         os.unlink(entry.path)
+
+
+def _forget_unmade(home: TenantHome, slug: str) -> None:
+    """Object storage, a restore or clone into a new slot that failed (under its operation
+    lock): the files it put in the store go, unless the tenant came to be after all. Not
+    raised: a failure leaves garbage under a slug no tenant has."""
+    objects = _objects_of(home, slug)
+    if objects is None or home.exists(slug):
+        return
+    try:
+        objects.drop_everything()
+    except ObjectStoreError:
+        log.warning("removing the files of the unmade %s failed", slug, exc_info=True)
 
 
 def _sweep_after(home: TenantHome, slug: str) -> None:
@@ -1448,33 +1466,41 @@ def clone(home: TenantHome, source: str, new: str) -> Restored:
     env_text = with_new_secret_key(home.env_file(source).read_text())
     with operation_lock(home, new), Staging.create(home, new) as staging:
         _require_new_slot(home, new, hint="")  # again: no other operation can take it now
-        storage = TenantStorage(staging.tenant / "storage")
-        storage.ensure()
-        objects = _objects_of(home, new)
         try:
-            if home.database_url:
-                with _snapshot_of(home, source) as snapshot:
-                    for sha256 in snapshot.blobs:
-                        if objects is not None:
-                            snapshot.copy_blob_into(sha256, objects)
-                        else:
-                            snapshot.copy_blob(sha256, storage.blobs / sha256)
-                    tables = _tables_from(snapshot, staging.folder / ".tables")
-                fill = functools.partial(
-                    _migrate_and_load,
-                    tables=tables,
-                    revisions=snapshot.revisions,
-                    sequences=snapshot.sequences,
-                )
-            else:
-                _copy_sqlite_tenant(home, source, staging, objects)
-                fill = _finish_copy
-        except FileNotFoundError as exc:
-            raise OperationFailed(f"the bytes of a file of {source} are missing: {exc}") from None
-        except ObjectStoreError as exc:
-            raise OperationFailed(f"copying the files of {source} failed: {exc}") from None
-        recorded = ("tenant.clone", source)
-        result = _build(home, staging, new, source, config_text, env_text, fill, False, recorded)
+            storage = TenantStorage(staging.tenant / "storage")
+            storage.ensure()
+            objects = _objects_of(home, new)
+            try:
+                if home.database_url:
+                    with _snapshot_of(home, source) as snapshot:
+                        for sha256 in snapshot.blobs:
+                            if objects is not None:
+                                snapshot.copy_blob_into(sha256, objects)
+                            else:
+                                snapshot.copy_blob(sha256, storage.blobs / sha256)
+                        tables = _tables_from(snapshot, staging.folder / ".tables")
+                    fill = functools.partial(
+                        _migrate_and_load,
+                        tables=tables,
+                        revisions=snapshot.revisions,
+                        sequences=snapshot.sequences,
+                    )
+                else:
+                    _copy_sqlite_tenant(home, source, staging, objects)
+                    fill = _finish_copy
+            except FileNotFoundError as exc:
+                raise OperationFailed(
+                    f"the bytes of a file of {source} are missing: {exc}"
+                ) from None
+            except ObjectStoreError as exc:
+                raise OperationFailed(f"copying the files of {source} failed: {exc}") from None
+            recorded = ("tenant.clone", source)
+            result = _build(
+                home, staging, new, source, config_text, env_text, fill, False, recorded
+            )
+        except BaseException:
+            _forget_unmade(home, new)
+            raise
     database = tenant_database(home, new)
     try:
         result.files = _count(database, "stored_files")

@@ -9,6 +9,7 @@ database by :func:`tenantry.db.tenant_database`.
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import time
@@ -16,6 +17,8 @@ from pathlib import Path
 
 from tenantry.config import is_valid_slug
 from tenantry.objects import STORAGE_URL_ENV_VAR, storage_location_from_environ
+
+log = logging.getLogger(__name__)
 
 HOME_ENV_VAR = "TENANTRY_HOME"
 DATABASE_URL_ENV_VAR = "TENANTRY_DATABASE_URL"
@@ -233,6 +236,7 @@ class TenantHome:
         storage = describe_storage()
         if storage != LOCAL_STORAGE:  # the home's claim on the prefix goes with it
             storage += f"\n{secrets.token_hex(16)}"
+        written = []
         for path, value in (
             (self.backend_file, describe_backend(self.database_url)),
             (self.storage_file, storage),
@@ -243,19 +247,27 @@ class TenantHome:
                 temp.write_text(value + "\n")
                 try:
                     os.link(temp, path)  # never replaces a record
+                    written.append(path)
                 except FileExistsError:
                     pass
                 finally:
                     temp.unlink(missing_ok=True)
         self.check_backend()
-        self.check_claim(claiming=True)
+        try:
+            self.check_claim(claiming=True)
+        except HomeError:
+            if self.storage_file in written:  # unclaimed: the next try claims afresh
+                self.storage_file.unlink(missing_ok=True)
+            raise
 
     def check_claim(self, claiming: bool = False) -> None:
         """Object storage: the bucket prefix must be this home's (its claim object holds the
         id the home's storage record holds), so that two homes never sweep or delete each
         other's tenants' objects, and a host on another store of the same bucket name is
-        refused. ``claiming``: a prefix no home claims becomes this one's (as the record is
-        written). A home without a record yet may not take a prefix another home claims.
+        refused. ``claiming``: a prefix no home claims becomes this one's (as the record
+        is written). A home without a record yet may not take a prefix another home
+        claims. A store that does not answer is logged, not refused (unless claiming):
+        the server's routes answer 503 meanwhile, and commands go on.
 
         :raises HomeError:
         """
@@ -263,7 +275,7 @@ class TenantHome:
         if location is None:
             return
         try:
-            record = self.storage_file.read_text().split()
+            record = self.storage_file.read_text().split() or None
         except FileNotFoundError:
             record = None  # no tenant yet: the prefix must not be another home's
         if record is not None and (record[0] == LOCAL_STORAGE or len(record) < 2):
@@ -272,7 +284,12 @@ class TenantHome:
 
         try:
             claim_prefix(location, record[1] if record else None, create=claiming)
-        except (ValueError, ObjectStoreError) as exc:
+        except ObjectStoreError as exc:
+            if not claiming:  # the store away: its routes answer 503; commands go on
+                log.warning("the claim on %s could not be read: %s", STORAGE_URL_ENV_VAR, exc)
+                return
+            raise HomeError(f"{STORAGE_URL_ENV_VAR}: {exc}") from None
+        except ValueError as exc:
             raise HomeError(f"{STORAGE_URL_ENV_VAR}: {exc}") from None
 
     @property

@@ -333,7 +333,9 @@ class ObjectStore:
         """
         digest = hashlib.sha256()
         size = 0
-        part = bytearray(PART_SIZE)  # the one buffer of the whole upload, refilled
+        # The one buffer of the whole upload: it grows to a part (a small body never takes
+        # a whole part's memory), then is refilled in place.
+        part = bytearray()
         filled = 0
         upload_id = None
         parts: list[dict] = []
@@ -346,7 +348,10 @@ class ObjectStore:
                 view = memoryview(chunk)
                 while view:
                     taken = min(len(view), PART_SIZE - filled)
-                    part[filled : filled + taken] = view[:taken]
+                    if filled == len(part):
+                        part += view[:taken]
+                    else:
+                        part[filled : filled + taken] = view[:taken]
                     filled += taken
                     view = view[taken:]
                     if filled < PART_SIZE:

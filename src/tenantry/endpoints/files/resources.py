@@ -198,7 +198,8 @@ class FileItem(FileResource):
             unchanged = not is_resource_modified(
                 request.environ, etag=record.sha256, last_modified=record.modified_utc
             )
-            if request.method == "HEAD" or unchanged:
+            # (werkzeug answers a Range before a 304: then the bytes are sent)
+            if request.method == "HEAD" or (unchanged and request.range is None):
                 return file_response(io.BytesIO(), record)
             return file_response(open_stored(self.storage, record), record)
 

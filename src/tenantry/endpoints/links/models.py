@@ -14,7 +14,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import BigInteger, Boolean, Float, String, delete, select, update
+from sqlalchemy import BigInteger, Boolean, Float, String, delete, or_, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tenantry.endpoint import Base, Storage, TenantDatabase, audit
@@ -30,6 +30,9 @@ UID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 CLEANUP_BATCH = 100
 # How long a used or expired link keeps answering 410 before it is forgotten (then 404).
 LINK_RETENTION = 7 * 86400
+# A used link's snapshot a failed removal left is an orphan only this long after the link
+# would have expired (a download of it may still be running until then).
+REDEEM_GRACE = 3600
 GONE = "This link has been used or has expired."
 
 
@@ -228,6 +231,13 @@ def _quietly(drop, uid: str) -> None:
         log.warning("removing a link's snapshot failed; a later sweep removes it", exc_info=True)
 
 
+def _kept():
+    """Links whose snapshot stays: not used yet, or used within the last
+    :data:`REDEEM_GRACE` seconds of their time to live (a download may still be reading
+    it; its response drops it when closed)."""
+    return or_(OneTimeLink.used.is_(False), OneTimeLink.expires_at > time.time() - REDEEM_GRACE)
+
+
 def drop_orphan_snapshots(database: TenantDatabase, storage: Storage) -> int:
     """Remove the snapshots (and zips) of links used, expired or forgotten (left where a
     removal failed); returns how many. Listed without the lock; each candidate looked at
@@ -236,16 +246,14 @@ def drop_orphan_snapshots(database: TenantDatabase, storage: Storage) -> int:
     if not held:
         return 0
     with database.transaction() as session:
-        live = set(session.scalars(select(OneTimeLink.uid).where(OneTimeLink.used.is_(False))))
+        live = set(session.scalars(select(OneTimeLink.uid).where(_kept())))
     candidates = [uid for uid in held if uid not in live]
     removed = 0
     for start in range(0, len(candidates), CLEANUP_BATCH):
         batch = candidates[start : start + CLEANUP_BATCH]
         with storage.lock():
             with database.transaction() as session:
-                query = select(OneTimeLink.uid).where(
-                    OneTimeLink.uid.in_(batch), OneTimeLink.used.is_(False)
-                )
+                query = select(OneTimeLink.uid).where(OneTimeLink.uid.in_(batch), _kept())
                 live = set(session.scalars(query))
             for uid in batch:
                 if uid not in live:
