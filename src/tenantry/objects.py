@@ -827,7 +827,7 @@ class TenantObjects:
         return [name for name in names if pattern.fullmatch(name)]
 
     def stored_keys(self) -> Iterator[ObjectInfo]:
-        """Every object of the tenant (backups, ``tenants stats``)."""
+        """Every object under the tenant's prefix."""
         return self.store.list(self.prefix)
 
 
@@ -845,17 +845,22 @@ def _opened(handle: ObjectFile, what: str) -> ObjectFile:
     return handle
 
 
-_stores: dict[tuple[int, str, str | None], ObjectStore] = {}
+_stores: dict[tuple[int, str | None], ObjectStore] = {}
 
 
 def object_store(location: StorageLocation) -> ObjectStore:
-    """The process's client of the configured store (one per process: a client's
-    connections must not cross a fork)."""
+    """The process's client of the configured store: one per process and endpoint (a
+    client's connections must not cross a fork; a client holds ~15 MiB), shared by the
+    buckets it is asked for."""
     endpoint = os.environ.get(S3_ENDPOINT_ENV_VAR) or None
-    key = (os.getpid(), location.bucket, endpoint)
+    key = (os.getpid(), endpoint)
     store = _stores.get(key)
     if store is None:
+        for old in [k for k in _stores if k[0] != key[0]]:
+            del _stores[old]  # a parent's, before the fork
         store = _stores[key] = ObjectStore(location.bucket, endpoint)
+    if store.bucket != location.bucket:
+        return ObjectStore(location.bucket, client=store.client)
     return store
 
 
