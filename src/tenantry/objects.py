@@ -826,10 +826,6 @@ class TenantObjects:
         names = (info.key[len(prefix) :] for info in self.store.list(prefix))
         return [name for name in names if pattern.fullmatch(name)]
 
-    def stored_keys(self) -> Iterator[ObjectInfo]:
-        """Every object under the tenant's prefix."""
-        return self.store.list(self.prefix)
-
 
 def _opened(handle: ObjectFile, what: str) -> ObjectFile:
     """``handle`` with its first read started, so that a missing object shows now, before

@@ -4,19 +4,17 @@ one-time links (dataset zips too) and uploads in progress."""
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
+from functools import partial
 from typing import IO, TypeVar
 
-from sqlalchemy import BigInteger, DateTime, Float, Integer, String, delete, func, select
+from sqlalchemy import BigInteger, DateTime, Float, Integer, Select, String, delete, func, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tenantry.endpoint import Base, OverQuota, Storage, TenantDatabase, audit, validate_name
-from tenantry.endpoints.links.models import OneTimeLink, link_file
-
-log = logging.getLogger(__name__)
+from tenantry.endpoints.links.models import OneTimeLink, drop_orphans, link_file, quietly
 
 # A reservation a killed worker never released stops counting after this long (the same
 # age at which its temp file counts as a left-over).
@@ -166,7 +164,7 @@ def store_file(
                     raise OverQuota("The upload would exceed this tenant's storage quota.")
                 values = _commit(database, storage, name, received, existing)
         finally:
-            _quietly(storage.discard, received)  # a left-over is swept: never fails the PUT
+            quietly(partial(storage.discard, received), "an upload's received bytes")
     finally:
         release(database, reservation)
     return FileRecord(name=name, **values), existing is None
@@ -190,7 +188,7 @@ def _commit(database, storage, name: str, received, existing: FileRecord | None)
         raise
     if existing is not None and existing.sha256 != received.sha256:
         _drop_if_unused(database, storage, existing.sha256)
-    _quietly(storage.drop_legacy, name)
+    quietly(partial(storage.drop_legacy, name), f"the old copy of {name!r}")
     return values
 
 
@@ -223,41 +221,19 @@ def _drop_if_unused(database: TenantDatabase, storage: Storage, sha256: str) -> 
         query = select(func.count()).select_from(FileRecord).where(FileRecord.sha256 == sha256)
         unused = not session.scalar(query)
     if unused:
-        _quietly(storage.drop_blob, sha256)
+        quietly(partial(storage.drop_blob, sha256), f"blob {sha256}")
 
 
-def _quietly(drop: Callable[[T], None], name: T) -> None:
-    """Remove what no record names any more, once the change that freed it is committed:
-    a failure (the object store away, say) must not fail that change. What stays is an
-    orphan, which :func:`sweep` removes."""
-    try:
-        drop(name)
-    except Exception:
-        log.warning("removing %s failed; a later sweep removes it", name, exc_info=True)
+def _named_blobs(sha256s: list[str] | None) -> Select:
+    query = select(FileRecord.sha256).distinct()
+    return query if sha256s is None else query.where(FileRecord.sha256.in_(sha256s))
 
 
 def drop_orphan_blobs(database: TenantDatabase, storage: Storage) -> int:
     """Remove the blobs no stored file names (left where a removal failed); returns how
-    many. Listed without the lock; each candidate looked at again under the storage lock,
-    under which an upload adds its blob and its record."""
+    many. An upload adds its blob and its record under the storage lock."""
     held = storage.blob_names()
-    if not held:
-        return 0
-    with database.transaction() as session:
-        named = set(session.scalars(select(FileRecord.sha256).distinct()))
-    candidates = [sha256 for sha256 in held if sha256 not in named]
-    removed = 0
-    for start in range(0, len(candidates), ORPHAN_BATCH):
-        batch = candidates[start : start + ORPHAN_BATCH]
-        with storage.lock():
-            with database.transaction() as session:
-                query = select(FileRecord.sha256).where(FileRecord.sha256.in_(batch))
-                named = set(session.scalars(query))
-            for sha256 in batch:
-                if sha256 not in named:
-                    storage.drop_blob(sha256)
-                    removed += 1
-    return removed
+    return drop_orphans(database, storage, held, _named_blobs, storage.drop_blob, ORPHAN_BATCH)
 
 
 def stored_bytes(database: TenantDatabase, name: str, use: Callable[[FileRecord], T]) -> T:

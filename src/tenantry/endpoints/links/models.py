@@ -11,10 +11,12 @@ import logging
 import re
 import secrets
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
-from sqlalchemy import BigInteger, Boolean, Float, String, delete, or_, select, update
+from sqlalchemy import BigInteger, Boolean, Float, Select, String, delete, or_, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tenantry.endpoint import Base, Storage, TenantDatabase, audit
@@ -177,7 +179,7 @@ def redeem_link(database: TenantDatabase, storage: Storage, uid: str):
     if not won:
         handle.close()
         raise LinkError(410, GONE)
-    _quietly(lambda uid: storage.drop_snapshot(uid, after=handle), uid)
+    quietly(partial(storage.drop_snapshot, uid, after=handle), "a redeemed link's snapshot")
     return link, handle
 
 
@@ -218,17 +220,50 @@ def clean_up_links(database: TenantDatabase, storage: Storage) -> int:
             session.execute(update(OneTimeLink).where(OneTimeLink.uid.in_(uids)).values(used=True))
         session.execute(delete(OneTimeLink).where(OneTimeLink.expires_at < now - LINK_RETENTION))
     for uid in uids:
-        _quietly(storage.drop_snapshot, uid)
+        quietly(partial(storage.drop_snapshot, uid), "an expired link's snapshot")
     return len(uids)
 
 
-def _quietly(drop, uid: str) -> None:
-    """Remove a snapshot no live link names any more: a failure (the object store away)
-    must not fail the request that freed it; :func:`sweep` removes what stays."""
+def quietly(remove: Callable[[], object], what: str) -> None:
+    """Remove what no record names any more, once the change that freed it is committed:
+    a failure (the object store away, say) must not fail that change. What stays is an
+    orphan, which the next sweep removes (:func:`drop_orphans`). ``what`` names it in the
+    log (never a link's uid: that is the capability)."""
     try:
-        drop(uid)
+        remove()
     except Exception:
-        log.warning("removing a link's snapshot failed; a later sweep removes it", exc_info=True)
+        log.warning("removing %s failed; a later sweep removes it", what, exc_info=True)
+
+
+def drop_orphans(
+    database: TenantDatabase,
+    storage: Storage,
+    held: list[str],
+    named: Callable[[list[str] | None], Select],
+    drop: Callable[[str], object],
+    batch: int,
+) -> int:
+    """Remove each of ``held`` (blob or snapshot names) that no record names, as a
+    removal that failed leaves them; returns how many. ``named(names)`` selects those of
+    ``names`` that records still name (of all, with None). Listed without the lock; each
+    candidate is looked at again under the storage lock, under which records and what they
+    name are made together."""
+    if not held:
+        return 0
+    with database.transaction() as session:
+        kept = set(session.scalars(named(None)))
+    candidates = [name for name in held if name not in kept]
+    removed = 0
+    for start in range(0, len(candidates), batch):
+        names = candidates[start : start + batch]
+        with storage.lock():
+            with database.transaction() as session:
+                kept = set(session.scalars(named(names)))
+            for name in names:
+                if name not in kept:
+                    drop(name)
+                    removed += 1
+    return removed
 
 
 def _kept():
@@ -238,28 +273,18 @@ def _kept():
     return or_(OneTimeLink.used.is_(False), OneTimeLink.expires_at > time.time() - REDEEM_GRACE)
 
 
+def _kept_snapshots(uids: list[str] | None) -> Select:
+    query = select(OneTimeLink.uid).where(_kept())
+    return query if uids is None else query.where(OneTimeLink.uid.in_(uids))
+
+
 def drop_orphan_snapshots(database: TenantDatabase, storage: Storage) -> int:
     """Remove the snapshots (and zips) of links used, expired or forgotten (left where a
-    removal failed); returns how many. Listed without the lock; each candidate looked at
-    again under the storage lock, under which a link's snapshot and row are made."""
+    removal failed); returns how many."""
     held = storage.snapshot_names()
-    if not held:
-        return 0
-    with database.transaction() as session:
-        live = set(session.scalars(select(OneTimeLink.uid).where(_kept())))
-    candidates = [uid for uid in held if uid not in live]
-    removed = 0
-    for start in range(0, len(candidates), CLEANUP_BATCH):
-        batch = candidates[start : start + CLEANUP_BATCH]
-        with storage.lock():
-            with database.transaction() as session:
-                query = select(OneTimeLink.uid).where(OneTimeLink.uid.in_(batch), _kept())
-                live = set(session.scalars(query))
-            for uid in batch:
-                if uid not in live:
-                    storage.drop_snapshot(uid)
-                    removed += 1
-    return removed
+    return drop_orphans(
+        database, storage, held, _kept_snapshots, storage.drop_snapshot, CLEANUP_BATCH
+    )
 
 
 def sweep(database: TenantDatabase, storage: Storage) -> int:
