@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import random
 import re
 import threading
+import time
 
 import pytest
 from flask import url_for
 
-from tenantry import hosts
+from tenantry import hosts, log
 from tenantry.atomic import write_atomically
 from tenantry.closing import call_on_close
 from tenantry.config_loader import load_config_class
 from tenantry.home import TenantHome
 from tenantry.hosts import HostIndex
-from tenantry.log import RequestContextFilter, _LineFormatter
+from tenantry.log import RequestContextFilter, _LineFormatter, access_log, configure_logging
 from tenantry.tenants import set_enabled
 
 
@@ -208,6 +210,39 @@ def test_log_lines_carry_the_same_time_as_loggings_own_formatter():
         assert ours.format(record) == stock.format(record)
     record = logging.makeLogRecord({"msg": "x", "created": 1_800_000_000.5, "msecs": 500.0})
     assert ours.formatTime(record, "%H") == stock.formatTime(record, "%H")
+
+
+def test_an_access_line_written_directly_reads_as_one_written_through_logging(
+    client, acme, monkeypatch
+):
+    """While logging is as configure_logging() left it, an access line is written straight
+    to tenantry's handler: it must read exactly as logging's own line would, and once a
+    filter (or handler, or formatter) is added, the lines go through logging again."""
+    configure_logging()
+    handler = logging.getLogger("tenantry").handlers[0]
+    monkeypatch.setattr(time, "time", lambda: 1_800_000_000.25)
+    monkeypatch.setattr(time, "perf_counter", lambda: 7.0)
+    level, root_handlers = access_log.level, logging.root.handlers[:]
+    stream = io.StringIO()
+    previous = handler.setStream(stream)
+    logging.root.handlers.clear()  # pytest's capture handlers: lines would go through them
+    access_log.setLevel(logging.INFO)
+    try:
+        assert log._direct_handler() is handler
+        client.get("/acme/", headers={"X-Request-ID": "req-1"})
+        access_log.addFilter(lambda record: True)
+        assert log._direct_handler() is None
+        client.get("/acme/", headers={"X-Request-ID": "req-1"})
+    finally:
+        access_log.filters.clear()
+        access_log.setLevel(level)
+        logging.root.handlers[:] = root_handlers
+        handler.setStream(previous)
+    direct, through_logging = stream.getvalue().splitlines()
+    assert direct == through_logging
+    assert direct.endswith(
+        ",250 INFO tenant=acme request=req-1 tenantry.access: GET /acme/ 200 0.0ms client=-"
+    )
 
 
 def test_a_closed_body_runs_its_own_close_then_the_callback_even_if_close_fails():

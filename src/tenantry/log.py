@@ -83,6 +83,7 @@ def _skip_what_our_lines_never_show() -> None:
     (gunicorn's error log has ``[%(process)d]``): the record factory fills them in again for
     every record that is not tenantry's.
     """
+    global _record_factory
     for name, logger in list(logging.root.manager.loggerDict.items()):
         if name.split(".")[0] == "tenantry" and type(logger) is logging.Logger:
             logger.__class__ = _LeanLogger
@@ -105,6 +106,10 @@ def _skip_what_our_lines_never_show() -> None:
         return record
 
     logging.setLogRecordFactory(record_factory)
+    _record_factory = record_factory
+
+
+_record_factory = None
 
 
 class _LineFormatter(logging.Formatter):
@@ -116,12 +121,17 @@ class _LineFormatter(logging.Formatter):
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         if datefmt is not None:
             return super().formatTime(record, datefmt)
-        second = int(record.created)
+        return self.stamp(record.created, record.msecs)
+
+    def stamp(self, created: float, msecs: float) -> str:
+        """The date and time of a line made at ``created`` (``msecs``: as a LogRecord
+        computes them from it)."""
+        second = int(created)
         cached = self._second
         if cached[0] != second:
-            text = time.strftime(self.default_time_format, self.converter(record.created))
+            text = time.strftime(self.default_time_format, self.converter(created))
             cached = self._second = (second, text)
-        return self.default_msec_format % (cached[1], record.msecs)
+        return self.default_msec_format % (cached[1], msecs)
 
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -166,6 +176,64 @@ def configure_logging(level: str = "INFO") -> None:
             "loggers": {"tenantry": {"level": level.upper(), "handlers": ["stderr"]}},
         }
     )
+    global _as_configured
+    platform = logging.getLogger("tenantry")
+    handler = platform.handlers[0]
+    _as_configured = (platform, handler, handler.filters[0], handler.formatter)
+
+
+# What configure_logging() set up: the tenantry logger, its stderr handler, that handler's
+# filter and formatter. While logging stays so, an access line is written straight to the
+# handler (see _direct_handler).
+_as_configured: tuple | None = None
+ACCESS_LINE = "%s INFO tenant=%s request=%s tenantry.access: %s %s %s %.1fms client=%s"
+
+
+def _direct_handler() -> logging.StreamHandler | None:
+    """tenantry's stderr handler, when logging is as :func:`configure_logging` left it:
+    an access record would reach that handler and no other, through no filter but ours,
+    formatted by our formatter. Then the line is written to it directly, the same text
+    at a third of the cost (no LogRecord, no filter and format calls; an access line
+    through logging was a fifth of a landing page's time in this process). Any handler,
+    filter, formatter or record factory set up since sends the lines through logging
+    again. None otherwise."""
+    if _as_configured is None:
+        return None
+    platform, handler, ours, formatter = _as_configured
+    handlers, filters = platform.handlers, handler.filters
+    if (
+        access_log.handlers
+        or access_log.filters
+        or not access_log.propagate
+        or len(handlers) != 1
+        or handlers[0] is not handler
+        or platform.filters
+        or (platform.propagate and logging.root.handlers)
+        or len(filters) != 1
+        or filters[0] is not ours
+        or handler.formatter is not formatter
+        or handler.level > logging.INFO
+        or logging.getLogRecordFactory() is not _record_factory
+    ):
+        return None
+    return handler
+
+
+def _write_access_line(handler: logging.StreamHandler, context: RequestContext, *fields):
+    """The access line as logging would write it through ``handler`` (see
+    :func:`_direct_handler`); a failing stream is handled as logging handles it."""
+    created = time.time()
+    stamp = handler.formatter.stamp(created, int((created - int(created)) * 1000) + 0.0)
+    line = ACCESS_LINE % (stamp, context.tenant, context.request_id, *fields)
+    try:
+        with handler.lock:
+            handler.stream.write(line + handler.terminator)
+            handler.flush()
+    except RecursionError:
+        raise
+    except Exception:
+        record = access_log.makeRecord(access_log.name, logging.INFO, "", 0, line, (), None)
+        handler.handleError(record)
 
 
 class RequestLog:
@@ -199,8 +267,7 @@ class RequestLog:
             if metrics is not None:
                 metrics.request(context.tenant, status_line[0], time.perf_counter() - started)
             if access_log.isEnabledFor(logging.INFO):
-                access_log.info(
-                    "%s %s %s %.1fms client=%s",
+                fields = (
                     environ.get("REQUEST_METHOD", "-"),
                     # ascii() escapes control characters: a path cannot forge log lines.
                     ascii(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""))[1:-1][
@@ -211,6 +278,11 @@ class RequestLog:
                     # The peer, or what trusted proxies forwarded (TENANTRY_TRUSTED_PROXIES)
                     ascii(environ.get("REMOTE_ADDR", "-"))[1:-1][:64],
                 )
+                handler = _direct_handler()
+                if handler is not None:
+                    _write_access_line(handler, context, *fields)
+                else:
+                    access_log.info("%s %s %s %.1fms client=%s", *fields)
             try:
                 _current.reset(token)
             except ValueError:  # closed from another context than the one that called
