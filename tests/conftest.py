@@ -29,9 +29,14 @@ _storage_of: dict[str, str] = {}
 _storage_outcomes: dict = {"local": 0, S3_ID: 0, "deselected": 0}
 
 
+def _distributing(config) -> bool:
+    """This process hands the tests to pytest-xdist's workers and runs none itself."""
+    return config.pluginmanager.has_plugin("dsession")
+
+
 def pytest_sessionstart(session):
-    if postgres.unreachable_reason() is None:
-        postgres.create_session_database()
+    if not _distributing(session.config) and postgres.unreachable_reason() is None:
+        postgres.create_session_database()  # one per process: workers never share one
 
 
 def pytest_collection_modifyitems(config, items):
@@ -86,9 +91,15 @@ def pytest_runtest_logreport(report):
 
 def pytest_sessionfinish(session, exitstatus):
     """Fail, never skip quietly: PostgreSQL is reachable but its runs were skipped, or
-    the object-store runs were skipped (moto is a pinned dependency: its server starts)."""
-    if postgres.unreachable_reason() is None:
+    the object-store runs were skipped (moto is a pinned dependency: its server starts).
+    Under pytest-xdist each worker hands its counts to the controller, which judges the
+    whole run."""
+    if not _distributing(session.config) and postgres.unreachable_reason() is None:
         postgres.drop_session_database()
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["tenantry_outcomes"] = [_outcomes, _storage_outcomes]
+        return
     _storage_guard(session)
     outcomes = _outcomes
     if not postgres.is_reachable_now():
@@ -110,6 +121,17 @@ def pytest_sessionfinish(session, exitstatus):
             red=True,
         )
     session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """pytest-xdist: a worker's counts join the run's, for the guards above."""
+    counted = getattr(node, "workeroutput", {}).get("tenantry_outcomes")
+    if counted is None:  # the worker died: its tests are reported as failed
+        return
+    for totals, worker in zip((_outcomes, _storage_outcomes), counted, strict=True):
+        for key, value in worker.items():
+            totals[key] += value  # counts, and the list of skipped runs
 
 
 def _storage_guard(session) -> None:
