@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BIND ?= 127.0.0.1:8000
 WORKERS ?= 2
+# pytest processes of `make test` (pytest-xdist; each test file runs whole in one of them)
+TEST_JOBS ?= 2
 
 .PHONY: setup bytecode run test lint format bench bench-ops soak stress clean
 
@@ -31,7 +33,7 @@ run: $(STAMP) bytecode
 	$(BIN)/tenantry serve --bind $(BIND) --workers $(WORKERS)
 
 test: $(STAMP) bytecode lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check src tests scripts bench examples

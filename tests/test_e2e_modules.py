@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import httpx
@@ -71,7 +72,24 @@ def tutorial_script() -> str:
     return match.group(1)
 
 
-def test_the_readme_tutorial_runs_as_written(home, tmp_path):
+@pytest.fixture(scope="module")
+def tutorial_bin(tmp_path_factory) -> Path:
+    """The ``bin`` of a virtualenv of the test's own layered over the one running the
+    tests (whose packages it sees through a .pth file): the tutorial's ``pip install -e``
+    reinstalls the example there, not under the tests that run beside this one (for a
+    moment the example would not be importable)."""
+    venv = tmp_path_factory.mktemp("tutorial-venv")
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    code = "import sysconfig; print(sysconfig.get_path('purelib'))"
+    site = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True)
+    ours = sysconfig.get_path("purelib")  # with its .pth files: the editable installs
+    layer = Path(site.stdout.strip()) / "tenantry-tests.pth"
+    layer.write_text(f"import site; site.addsitedir({ours!r})\n")
+    return venv / "bin"
+
+
+def test_the_readme_tutorial_runs_as_written(home, tutorial_bin):
     script = tutorial_script()
     port = free_port()
     assert "127.0.0.1:8000" in script
@@ -79,7 +97,9 @@ def test_the_readme_tutorial_runs_as_written(home, tmp_path):
     env = {
         **os.environ,
         "TENANTRY_HOME": str(home.root),
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "PATH": os.pathsep.join(
+            (str(tutorial_bin), str(Path(sys.executable).parent), os.environ["PATH"])
+        ),
         "PIP_DISABLE_PIP_VERSION_CHECK": "1",
     }
     # Its own process group: a server the script started dies with it, even on failure.
