@@ -539,3 +539,65 @@ def test_endpoint_modules_import_each_other_without_a_cycle():
 
     cycles = [module for module in depends if reaches(module, module, {module})]
     assert cycles == [], depends
+
+
+def _tagged(tag: str):
+    """A method decorator adding ``tag`` to the answer's tags."""
+
+    def decorate(view):
+        def wrapped(*args, **kwargs):
+            data = view(*args, **kwargs)
+            return {**data, "tags": [*data.get("tags", []), tag]}
+
+        return wrapped
+
+    return decorate
+
+
+def test_resources_are_dispatched_as_flask_restful_dispatches_them(registry, client, acme):
+    """TenantResource leaves out flask-restful's content negotiation only where there is
+    nothing to negotiate: HEAD falls back to GET, method_decorators apply (a list, or a
+    mapping by method), and a resource with representations of its own answers by them."""
+    from flask import Blueprint, Response
+
+    from tenantry.endpoint import TenantApi, TenantResource
+
+    class Plain(TenantResource):
+        method_decorators = [_tagged("all")]
+
+        def get(self):
+            return {"tenant": self.tenant.slug}
+
+    class PerMethod(TenantResource):
+        method_decorators = {"post": [_tagged("post")]}
+
+        def get(self):
+            return {"method": "get"}
+
+        def post(self):
+            return {"method": "post"}
+
+    class Texty(TenantResource):
+        representations = {
+            "text/plain": lambda data, code, headers: Response(f"{data['n']}\n", code, headers)
+        }
+
+        def get(self):
+            return {"n": 7}
+
+    blueprint = Blueprint("dispatching", __name__)
+    api = TenantApi(blueprint)
+    api.add_resource(Plain, "/plain")
+    api.add_resource(PerMethod, "/per-method")
+    api.add_resource(Texty, "/texty")
+    registry.lookup(acme).app.register_blueprint(blueprint)
+
+    assert client.get("/acme/plain").json == {"tenant": "acme", "tags": ["all"]}
+    head = client.head("/acme/plain")
+    assert (head.status_code, head.data) == (200, b"")
+    assert client.get("/acme/per-method").json == {"method": "get"}
+    assert client.post("/acme/per-method").json == {"method": "post", "tags": ["post"]}
+    assert client.delete("/acme/per-method").status_code == 405
+    texty = client.get("/acme/texty", headers={"Accept": "text/plain"})
+    assert (texty.mimetype, texty.get_data(as_text=True)) == ("text/plain", "7\n")
+    assert client.get("/acme/texty", headers={"Accept": "application/json"}).json == {"n": 7}
