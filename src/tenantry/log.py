@@ -226,9 +226,10 @@ def _write_access_line(handler: logging.StreamHandler, context: RequestContext, 
     stamp = handler.formatter.stamp(created, int((created - int(created)) * 1000) + 0.0)
     line = ACCESS_LINE % (stamp, context.tenant, context.request_id, *fields)
     try:
-        with handler.lock:
-            handler.stream.write(line + handler.terminator)
-            handler.flush()
+        with handler.lock:  # one acquire: handler.flush() would take it again
+            stream = handler.stream
+            stream.write(line + handler.terminator)
+            stream.flush()
     except RecursionError:
         raise
     except Exception:
