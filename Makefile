@@ -5,7 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BIND ?= 127.0.0.1:8000
 WORKERS ?= 2
-# pytest processes of `make test` (pytest-xdist; each test file runs whole in one of them)
+# pytest processes of `make test` (pytest-xdist; each test file runs whole in one of them);
+# TEST_JOBS=0 runs the suite in make's own pytest process
 TEST_JOBS ?= 2
 
 .PHONY: setup bytecode run test lint format bench bench-ops soak stress clean

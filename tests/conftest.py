@@ -27,6 +27,8 @@ _outcomes: dict = {"sqlite": 0, postgres.PARAM_ID: 0, "skipped": [], "deselected
 # The same for the storage backends: runs that passed on each, and S3 runs deselected.
 _storage_of: dict[str, str] = {}
 _storage_outcomes: dict = {"local": 0, S3_ID: 0, "deselected": 0}
+# pytest-xdist workers whose counts were added (a worker can be reported down twice)
+_workers_counted: set[str] = set()
 
 
 def _distributing(config) -> bool:
@@ -127,8 +129,9 @@ def pytest_sessionfinish(session, exitstatus):
 def pytest_testnodedown(node, error):
     """pytest-xdist: a worker's counts join the run's, for the guards above."""
     counted = getattr(node, "workeroutput", {}).get("tenantry_outcomes")
-    if counted is None:  # the worker died: its tests are reported as failed
+    if counted is None or node.gateway.id in _workers_counted:  # died; or told twice (^C)
         return
+    _workers_counted.add(node.gateway.id)
     for totals, worker in zip((_outcomes, _storage_outcomes), counted, strict=True):
         for key, value in worker.items():
             totals[key] += value  # counts, and the list of skipped runs

@@ -75,9 +75,10 @@ def tutorial_script() -> str:
 @pytest.fixture(scope="module")
 def tutorial_bin(tmp_path_factory) -> Path:
     """The ``bin`` of a virtualenv of the test's own layered over the one running the
-    tests (whose packages it sees through a .pth file): the tutorial's ``pip install -e``
-    reinstalls the example there, not under the tests that run beside this one (for a
-    moment the example would not be importable)."""
+    tests (whose packages it sees through a .pth file), with a ``tenantry`` command of its
+    own: the tutorial's ``pip install -e`` installs the example there, and the server it
+    starts runs on that interpreter, so it serves what the tutorial installed. The tests
+    running beside this one never see the example reinstalled under them."""
     venv = tmp_path_factory.mktemp("tutorial-venv")
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
@@ -86,6 +87,9 @@ def tutorial_bin(tmp_path_factory) -> Path:
     ours = sysconfig.get_path("purelib")  # with its .pth files: the editable installs
     layer = Path(site.stdout.strip()) / "tenantry-tests.pth"
     layer.write_text(f"import site; site.addsitedir({ours!r})\n")
+    command = venv / "bin" / "tenantry"  # what the console script of pyproject.toml runs
+    command.write_text(f"#!{python}\nimport sys\nfrom tenantry.cli import main\nsys.exit(main())\n")
+    command.chmod(0o755)
     return venv / "bin"
 
 
@@ -97,9 +101,7 @@ def test_the_readme_tutorial_runs_as_written(home, tutorial_bin):
     env = {
         **os.environ,
         "TENANTRY_HOME": str(home.root),
-        "PATH": os.pathsep.join(
-            (str(tutorial_bin), str(Path(sys.executable).parent), os.environ["PATH"])
-        ),
+        "PATH": f"{tutorial_bin}{os.pathsep}{os.environ['PATH']}",
         "PIP_DISABLE_PIP_VERSION_CHECK": "1",
     }
     # Its own process group: a server the script started dies with it, even on failure.

@@ -171,7 +171,7 @@ def test_shared_views_cannot_be_changed_in_place(home, make_tenant):
     "text",
     [
         "",
-        "SECRET_KEY=" + "Ab9-_" * 13 + "\n",  # what new_secret_key() makes, and fixed
+        "SECRET_KEY=" + "Ab9-" * 16 + "\n",  # the shape new_secret_key() makes, fixed
         "A=1\nB=\nA=2\r\nC=x/y+z==:@%~,;-_.\n\n",
         "export SECRET_KEY=abc\n",
         "SECRET_KEY='quoted value'\nOTHER=\"a\\nb\"\n",

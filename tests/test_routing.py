@@ -230,6 +230,10 @@ def test_an_access_line_written_directly_reads_as_one_written_through_logging(
     try:
         assert log._direct_handler() is handler
         client.get("/acme/", headers={"X-Request-ID": "req-1"})
+        with monkeypatch.context() as patched:  # as sentry-sdk's logging integration does
+            patched.setattr(logging.Logger, "callHandlers", lambda self, record: None)
+            assert log._direct_handler() is None
+        assert log._direct_handler() is handler
         access_log.addFilter(lambda record: True)
         assert log._direct_handler() is None
         client.get("/acme/", headers={"X-Request-ID": "req-1"})

@@ -195,8 +195,8 @@ def _direct_handler() -> logging.StreamHandler | None:
     formatted by our formatter. Then the line is written to it directly, the same text
     at a third of the cost (no LogRecord, no filter and format calls; an access line
     through logging was a fifth of a landing page's time in this process). Any handler,
-    filter, formatter or record factory set up since sends the lines through logging
-    again. None otherwise."""
+    filter, formatter, record factory, level name or patch of logging set up since sends
+    the lines through logging again. None otherwise."""
     if _as_configured is None:
         return None
     platform, handler, ours, formatter = _as_configured
@@ -214,9 +214,20 @@ def _direct_handler() -> logging.StreamHandler | None:
         or handler.formatter is not formatter
         or handler.level > logging.INFO
         or logging.getLogRecordFactory() is not _record_factory
+        or type(handler) is not logging.StreamHandler
+        or "emit" in vars(handler)
+        or type(access_log).handle is not _STOCK_HANDLE
+        or type(access_log).callHandlers is not _STOCK_CALL_HANDLERS
+        or logging.getLevelName(logging.INFO) != "INFO"
     ):
         return None
     return handler
+
+
+# logging's own, as imported: a tool that patches them (sentry-sdk's logging integration
+# wraps callHandlers) sees every access line through logging.
+_STOCK_HANDLE = logging.Logger.handle
+_STOCK_CALL_HANDLERS = logging.Logger.callHandlers
 
 
 def _write_access_line(handler: logging.StreamHandler, context: RequestContext, *fields):
@@ -229,7 +240,8 @@ def _write_access_line(handler: logging.StreamHandler, context: RequestContext, 
         with handler.lock:  # one acquire: handler.flush() would take it again
             stream = handler.stream
             stream.write(line + handler.terminator)
-            stream.flush()
+            if hasattr(stream, "flush"):  # as StreamHandler.flush() asks
+                stream.flush()
     except RecursionError:
         raise
     except Exception:
@@ -282,8 +294,12 @@ class RequestLog:
                 handler = _direct_handler()
                 if handler is not None:
                     _write_access_line(handler, context, *fields)
-                else:
-                    access_log.info("%s %s %s %.1fms client=%s", *fields)
+                else:  # the filter reads the request's ids from the current context
+                    entered = _current.set(context)  # (closed from another one: not it)
+                    try:
+                        access_log.info("%s %s %s %.1fms client=%s", *fields)
+                    finally:
+                        _current.reset(entered)
             try:
                 _current.reset(token)
             except ValueError:  # closed from another context than the one that called

@@ -228,7 +228,8 @@ def quietly(remove: Callable[[], object], what: str) -> None:
     """Remove what no record names any more, once the change that freed it is committed:
     a failure (the object store away, say) must not fail that change. What stays is an
     orphan, which the next sweep removes (:func:`drop_orphans`). ``what`` names it in the
-    log (never a link's uid: that is the capability)."""
+    warning; for a snapshot, not by its uid (the capability), though the traceback of a
+    failed removal may show its path or key, as the operator's log may."""
     try:
         remove()
     except Exception:
