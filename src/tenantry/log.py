@@ -134,6 +134,10 @@ class _LineFormatter(logging.Formatter):
         return self.default_msec_format % (cached[1], msecs)
 
 
+LINE_FORMAT = (
+    "%(asctime)s %(levelname)s tenant=%(tenant)s request=%(request_id)s %(name)s: %(message)s"
+)
+ACCESS_MESSAGE = "%s %s %s %.1fms client=%s"  # method, path, status, duration, client
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LEVEL_ENV_VAR = "TENANTRY_LOG_LEVEL"
 
@@ -162,8 +166,7 @@ def configure_logging(level: str = "INFO") -> None:
             "formatters": {
                 "line": {
                     "()": _LineFormatter,
-                    "format": "%(asctime)s %(levelname)s tenant=%(tenant)s "
-                    "request=%(request_id)s %(name)s: %(message)s",
+                    "format": LINE_FORMAT,
                 }
             },
             "handlers": {
@@ -186,7 +189,15 @@ def configure_logging(level: str = "INFO") -> None:
 # filter and formatter. While logging stays so, an access line is written straight to the
 # handler (see _direct_handler).
 _as_configured: tuple | None = None
-ACCESS_LINE = "%s INFO tenant=%s request=%s tenantry.access: %s %s %s %.1fms client=%s"
+# LINE_FORMAT for an access record: its time, tenant and request id, then the message's
+ACCESS_LINE = LINE_FORMAT % {
+    "asctime": "%s",
+    "levelname": "INFO",
+    "tenant": "%s",
+    "request_id": "%s",
+    "name": access_log.name,
+    "message": ACCESS_MESSAGE,
+}
 
 
 def _direct_handler() -> logging.StreamHandler | None:
@@ -297,7 +308,7 @@ class RequestLog:
                 else:  # the filter reads the request's ids from the current context
                     entered = _current.set(context)  # (closed from another one: not it)
                     try:
-                        access_log.info("%s %s %s %.1fms client=%s", *fields)
+                        access_log.info(ACCESS_MESSAGE, *fields)
                     finally:
                         _current.reset(entered)
             try:
