@@ -130,7 +130,9 @@ def test_a_tenant_overrides_a_module_setting_and_a_wrong_type_is_named(
     assert client.get("/shop/hello").json["greeting"] == "ahoy"
     add_to_config(home, "shop", "GREETING = 5")
     assert client.get("/shop/hello").status_code == 503
-    assert any("GREETING must be str" in problem for problem in check_tenants(home)["shop"])
+    assert any(
+        "GREETING must be str" in problem for problem in check_tenants(home)["shop"].problems
+    )
 
 
 @pytest.mark.parametrize(
@@ -207,14 +209,6 @@ def test_a_tenant_overrides_a_module_setting_and_a_wrong_type_is_named(
             ROUTE.format(name="{name}", blueprint="{name}", path="/openapi.json"),
             "collides with /openapi.json of 'openapi'",
         ),
-        (
-            """
-            from flask import Blueprint
-            blueprint = Blueprint("{name}", __name__)
-            blueprint.add_url_rule("/plain", "plain", lambda: {{}})
-            """,
-            "GET /plain ({name}.plain) is not declared",
-        ),
     ],
     ids=[
         "missing",
@@ -229,7 +223,6 @@ def test_a_tenant_overrides_a_module_setting_and_a_wrong_type_is_named(
         "blueprint-name-taken",
         "route-under-a-builtin",
         "own-openapi",
-        "undeclared-route",
     ],
 )
 def test_a_broken_module_makes_only_its_tenants_503_and_check_names_it(
@@ -244,10 +237,11 @@ def test_a_broken_module_makes_only_its_tenants_503_and_check_names_it(
     # The others' queries still work (a broken mapper would fail every query of any model).
     wrong = {"username": "nobody", "password": "not-the-password"}
     assert client.post("/acme/auth/login", json=wrong).status_code == 401
-    problems = check_tenants(home)
-    assert problems["acme"] == []
+    report = check_tenants(home)
+    assert report["acme"].problems == []
     named = named.replace("{name}", module)
-    assert any(module in problem and named in problem for problem in problems["shop"]), problems
+    problems = report["shop"].problems
+    assert any(module in problem and named in problem for problem in problems), problems
     with pytest.raises(TenantError, match=re.escape(named)):
         create_tenant(home, "again", blueprints=("landing", "files", module))
 
@@ -289,7 +283,9 @@ def test_a_non_text_module_setting_in_env_is_refused(home, client, make_tenant, 
     assert client.get("/shop/hello").json["greeting"] == "ahoy"
     env.write_text(env.read_text() + "TIMES=5\n")
     assert client.get("/shop/hello").status_code == 503
-    assert any("TIMES is set in .env" in problem for problem in check_tenants(home)["shop"])
+    assert any(
+        "TIMES is set in .env" in problem for problem in check_tenants(home)["shop"].problems
+    )
 
 
 def test_a_module_in_a_package_gets_the_tables_of_its_package(

@@ -122,7 +122,7 @@ def test_an_unreachable_limit_store_lets_requests_through(home, client, make_ten
 def test_bad_limits_are_named_by_check(home, make_tenant, setting, value):
     make_tenant("acme")
     configure(home, "acme", **{setting: value})
-    assert any(setting in problem for problem in check_tenants(home)["acme"])
+    assert any(setting in problem for problem in check_tenants(home)["acme"].problems)
 
 
 def test_body_and_quota_refusals_are_counted(home, client, make_tenant, add_user, login):

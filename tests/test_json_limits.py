@@ -108,4 +108,4 @@ def test_a_link_without_a_body_still_works(client, acme, add_user, login):
 @pytest.mark.parametrize("value", ["0", "-1", "True", "1.5", "'1'"])
 def test_a_bad_limit_is_named_by_check(home, acme, value):
     limit_json(home, acme, value)  # written as source
-    assert any("MAX_JSON_BODY" in problem for problem in check_tenants(home)["acme"])
+    assert any("MAX_JSON_BODY" in problem for problem in check_tenants(home)["acme"].problems)

@@ -7,7 +7,7 @@ import re
 import pytest
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
-from tenantry.openapi import UndeclaredRoute, build_paths
+from tenantry.openapi import build_paths, undeclared_routes
 
 SAMPLE = {"name": "report.csv", "username": "alice"}
 
@@ -53,11 +53,21 @@ def test_a_tenant_without_files_lists_no_file_paths(registry, make_tenant):
     assert {"/", "/status", "/auth/login", "/openapi.json"} <= set(paths)
 
 
-def test_an_undeclared_route_is_an_error(registry, acme):
+def test_an_undeclared_route_is_listed_with_its_path_parameters(registry, acme):
     app = registry.lookup(acme).app
-    app.add_url_rule("/secret", "secret", lambda: "x")
-    with pytest.raises(UndeclaredRoute, match="/secret"):
-        build_paths(app)
+    app.add_url_rule("/secret/<int:number>/<name>", "secret", lambda number, name: "x")
+    assert undeclared_routes(app) == ["GET /secret/<int:number>/<name> (secret)"]
+    operation = build_paths(app)["/secret/{number}/{name}"]["get"]
+    assert operation["parameters"] == [
+        {
+            "name": "number",
+            "in": "path",
+            "required": True,
+            "schema": {"type": "integer", "minimum": 0},
+        },
+        {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
+    ]
+    assert "head" not in build_paths(app)["/secret/{number}/{name}"]
 
 
 def test_a_declared_path_without_a_route_would_be_caught(registry, acme):

@@ -208,15 +208,17 @@ def _quota(row: dict) -> str:
 @click.argument("slug", required=False)
 @click.pass_context
 def tenants_check(ctx, slug):
-    """Validate config and secrets of SLUG, or of every tenant. Exit 1 on any problem."""
+    """Validate config and secrets of SLUG, or of every tenant. Exit 1 on any problem;
+    warnings (routes a module left undeclared, say) alone exit 0."""
     report = _refusing(check_tenants, _home(ctx), [slug] if slug else None)
-    for name, problems in report.items():
-        if problems:
-            for problem in problems:
-                click.echo(f"{name}: {problem}")
-        else:
+    for name, check in report.items():
+        for problem in check.problems:
+            click.echo(f"{name}: {problem}")
+        for warning in check.warnings:
+            click.echo(f"{name}: warning: {warning}")
+        if not check.problems:
             click.echo(f"{name}: ok")
-    if any(report.values()):
+    if any(check.problems for check in report.values()):
         sys.exit(1)
 
 

@@ -81,6 +81,9 @@ class TenantConfig:
     JWT_REFRESH_LIFESPAN: timedelta = timedelta(days=30)
     LOGIN_MAX_FAILURES: int = 10
     LOGIN_LOCKOUT: timedelta = timedelta(minutes=5)
+    # Refuse (503) routes of endpoint modules that do not declare their OpenAPI operations,
+    # rather than serve them with their path and methods only.
+    OPENAPI_STRICT: bool = False
 
     DEBUG = False
     TESTING = False
@@ -142,6 +145,8 @@ def config_class_problems(config_class: type[TenantConfig], slug: str) -> list[s
         value = getattr(config_class, lifespan)
         if not isinstance(value, timedelta) or value <= timedelta(0):
             problems.append(f"{lifespan} must be a positive timedelta")
+    if not isinstance(config_class.OPENAPI_STRICT, bool):
+        problems.append("OPENAPI_STRICT must be True or False")
     for flag in PRODUCTION_FLAGS:
         if getattr(config_class, flag) is not False:
             problems.append(

@@ -9,6 +9,7 @@ so connections do not grow with the number of tenants. Both go through the same 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import os
@@ -19,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, MetaData, create_engine, event, text
+from sqlalchemy import Connection, Engine, MetaData, create_engine, event, text
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Session
 
@@ -27,6 +28,7 @@ from tenantry.locking import file_lock
 from tenantry.storage import PRIVATE_DIR, PRIVATE_FILE
 
 if TYPE_CHECKING:
+    from tenantry.endpoint import Tenant
     from tenantry.modules import EndpointModule
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
@@ -324,12 +326,15 @@ class TenantDatabase:
             with file_lock(self._lock_path):
                 yield
 
-    def upgrade(self, modules: Sequence[EndpointModule] = ()) -> str:
+    def upgrade(self, modules: Sequence[EndpointModule] = (), tenant: Tenant | None = None) -> str:
         """Bring the platform's schema to :data:`SCHEMA_REVISION` with alembic, then the
-        tables of each endpoint module in ``modules`` that brings its own.
+        tables of each endpoint module in ``modules`` that brings its own. A module's
+        ``seed(tenant)`` runs when its tables are first made, in their transaction, given
+        ``tenant`` (without one, as a restore loads rows of its own, nothing is seeded).
 
         :returns: the platform's revision, followed by each module's in parentheses.
         :raises SQLAlchemyError: the database refused a migration step.
+        :raises Exception: whatever a module's ``seed`` raised (its tables are not made).
         """
         with self.migration_lock():
             if self.current_revision() != SCHEMA_REVISION:
@@ -337,15 +342,18 @@ class TenantDatabase:
                     with self.engine.begin() as connection:
                         connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
                 self._run_alembic(MIGRATIONS_DIR / "versions", "alembic_version")
-            done = [self._upgrade_module(module) for module in _with_tables(modules)]
+            done = [self._upgrade_module(module, tenant) for module in _with_tables(modules)]
         revisions = [f"{module.name}: {revision}" for module, revision in done if revision]
         return SCHEMA_REVISION + (f" ({', '.join(revisions)})" if revisions else "")
 
-    def ensure_current(self, modules: Sequence[EndpointModule] = ()) -> None:
+    def ensure_current(
+        self, modules: Sequence[EndpointModule] = (), tenant: Tenant | None = None
+    ) -> None:
         """Migrate the database if it is behind (cheap when it is not): its platform
-        schema and the tables of its endpoint modules."""
+        schema and the tables of its endpoint modules (seeded for ``tenant``, see
+        :meth:`upgrade`)."""
         if self.current_revision() != SCHEMA_REVISION or not self._modules_current(modules):
-            self.upgrade(modules)
+            self.upgrade(modules, tenant)
 
     def _modules_current(self, modules: Sequence[EndpointModule]) -> bool:
         own = _with_tables(modules)
@@ -362,15 +370,32 @@ class TenantDatabase:
                     return False
         return True
 
-    def _upgrade_module(self, module: EndpointModule) -> tuple[EndpointModule, str | None]:
-        """Migrate one module's tables (its own alembic line, or create what is missing)."""
+    def _upgrade_module(
+        self, module: EndpointModule, tenant: Tenant | None = None
+    ) -> tuple[EndpointModule, str | None]:
+        """Migrate one module's tables (its own alembic line, or create what is missing);
+        seed them for ``tenant`` if they are new, in the same transaction."""
+        head = module_head(module.migrations) if module.migrations is not None else None
         if module.migrations is not None:
-            if self.current_revision(module.version_table) != module_head(module.migrations):
-                self._run_alembic(module.migrations, module.version_table)
-            return module, module_head(module.migrations)
+            new = self.current_revision(module.version_table) is None
+            if not new and self.current_revision(module.version_table) == head:
+                return module, head
+        else:
+            tables = self.table_names()
+            new = not any(table.name in tables for table in module.tables())
+        seeding = new and tenant is not None and module.seed is not None
         with self.engine.begin() as connection:
-            Base.metadata.create_all(connection, tables=module.tables(), checkfirst=True)
-        return module, None
+            if seeding and not self.is_postgres:
+                # pysqlite begins a transaction before DML only: without this, the tables
+                # would be made (and kept) even when the seed that follows fails.
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+            if module.migrations is not None:
+                self._run_alembic(module.migrations, module.version_table, connection=connection)
+            else:
+                Base.metadata.create_all(connection, tables=module.tables(), checkfirst=True)
+            if seeding:
+                module.seed(dataclasses.replace(tenant, database=SeedingDatabase(self, connection)))
+        return module, head
 
     def migrate_to(self, revision: str, module: EndpointModule | None = None) -> None:
         """Bring the platform's schema (or ``module``'s tables) to ``revision``, no
@@ -387,13 +412,22 @@ class TenantDatabase:
                     connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
             self._run_alembic(MIGRATIONS_DIR / "versions", "alembic_version", revision)
 
-    def _run_alembic(self, versions: Path, version_table: str, target: str = "heads") -> None:
+    def _run_alembic(
+        self,
+        versions: Path,
+        version_table: str,
+        target: str = "heads",
+        connection: Connection | None = None,
+    ) -> None:
+        """Upgrade to ``target`` in a transaction of its own, or in ``connection``'s."""
         from alembic import command
 
         config = _alembic_config(versions)
         # Alembic's migration context is a module global: one migration per process
         # at a time (parallel `migrate` uses processes).
-        with _alembic_lock, self.engine.begin() as connection:
+        with _alembic_lock, contextlib.ExitStack() as stack:
+            if connection is None:
+                connection = stack.enter_context(self.engine.begin())
             config.attributes["connection"] = connection
             config.attributes["schema"] = self.schema
             config.attributes["version_table"] = version_table
@@ -403,3 +437,23 @@ class TenantDatabase:
         """Release the connections this tenant holds (not the shared pool's)."""
         if not self.is_postgres and "engine" in self.__dict__:
             self.engine.dispose()
+
+
+class SeedingDatabase:
+    """A tenant's database while an endpoint module's tables are first made: what its
+    ``seed`` writes through :meth:`transaction` is part of that transaction, so the tables
+    exist with their first rows or not at all. Everything else is the tenant's database."""
+
+    def __init__(self, database: TenantDatabase, connection: Connection):
+        self._database = database
+        self._connection = connection
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A session joined to the tables' transaction (its end commits nothing yet)."""
+        with Session(bind=self._connection, expire_on_commit=False) as session:
+            yield session
+            session.flush()
+
+    def __getattr__(self, name: str):
+        return getattr(self._database, name)

@@ -36,9 +36,11 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar, overload
 
 from flask import Flask, Response, current_app, request
 from flask_restful import Api, Resource
+from pydantic import BaseModel
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import (
     BadRequest,
@@ -54,6 +56,7 @@ from tenantry.auth import auth_required, current_user
 from tenantry.db import Base, TenantDatabase
 from tenantry.errors import InsufficientStorage, error_response
 from tenantry.openapi import INTEGER, STRING, STRINGS, operation, schema_object
+from tenantry.schemas import query_data, validate
 from tenantry.storage import (
     InvalidName,
     OverQuota,
@@ -87,9 +90,13 @@ __all__ = [
     "no_content",
     "operation",
     "query_number",
+    "query_object",
     "schema_object",
     "validate_name",
 ]
+
+
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -140,10 +147,13 @@ class TenantApi(Api):
     """
 
     def make_response(self, data, code=200, headers=None, **_options) -> Response:
-        """Every resource answers JSON: no content negotiation, one serialisation."""
-        response = current_app.response_class(
-            current_app.json.dumps(data) + "\n", status=code, mimetype="application/json"
-        )
+        """Every resource answers JSON: no content negotiation, one serialisation. A
+        pydantic model answers as its JSON (``model_dump_json``)."""
+        if type(data) is not dict and isinstance(data, BaseModel):
+            text = data.model_dump_json()
+        else:
+            text = current_app.json.dumps(data)
+        response = current_app.response_class(text + "\n", status=code, mimetype="application/json")
         if headers:
             response.headers.extend(headers)
         return response
@@ -202,26 +212,48 @@ class TenantResource(Resource):
         return _serving_tenant().storage
 
 
-def json_object(optional: bool = False) -> dict:
+@overload
+def json_object(model: None = None, optional: bool = False) -> dict: ...
+@overload
+def json_object(model: type[M], optional: bool = False) -> M: ...
+def json_object(model=None, optional=False):
     """The request body as a JSON object of valid text, read under the tenant's
-    ``MAX_JSON_BODY``. With ``optional``, an empty body is an empty object.
+    ``MAX_JSON_BODY``; validated by ``model`` (a pydantic model) when given, whose
+    validators find the serving tenant in ``info.context["tenant"]``. With ``optional``,
+    an empty body is an empty object.
 
     :raises RequestEntityTooLarge: the body is over ``MAX_JSON_BODY``: refused from its
         Content-Length before any of it is read, or as soon as a chunked body passes it.
     :raises BadRequest: not JSON, not an object, nested too deep, or holding strings that
-        are not valid Unicode (lone surrogates from ``\\ud800`` escapes); or cut off.
+        are not valid Unicode (lone surrogates from ``\\ud800`` escapes); or cut off; or
+        not valid for ``model`` (its ``fields`` list each failing field).
     """
     raw = _bounded_body(current_app.config["MAX_JSON_BODY"])
     if optional and not raw:
-        return {}
-    try:
-        body = json.loads(raw)
-        valid_text = json.dumps(body, ensure_ascii=False).encode()
-    except (ValueError, RecursionError, UnicodeError):
-        body = None
-    if not isinstance(body, dict) or not valid_text:
-        raise BadRequest("The request body must be a JSON object.")
-    return body
+        body = {}
+    else:
+        try:
+            body = json.loads(raw)
+            valid_text = json.dumps(body, ensure_ascii=False).encode()
+        except (ValueError, RecursionError, UnicodeError):
+            body = None
+        if not isinstance(body, dict) or not valid_text:
+            raise BadRequest("The request body must be a JSON object.")
+    if model is None:
+        return body
+    return validate(model, body, "The request body", {"tenant": _serving_tenant()})
+
+
+def query_object(model: type[M]) -> M:
+    """The request's query parameters, validated by ``model`` (a pydantic model): a field
+    that is a list takes every value of its parameter, the others the first. Parameters
+    the model does not name are ignored.
+
+    :raises BadRequest: not valid for ``model`` (its ``fields`` list each failing field).
+    """
+    return validate(
+        model, query_data(model, request.args), "The query", {"tenant": _serving_tenant()}
+    )
 
 
 _READ_SIZE = 64 * 1024

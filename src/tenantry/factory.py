@@ -28,8 +28,9 @@ from tenantry.endpoint import Tenant, no_content
 from tenantry.errors import register_error_handlers
 from tenantry.guard import TenantGuard
 from tenantry.home import TenantHome
-from tenantry.modules import EndpointModule, route_problems
+from tenantry.modules import STRICT_ADVICE, EndpointModule, route_problems
 from tenantry.objects import ObjectStoreError, tenant_storage
+from tenantry.openapi import undeclared_routes
 from tenantry.tenant_secrets import read_secrets
 
 log = logging.getLogger(__name__)
@@ -50,8 +51,20 @@ def create_app(config_class: type[TenantConfig], home: TenantHome) -> Flask:
     register_extensions(app, home, modules)
     register_error_handlers(app)
     register_blueprints(app, modules)
+    require_declarations(app)
     register_guard(app)
     return app
+
+
+def require_declarations(app: Flask) -> None:
+    """A tenant that sets ``OPENAPI_STRICT`` serves no route its module left undeclared.
+
+    :raises RuntimeError: naming each undeclared operation (the tenant answers 503).
+    """
+    if app.config["OPENAPI_STRICT"]:
+        undeclared = undeclared_routes(app)
+        if undeclared:
+            raise RuntimeError(f"{', '.join(undeclared)} not declared: {STRICT_ADVICE}")
 
 
 def register_guard(app: Flask) -> None:
@@ -157,10 +170,7 @@ def register_extensions(app: Flask, home: TenantHome, modules: tuple[EndpointMod
     except ObjectStoreError:  # a store away now must not keep the tenant's app down
         log.warning("sweeping the uploads of %s failed", slug, exc_info=True)
     database = tenant_database(home, slug)
-    database.ensure_current(modules)
-    app.extensions["tenantry.storage"] = storage
-    app.extensions["tenantry.db"] = database
-    app.extensions["tenantry.tenant"] = Tenant(
+    tenant = Tenant(
         slug=slug,
         name=app.config["NAME"],
         config=app.config,
@@ -169,6 +179,10 @@ def register_extensions(app: Flask, home: TenantHome, modules: tuple[EndpointMod
         modules=tuple(module.key for module in modules),
         reference_checks=tuple(m.file_references for m in modules if m.file_references),
     )
+    database.ensure_current(modules, tenant)
+    app.extensions["tenantry.storage"] = storage
+    app.extensions["tenantry.db"] = database
+    app.extensions["tenantry.tenant"] = tenant
     init_guard(app)
 
 

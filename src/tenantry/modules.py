@@ -25,6 +25,9 @@ from flask_restful import Api
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter, Map
 
+from tenantry.openapi import build_paths, undeclared_routes
+from tenantry.schemas import merge_components
+
 BUILTIN_PACKAGE = "tenantry.endpoints"
 # The built-ins a tenant may name, in the order a tenant's list shows them.
 BUILTIN_NAMES = ("landing", "status", "auth", "files", "datasets")
@@ -64,6 +67,7 @@ class EndpointModule:
     converters: Mapping[str, type[BaseConverter]] = field(default_factory=dict)
     file_references: Callable | None = None
     sweep: Callable | None = None
+    seed: Callable | None = None  # seed(tenant): its first rows, once per tenant
 
     @property
     def is_builtin(self) -> bool:
@@ -172,50 +176,84 @@ def module_problems(names: Iterable[str]) -> list[str]:
     return problems
 
 
-_route_checks: dict[tuple[str, ...], list[str]] = {}
+@dataclass(frozen=True)
+class RouteCheck:
+    """What :func:`check_routes` found: ``problems`` keep the modules from being served
+    together; ``undeclared`` names the operations no resource declares in its ``openapi``
+    (served all the same, and a problem only where a tenant sets ``OPENAPI_STRICT``)."""
+
+    problems: tuple[str, ...] = ()
+    undeclared: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
 
 
-def route_problems(modules: tuple[EndpointModule, ...], app: Flask | None = None) -> list[str]:
-    """What is wrong with these modules side by side: blueprints that cannot be registered
-    together, routes of one that another's routes would answer, routes without an OpenAPI
-    declaration, migrations that are not one line of revisions.
+_route_checks: dict[tuple[str, ...], RouteCheck] = {}
 
-    Checked on ``app`` when given (the first app of a route kit, already registered), else
-    on a throwaway app (``tenants check`` and ``create``). Built-ins alone are known good.
-    """
+
+def check_routes(modules: tuple[EndpointModule, ...]) -> RouteCheck:
+    """These modules side by side, registered on a throwaway app (``tenants check`` and
+    ``create``; once per set of modules and process): blueprints that cannot be registered
+    together, routes of one that another's routes would answer, migrations that are not one
+    line of revisions, and the routes without an OpenAPI declaration. Built-ins alone are
+    known good."""
+    if all(module.is_builtin for module in modules):
+        return RouteCheck()
+    key = tuple(module.key for module in modules)
+    if key in _route_checks:
+        return _route_checks[key]
+    app = Flask("tenantry-route-check", static_folder=None)
+    app.url_map.merge_slashes = False
+    app.url_map.strict_slashes = False
+    for module in modules:
+        app.url_map.converters.update(module.converters)
+    problems = []
+    for module in modules:
+        try:
+            app.register_blueprint(module.blueprint)
+        except Exception as exc:
+            problems.append(
+                f"endpoint module {module.name!r} cannot be registered beside "
+                f"the others: {type(exc).__name__}: {exc}"
+            )
+    undeclared: list[str] = []
+    warnings: list[str] = []
+    if not problems:
+        problems = route_problems(modules, app)
+        undeclared = undeclared_routes(app)
+        operations = (o for ops in build_paths(app).values() for o in ops.values())
+        warnings = [
+            f"{problem} in the modules' models: /openapi.json shows one of them"
+            for problem in merge_components(operations, {})
+        ]
+    check = _route_checks[key] = RouteCheck(tuple(problems), tuple(undeclared), tuple(warnings))
+    return check
+
+
+def route_problems(modules: tuple[EndpointModule, ...], app: Flask) -> list[str]:
+    """What keeps these modules, registered on ``app``, from being served together: routes
+    of one that another's routes would answer, migrations that are not one line of
+    revisions. The factory asks it of the first app of each route kit."""
     if all(module.is_builtin for module in modules):
         return []
-    key = tuple(module.key for module in modules)
-    if app is None and key in _route_checks:
-        return _route_checks[key]
-    problems = []
-    if app is None:
-        app = Flask("tenantry-route-check", static_folder=None)
-        app.url_map.merge_slashes = False
-        app.url_map.strict_slashes = False
-        for module in modules:
-            app.url_map.converters.update(module.converters)
-        for module in modules:
-            try:
-                app.register_blueprint(module.blueprint)
-            except Exception as exc:
-                problems.append(
-                    f"endpoint module {module.name!r} cannot be registered beside "
-                    f"the others: {type(exc).__name__}: {exc}"
-                )
-    if not problems:
-        problems += _collisions(app, modules)
-        problems += _undeclared(app)
+    from tenantry.db import module_head
+
+    problems = _collisions(app, modules)
     for module in modules:
         if module.migrations is not None:
-            from tenantry.db import module_head
-
             try:
                 module_head(module.migrations)
             except Exception as exc:
                 problems.append(f"endpoint module {module.name!r}: its migrations: {exc}")
-    _route_checks[key] = problems
     return problems
+
+
+UNDECLARED_ADVICE = (
+    "served and listed in /openapi.json with its path and methods only; declare it in its "
+    "resource's `openapi` to document its body and answers"
+)
+STRICT_ADVICE = (
+    "OPENAPI_STRICT is set: every method of a route needs an entry in its resource's `openapi`"
+)
 
 
 def _collisions(app: Flask, modules: tuple[EndpointModule, ...]) -> list[str]:
@@ -246,16 +284,6 @@ def _collisions(app: Flask, modules: tuple[EndpointModule, ...]) -> list[str]:
                     f" collides with {other.rule} of {owner!r}"
                 )
     return problems
-
-
-def _undeclared(app: Flask) -> list[str]:
-    from tenantry.openapi import UndeclaredRoute, build_paths
-
-    try:
-        build_paths(app)
-    except UndeclaredRoute as exc:
-        return [f"{exc}: every method of a route needs an entry in its resource's `openapi`"]
-    return []
 
 
 # Sample values for the URL converters of a route, to reach it at all.
@@ -339,7 +367,7 @@ def _describe(name: str, module: ModuleType) -> EndpointModule:
         isinstance(c, type) and issubclass(c, BaseConverter) for c in converters.values()
     ):
         problems.append("`converters` must map names to werkzeug BaseConverter classes")
-    for hook in ("file_references", "sweep"):
+    for hook in ("file_references", "sweep", "seed"):
         if getattr(module, hook, None) is not None and not callable(getattr(module, hook)):
             problems.append(f"`{hook}` must be callable")
     package = _package_of(module)
@@ -358,6 +386,7 @@ def _describe(name: str, module: ModuleType) -> EndpointModule:
         converters=MappingProxyType(dict(converters)),
         file_references=getattr(module, "file_references", None),
         sweep=getattr(module, "sweep", None),
+        seed=getattr(module, "seed", None),
     )
 
 

@@ -2,8 +2,10 @@
 
 Every flask-restful Resource declares its operations in a class attribute ``openapi``
 (``{"get": operation(...), ...}``); :func:`build_spec` walks the app's URL map, so the spec
-names exactly the routes the tenant has — a tenant without ``files`` lists no file paths —
-and a route without a declaration is an error, not a silent gap.
+names exactly the routes the tenant has — a tenant without ``files`` lists no file paths.
+A declaration is welcome, never required: a route nobody declared (a plain Flask view, a
+resource without ``openapi``) is listed with its path, methods and path parameters, and
+``tenants check`` names it (a refusal where the tenant sets ``OPENAPI_STRICT``).
 """
 
 from __future__ import annotations
@@ -12,12 +14,22 @@ import re
 from typing import Any
 
 from flask import Flask
+from pydantic import BaseModel
 from werkzeug.http import HTTP_STATUS_CODES
+
+from tenantry.schemas import (
+    Operation,
+    is_model,
+    merge_components,
+    model_schema,
+    query_parameters,
+)
 
 OPENAPI_VERSION = "3.1.0"
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
 BEARER = [{"bearer": []}]
-_CONVERTER = re.compile(r"<(?:[A-Za-z_]\w*(?:\([^)]*\))?:)?(\w+)>")
+# A rule's variable part: its converter (None for the default) and its name.
+_VARIABLE = re.compile(r"<(?:([A-Za-z_]\w*)(?:\([^)]*\))?:)?(\w+)>")
 _HIDDEN_METHODS = {"OPTIONS"}
 
 ERROR_DESCRIPTIONS = {
@@ -57,21 +69,28 @@ def _error_description(status: int) -> str:
 
 def operation(
     summary: str,
-    ok: dict[int, dict | None],
+    ok: dict[int, dict | type[BaseModel] | None],
     errors: tuple[int, ...] = (),
-    body: dict | None = None,
+    body: dict | type[BaseModel] | None = None,
     parameters: tuple[dict, ...] = (),
     public: bool = False,
     binary_body: bool = False,
     optional_body: bool = False,
-) -> dict:
-    """One operation: ``ok`` maps success statuses to their JSON schema (None: no JSON body;
-    a ``{"binary": True}`` marker: raw bytes); ``errors`` lists the documented error statuses.
-    Bearer auth (and its 401) is implied unless ``public``."""
+    query: type[BaseModel] | None = None,
+) -> Operation:
+    """One operation: ``ok`` maps success statuses to their JSON schema or pydantic model
+    (None: no JSON body; a ``{"binary": True}`` marker: raw bytes); ``errors`` lists the
+    documented error statuses; ``body`` is the JSON body's schema or model; ``query`` a
+    model of the query parameters. A model documents a 400 as well (its validation fails
+    so). Bearer auth (and its 401) is implied unless ``public``."""
+    components: dict[str, dict] = {}
     responses: dict[str, Any] = {}
     for status, schema in ok.items():
         if schema is None:
             responses[str(status)] = {"description": "Done"}
+        elif is_model(schema):
+            content = json_content(model_schema(schema, "serialization", components))
+            responses[str(status)] = {"description": "Done", "content": content}
         elif schema.get("binary"):
             responses[str(status)] = {
                 "description": "The bytes",
@@ -79,7 +98,8 @@ def operation(
             }
         else:
             responses[str(status)] = {"description": "Done", "content": json_content(schema)}
-    statuses = set(errors) | ({401} if not public else set()) | {503}
+    validated = {400} if is_model(body) or query is not None else set()
+    statuses = set(errors) | validated | ({401} if not public else set()) | {503}
     for status in sorted(statuses):
         description = _error_description(status)
         responses[str(status)] = (
@@ -88,8 +108,13 @@ def operation(
             else {"description": description, "content": json_content(ERROR_REF)}
         )
     spec: dict[str, Any] = {"summary": summary, "responses": responses}
+    parameters = list(parameters)
+    if query is not None:
+        parameters += query_parameters(query, components)
     if parameters:
-        spec["parameters"] = list(parameters)
+        spec["parameters"] = parameters
+    if is_model(body):
+        body = model_schema(body, "validation", components)
     if body is not None:
         spec["requestBody"] = {"required": not optional_body, "content": json_content(body)}
     if binary_body:
@@ -99,47 +124,101 @@ def operation(
             "content": {"application/octet-stream": {"schema": {}}},
         }
     spec["security"] = [] if public else BEARER
-    return spec
+    return Operation(spec, components=components)
 
 
 def openapi_path(rule: str) -> str:
     """``/files/<name>/info`` → ``/files/{name}/info``"""
-    return _CONVERTER.sub(r"{\1}", rule)
-
-
-class UndeclaredRoute(LookupError):
-    """A registered route has no OpenAPI declaration."""
+    return _VARIABLE.sub(r"{\2}", rule)
 
 
 def build_paths(app: Flask) -> dict[str, dict]:
-    """The ``paths`` object for every route of ``app``.
-
-    :raises UndeclaredRoute: a route's resource does not declare one of its methods.
-    """
+    """The ``paths`` object for every route of ``app``: each declared operation as its
+    resource declares it, and every other one (a plain Flask view, a resource without
+    ``openapi``, a method its ``openapi`` leaves out) with its path parameters and an
+    open response, so that a client sees that it exists."""
     paths: dict[str, dict] = {}
-    for rule in app.url_map.iter_rules():
-        view = app.view_functions[rule.endpoint]
-        declared = getattr(getattr(view, "view_class", None), "openapi", None)
-        for method in sorted((rule.methods or set()) - _HIDDEN_METHODS):
-            name = method.lower()
-            if name == "head" and (declared is None or "head" not in declared):
-                continue  # HEAD of a GET route, answered by Flask: not a separate operation
-            if declared is None or name not in declared:
-                raise UndeclaredRoute(f"{method} {rule.rule} ({rule.endpoint}) is not declared")
-            paths.setdefault(openapi_path(rule.rule), {})[name] = declared[name]
+    for rule, method, declared in _operations(app):
+        operation = declared if declared is not None else undeclared_operation(rule, method)
+        paths.setdefault(openapi_path(rule.rule), {})[method.lower()] = operation
     return dict(sorted(paths.items()))
 
 
-def tenant_paths(app: Flask) -> dict[str, dict]:
-    """:func:`build_paths`, built once per app (its routes never change once built)."""
-    paths = app.extensions.get("tenantry.openapi_paths")
-    if paths is None:
-        paths = app.extensions["tenantry.openapi_paths"] = build_paths(app)
-    return paths
+def undeclared_routes(app: Flask) -> list[str]:
+    """``"GET /plain (notes.plain)"`` for each operation of ``app`` that no resource
+    declares, in the URL map's order."""
+    return [
+        f"{method} {rule.rule} ({rule.endpoint})"
+        for rule, method, declared in _operations(app)
+        if declared is None
+    ]
+
+
+def _operations(app: Flask):
+    """Each (rule, method, its declaration or None) of ``app``: HEAD only where declared
+    (Flask answers HEAD on a GET route itself), OPTIONS never."""
+    for rule in app.url_map.iter_rules():
+        view = app.view_functions[rule.endpoint]
+        declared = getattr(getattr(view, "view_class", None), "openapi", None)
+        if not isinstance(declared, dict):
+            declared = {}
+        for method in sorted((rule.methods or set()) - _HIDDEN_METHODS):
+            name = method.lower()
+            if name == "head" and name not in declared:
+                continue
+            yield rule, method, declared.get(name)
+
+
+# What a path variable's converter says of its values, for an undeclared route.
+_CONVERTER_SCHEMAS = {
+    "int": {**INTEGER, "minimum": 0},
+    "float": {"type": "number"},
+    "uuid": {**STRING, "format": "uuid"},
+}
+
+
+def undeclared_operation(rule, method: str) -> dict:
+    """What the spec can say of a route nobody declared: that it exists, its path
+    parameters, and that any answer may come back."""
+    parameters = [
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "schema": dict(_CONVERTER_SCHEMAS.get(converter, STRING)),
+        }
+        for converter, name in _VARIABLE.findall(rule.rule)
+    ]
+    spec: dict[str, Any] = {
+        "summary": f"{method} {rule.rule} (not declared by its module)",
+        "responses": {"default": {"description": "Not declared by its module"}},
+    }
+    if parameters:
+        spec["parameters"] = parameters
+    return spec
+
+
+def tenant_paths(app: Flask) -> tuple[dict[str, dict], dict[str, dict]]:
+    """:func:`build_paths` and the schemas its operations refer to, built once per app
+    (its routes never change once built)."""
+    built = app.extensions.get("tenantry.openapi_paths")
+    if built is None:
+        paths = build_paths(app)
+        schemas = {"Error": ERROR_SCHEMA}
+        merge_components(
+            (operation for operations in paths.values() for operation in operations.values()),
+            schemas,
+        )
+        built = app.extensions["tenantry.openapi_paths"] = (paths, dict(sorted(schemas.items())))
+    return built
+
+
+ERROR_SCHEMA = schema_object({"error": STRING, "message": STRING}, ("error", "message"))
 
 
 def build_spec(app: Flask, server_url: str) -> dict:
     """The tenant's whole OpenAPI document, served from ``server_url``."""
+    paths, schemas = tenant_paths(app)
     return {
         "openapi": OPENAPI_VERSION,
         "info": {
@@ -148,11 +227,9 @@ def build_spec(app: Flask, server_url: str) -> dict:
             "description": f"The API of tenant {app.config['SLUG']} on tenantry.",
         },
         "servers": [{"url": server_url or "/"}],
-        "paths": tenant_paths(app),
+        "paths": paths,
         "components": {
-            "schemas": {
-                "Error": schema_object({"error": STRING, "message": STRING}, ("error", "message"))
-            },
+            "schemas": schemas,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }

@@ -18,6 +18,7 @@ import shutil
 import stat
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import func, select, text
@@ -27,6 +28,7 @@ from tenantry import audit
 from tenantry.atomic import write_atomically
 from tenantry.config import (
     ALL_BLUEPRINTS,
+    TenantConfig,
     TenantConfigError,
     enabled_blueprints,
     is_valid_slug,
@@ -34,16 +36,19 @@ from tenantry.config import (
     tenant_settings,
 )
 from tenantry.config_loader import load_config_class
-from tenantry.db import schema_name, tenant_database
+from tenantry.db import TenantDatabase, schema_name, tenant_database
+from tenantry.endpoint import Tenant
 from tenantry.home import TenantHome
 from tenantry.hosts import HostIndex
 from tenantry.modules import (
+    STRICT_ADVICE,
+    UNDECLARED_ADVICE,
     EndpointModule,
     canonical_blueprints,
+    check_routes,
     module_problems,
     ordered_blueprints,
     resolve_modules,
-    route_problems,
 )
 from tenantry.objects import storage_location_from_environ, tenant_storage
 from tenantry.storage import PRIVATE_DIR, PRIVATE_FILE, TenantStorage
@@ -186,7 +191,7 @@ def create_tenant(
         raise TenantError("; ".join(problems))
     blueprints = ordered_blueprints(blueprints)
     modules = resolve_modules(canonical_blueprints(blueprints))
-    problems = route_problems(modules)
+    problems = check_routes(modules).problems
     if problems:
         raise TenantError("; ".join(problems))
     taken = _hosts_in_use(home).keys() & set(hosts)
@@ -212,7 +217,9 @@ def create_tenant(
         write_atomically(home.env_file(slug), f"SECRET_KEY={new_secret_key()}\n", 0o600)
         write_atomically(instance / "wsgi.py", WSGI_MODULE.format(slug=slug))
         TenantStorage(instance / "storage").ensure()
-        upgrade_database(home, slug, modules)
+        # The class config/<slug>.py will hold, for the modules' seeds: written last.
+        attributes = {"SLUG": slug, "NAME": name or slug, "HOSTS": hosts, "BLUEPRINTS": blueprints}
+        upgrade_database(home, slug, modules, type(_class_name(slug), (TenantConfig,), attributes))
         home.record_backend()
         config = CONFIG_MODULE.format(
             class_name=_class_name(slug),
@@ -359,8 +366,17 @@ def tenant_stats(home: TenantHome, slug: str) -> dict:
     return stats
 
 
-def check_tenants(home: TenantHome, slugs: list[str] | None = None) -> dict[str, list[str]]:
-    """The problems of each tenant (an empty list when it is fine).
+@dataclass
+class TenantCheck:
+    """What ``tenants check`` found for one tenant: ``problems`` keep it from serving (exit
+    1), ``warnings`` do not (routes its modules left undeclared, say)."""
+
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def check_tenants(home: TenantHome, slugs: list[str] | None = None) -> dict[str, TenantCheck]:
+    """What is wrong with each tenant, or worth a word.
 
     Secrets and hosts are compared across all tenants even when ``slugs`` names a few.
 
@@ -369,7 +385,7 @@ def check_tenants(home: TenantHome, slugs: list[str] | None = None) -> dict[str,
     every_slug = home.slugs()
     for slug in slugs or ():
         require_tenant(home, slug)
-    report = {slug: _tenant_problems(home, slug) for slug in (slugs or every_slug)}
+    report = {slug: _check_tenant(home, slug) for slug in (slugs or every_slug)}
 
     holders: dict[str, list[str]] = {}
     for slug in every_slug:
@@ -380,26 +396,37 @@ def check_tenants(home: TenantHome, slugs: list[str] | None = None) -> dict[str,
         for slug in sharing:
             if len(sharing) > 1 and slug in report:
                 others = ", ".join(other for other in sharing if other != slug)
-                report[slug].append(f"SECRET_KEY is shared with {others}")
+                report[slug].problems.append(f"SECRET_KEY is shared with {others}")
     for host, claimants in _hosts_in_use(home).items():
         for slug in claimants:
             if len(claimants) > 1 and slug in report:
-                report[slug].append(f"host {host} is also claimed by another tenant")
+                report[slug].problems.append(f"host {host} is also claimed by another tenant")
     return report
 
 
-def _tenant_problems(home: TenantHome, slug: str) -> list[str]:
-    problems = []
+def _check_tenant(home: TenantHome, slug: str) -> TenantCheck:
+    check = TenantCheck()
     if not home.env_file(slug).is_file():
-        problems.append(f"tenants/{slug}/.env is missing")
-    problems += _exposed_files(home, slug)
+        check.problems.append(f"tenants/{slug}/.env is missing")
+    check.problems += _exposed_files(home, slug)
     try:
         config_class = load_config_class(home, slug)
         tenant_settings(config_class, read_secrets(home, slug), home.instance_dir(slug))
-        problems += route_problems(tenant_modules(config_class))
+        routes = check_routes(tenant_modules(config_class))
     except TenantConfigError as exc:
-        problems += exc.problems
-    return problems
+        check.problems += exc.problems
+        return check
+    check.problems += routes.problems
+    check.warnings += routes.warnings
+    if config_class.OPENAPI_STRICT:
+        check.problems += [
+            f"{operation} is not declared: {STRICT_ADVICE}" for operation in routes.undeclared
+        ]
+    else:
+        check.warnings += [
+            f"{operation} is not declared: {UNDECLARED_ADVICE}" for operation in routes.undeclared
+        ]
+    return check
 
 
 # What holds secrets or tenant data: private (0600 files, 0700 folders).
@@ -482,26 +509,50 @@ def _upgrade_or_reason(home: TenantHome, slug: str) -> str:
 
 
 def upgrade_database(
-    home: TenantHome, slug: str, modules: tuple[EndpointModule, ...] | None = None
+    home: TenantHome,
+    slug: str,
+    modules: tuple[EndpointModule, ...] | None = None,
+    config_class: type[TenantConfig] | None = None,
 ) -> str:
     """Migrate one tenant's database to the current schema, with the tables of its
-    endpoint modules (default: those its config names); returns its revision.
+    endpoint modules (default: those its config names), seeding the tables it makes;
+    returns its revision. ``config_class`` stands for the tenant's (``create`` has not
+    written it yet).
 
     :raises TenantConfigError: its config cannot name its modules (the platform's schema
         is migrated all the same).
     """
     database = tenant_database(home, slug)
     try:
-        if modules is not None:
-            return database.upgrade(modules)
         try:
-            modules = tenant_modules(load_config_class(home, slug))
+            config_class = config_class or load_config_class(home, slug)
+            if modules is None:
+                modules = tenant_modules(config_class)
         except TenantConfigError:
             database.upgrade()
             raise
-        return database.upgrade(modules)
+        return database.upgrade(modules, _seeding_tenant(home, config_class, modules, database))
     finally:
         database.dispose()
+
+
+def _seeding_tenant(
+    home: TenantHome,
+    config_class: type[TenantConfig],
+    modules: tuple[EndpointModule, ...],
+    database: TenantDatabase,
+) -> Tenant:
+    """The tenant as an endpoint module's ``seed`` sees it outside a request."""
+    slug = config_class.SLUG
+    settings = tenant_settings(config_class, read_secrets(home, slug), home.instance_dir(slug))
+    return Tenant(
+        slug=slug,
+        name=settings["NAME"],
+        config=settings,
+        database=database,
+        storage=tenant_storage(settings["STORAGE_ROOT"], slug),
+        modules=tuple(module.key for module in modules),
+    )
 
 
 def collect_garbage(home: TenantHome, slugs: list[str] | None = None) -> dict[str, int | str]:

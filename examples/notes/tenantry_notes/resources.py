@@ -1,17 +1,23 @@
-"""Thin resources: read the request, call the model, answer JSON."""
+"""Thin resources: read the request, call the model, answer JSON.
 
-from werkzeug.exceptions import BadRequest, Conflict, NotFound
+Each body and answer is declared once, as a pydantic model: ``json_object(NoteIn)``
+validates the request with it (a 400 naming the failing field), and ``operation`` documents
+it in the tenant's /openapi.json.
+"""
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
+from werkzeug.exceptions import Conflict, NotFound
 
 from tenantry.endpoint import (
     INTEGER,
-    STRING,
     TenantResource,
     auth_required,
     current_user,
     json_object,
     no_content,
     operation,
-    schema_object,
 )
 from tenantry_notes.models import (
     NoteLimitReached,
@@ -22,7 +28,33 @@ from tenantry_notes.models import (
     notes_per_owner,
 )
 
-NOTE = schema_object({"id": INTEGER, "text": STRING, "created": STRING}, ("id", "text", "created"))
+
+class NoteIn(BaseModel):
+    text: str = Field(min_length=1, description="Not blank; NOTES_MAX_LENGTH at most")
+
+    @field_validator("text")
+    @classmethod
+    def within_the_tenants_limits(cls, text: str, info: ValidationInfo) -> str:
+        limit = info.context["tenant"].config["NOTES_MAX_LENGTH"]
+        if not text.strip() or len(text) > limit:
+            raise ValueError(f"must be a non-empty string of at most {limit} characters")
+        return text
+
+
+class Note(BaseModel):
+    id: int
+    text: str
+    created: datetime
+
+
+class Notes(BaseModel):
+    notes: list[Note]
+
+
+class NotesPerUser(BaseModel):
+    users: dict[str, int]
+
+
 NOTE_ID = {
     "name": "note_id",
     "in": "path",
@@ -37,26 +69,15 @@ class NoteResource(TenantResource):
 
 class NoteList(NoteResource):
     openapi = {
-        "get": operation(
-            "Your notes, oldest first",
-            {200: schema_object({"notes": {"type": "array", "items": NOTE}}, ("notes",))},
-        ),
-        "post": operation(
-            "Write a note",
-            {201: NOTE},
-            errors=(400, 409),
-            body=schema_object({"text": STRING}, ("text",)),
-        ),
+        "get": operation("Your notes, oldest first", {200: Notes}),
+        "post": operation("Write a note", {201: Note}, errors=(409,), body=NoteIn),
     }
 
     def get(self):
         return {"notes": [note.as_dict() for note in notes_of(self.database, current_user().id)]}
 
     def post(self):
-        text = json_object().get("text")
-        limit = self.config["NOTES_MAX_LENGTH"]
-        if not isinstance(text, str) or not text.strip() or len(text) > limit:
-            raise BadRequest(f"text must be a non-empty string of at most {limit} characters.")
+        text = json_object(NoteIn).text
         try:
             note = add_note(
                 self.database, current_user().id, text, self.config["NOTES_MAX_PER_USER"]
@@ -68,7 +89,7 @@ class NoteList(NoteResource):
 
 class NoteItem(NoteResource):
     openapi = {
-        "get": operation("One of your notes", {200: NOTE}, errors=(404,), parameters=(NOTE_ID,)),
+        "get": operation("One of your notes", {200: Note}, errors=(404,), parameters=(NOTE_ID,)),
         "delete": operation(
             "Delete one of your notes", {204: None}, errors=(404,), parameters=(NOTE_ID,)
         ),
@@ -90,9 +111,7 @@ class AllNotes(TenantResource):
     method_decorators = [auth_required("admin")]
     openapi = {
         "get": operation(
-            "How many notes each user has (admin only)",
-            {200: schema_object({"users": {"type": "object"}}, ("users",))},
-            errors=(403,),
+            "How many notes each user has (admin only)", {200: NotesPerUser}, errors=(403,)
         )
     }
 

@@ -1,6 +1,7 @@
 """The notes module's own tests, on tenantry.testing's fixtures (a module author's view)."""
 
 from tenantry.testing import isolation_problems
+from tenantry_notes.resources import Note, Notes, NotesPerUser
 
 
 def test_notes_are_per_user(tenantry_tenant):
@@ -56,9 +57,12 @@ def test_a_tenant_setting_overrides_the_module_default(tenantry_tenant):
 def test_bad_bodies_are_json_400s(tenantry_tenant):
     shop = tenantry_tenant("shop", blueprints=("notes",), settings={"NOTES_MAX_LENGTH": 5})
     user = shop.headers("user")
-    for body in ({"text": ""}, {"text": 5}, {"text": "too long"}, {}):
+    for body in ({"text": ""}, {"text": 5}, {"text": "too long"}, {"text": "   "}, {}):
         response = shop.client.post("/notes", json=body, headers=user)
         assert (response.status_code, response.json["error"]) == (400, "bad_request")
+        assert [error["field"] for error in response.json["fields"]] == ["text"], body
+        assert "text" in response.json["message"]
+    assert shop.client.get("/notes", headers=user).json["notes"] == []
     broken = shop.client.post("/notes", data=b"{nope", headers=user)
     assert broken.status_code == 400
 
@@ -92,3 +96,20 @@ def test_the_routes_are_in_the_openapi_document(tenantry_tenant):
 def test_the_module_keeps_no_tenant_state(tenantry_home):
     writes = [("POST", "/notes", {"text": "hello"}), ("GET", "/notes/1", None)]
     assert isolation_problems(tenantry_home, ("landing", "notes"), requests=writes) == []
+
+
+def test_answers_are_what_the_openapi_document_declares(tenantry_tenant):
+    shop = tenantry_tenant("shop", blueprints=("notes",))
+    user = shop.headers("user")
+    created = shop.client.post("/notes", json={"text": "milk"}, headers=user).json
+    assert Note.model_validate(created).text == "milk"
+    Notes.model_validate(shop.client.get("/notes", headers=user).json)
+    NotesPerUser.model_validate(shop.client.get("/notes/all", headers=shop.headers("admin")).json)
+    spec = shop.client.get("/openapi.json").json
+    post = spec["paths"]["/notes"]["post"]
+    body = post["requestBody"]["content"]["application/json"]["schema"]
+    assert body["required"] == ["text"] and body["properties"]["text"]["minLength"] == 1
+    listed = spec["paths"]["/notes"]["get"]["responses"]["200"]["content"]["application/json"]
+    assert listed["schema"]["properties"]["notes"]["items"] == {"$ref": "#/components/schemas/Note"}
+    assert spec["components"]["schemas"]["Note"]["required"] == ["id", "text", "created"]
+    assert "400" in post["responses"]

@@ -1,0 +1,316 @@
+"""A module author's first day: an ordinary Flask blueprint plugs in as it is, a pydantic
+model validates and documents a body at once, and a module's ``seed`` gives each tenant its
+first rows when its tables are made."""
+
+from __future__ import annotations
+
+import pytest
+
+from tenantry.db import tenant_database
+from tenantry.tenants import check_tenants, create_tenant, migrate_tenants
+from tests.test_endpoint_modules import add_to_config, set_blueprints
+
+# An ordinary Flask blueprint, as a team has it before tenantry: plain views, a
+# flask-restful style resource without any ``openapi``; nothing added but being importable.
+PLAIN = """
+from flask import Blueprint, jsonify, request
+from tenantry.endpoint import TenantApi, TenantResource, current_tenant
+
+blueprint = Blueprint("{name}", __name__)
+
+
+@blueprint.route("/plain")
+def plain():
+    return {{"tenant": current_tenant.slug, "q": request.args.get("q")}}
+
+
+@blueprint.route("/plain/<int:number>", methods=["GET", "PUT"])
+def numbered(number):
+    return jsonify(number=number, method=request.method)
+
+
+class Undeclared(TenantResource):
+    def get(self):
+        return {{"undeclared": True}}
+
+    def post(self):
+        return {{"posted": True}}, 201
+
+
+TenantApi(blueprint).add_resource(Undeclared, "/undeclared")
+"""
+
+# A module that declares its body and query once, with pydantic.
+TYPED = """
+from flask import Blueprint
+from pydantic import BaseModel, Field
+from tenantry.endpoint import TenantApi, TenantResource, json_object, operation, query_object
+
+blueprint = Blueprint("{name}", __name__)
+
+
+class Address(BaseModel):
+    city: str = Field(min_length=1)
+
+
+class OrderIn(BaseModel):
+    item: str = Field(min_length=1, max_length=20)
+    quantity: int = Field(ge=1, le=10)
+    ship_to: Address
+
+
+class OrderOut(BaseModel):
+    item: str
+    quantity: int
+    city: str
+
+
+class Search(BaseModel):
+    limit: int = Field(default=5, ge=1, le=50)
+    tag: list[str] = []
+
+
+class Orders(TenantResource):
+    openapi = {{
+        "post": operation("Order", {{201: OrderOut}}, body=OrderIn, public=True),
+        "get": operation("Search", {{200: {{"type": "object"}}}}, query=Search, public=True),
+    }}
+
+    def post(self):
+        order = json_object(OrderIn)
+        return OrderOut(item=order.item, quantity=order.quantity, city=order.ship_to.city), 201
+
+    def get(self):
+        search = query_object(Search)
+        return {{"limit": search.limit, "tag": search.tag}}
+
+
+TenantApi(blueprint).add_resource(Orders, "/orders")
+"""
+
+# A module whose tables start with rows of their own.
+SEEDED = """
+from flask import Blueprint
+from sqlalchemy import Integer, String, select
+from sqlalchemy.orm import Mapped, mapped_column
+from tenantry.endpoint import Base, TenantApi, TenantResource, current_tenant, operation
+
+blueprint = Blueprint("{name}", __name__)
+settings = {{"{upper}_DEFAULT_PLAN": "basic"}}
+SEEDS = []
+
+
+class Plan{name}(Base):
+    __tablename__ = "{name}_plans"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(40))
+
+
+def seed(tenant):
+    SEEDS.append(tenant.slug)
+    if tenant.config.get("FAIL_SEED"):
+        with tenant.database.transaction() as session:
+            session.add(Plan{name}(name="half-written"))
+        raise RuntimeError("seeding failed on purpose")
+    with tenant.database.transaction() as session:
+        session.add(Plan{name}(name=tenant.config["{upper}_DEFAULT_PLAN"]))
+        session.add(Plan{name}(name=tenant.slug + "-own"))
+
+
+class Plans(TenantResource):
+    openapi = {{"get": operation("Plans", {{200: {{"type": "object"}}}}, public=True)}}
+
+    def get(self):
+        query = select(Plan{name}.name).order_by(Plan{name}.id)
+        with current_tenant.database.transaction() as session:
+            return {{"plans": list(session.scalars(query))}}
+
+
+TenantApi(blueprint).add_resource(Plans, "/plans")
+"""
+
+
+# -- undeclared routes ----------------------------------------------------------------------
+
+
+def test_an_ordinary_blueprint_is_served_and_listed(home, client, make_tenant, write_module):
+    module = write_module(PLAIN)
+    make_tenant("shop", blueprints=("landing", module))
+    make_tenant("other", blueprints=("landing",))
+    assert client.get("/shop/plain?q=1").json == {"tenant": "shop", "q": "1"}
+    assert client.put("/shop/plain/7").json == {"number": 7, "method": "PUT"}
+    assert client.get("/shop/undeclared").json == {"undeclared": True}
+    assert client.post("/shop/undeclared").status_code == 201
+    assert client.get("/shop/").status_code == 200  # landing and login are not taken down
+    paths = client.get("/shop/openapi.json").json["paths"]
+    assert set(paths["/plain"]) == {"get"}
+    assert set(paths["/plain/{number}"]) == {"get", "put"}
+    assert paths["/plain/{number}"]["put"]["parameters"][0]["name"] == "number"
+    assert set(paths["/undeclared"]) == {"get", "post"}
+    # Cross-tenant: a tenant without the module has none of it.
+    for path in ("/other/plain", "/other/undeclared", "/other/plain/7"):
+        missing = client.get(path)
+        assert (missing.status_code, missing.json["error"]) == (404, "not_found")
+    assert "/plain" not in client.get("/other/openapi.json").json["paths"]
+
+
+def test_check_warns_of_undeclared_routes_and_exits_0(home, make_tenant, write_module, tenantry):
+    module = write_module(PLAIN)
+    make_tenant("shop", blueprints=("landing", module))
+    check = check_tenants(home)["shop"]
+    assert check.problems == []
+    assert any(f"GET /plain ({module}.plain) is not declared" in w for w in check.warnings)
+    assert any("POST /undeclared" in warning for warning in check.warnings)
+    result = tenantry("tenants", "check")
+    assert result.exit_code == 0, result.output
+    assert f"shop: warning: GET /plain ({module}.plain) is not declared" in result.output
+    assert "shop: ok" in result.output
+
+
+def test_openapi_strict_refuses_undeclared_routes(
+    home, client, make_tenant, write_module, tenantry
+):
+    module = write_module(PLAIN)
+    make_tenant("shop", blueprints=("landing", module))
+    make_tenant("lax", blueprints=("landing", module))
+    add_to_config(home, "shop", "OPENAPI_STRICT = True")
+    refused = client.get("/shop/")
+    assert (refused.status_code, refused.json["error"]) == (503, "service_unavailable")
+    assert "Traceback" not in refused.get_data(as_text=True)
+    assert client.get("/lax/plain").status_code == 200  # the same module, not strict
+    check = check_tenants(home)
+    assert any("GET /plain" in problem for problem in check["shop"].problems)
+    assert check["lax"].problems == []
+    result = tenantry("tenants", "check", "shop")
+    assert result.exit_code == 1
+    assert "OPENAPI_STRICT is set" in result.output
+
+
+def test_openapi_strict_must_be_a_bool(home, client, acme):
+    add_to_config(home, "acme", 'OPENAPI_STRICT = "yes"')
+    assert client.get("/acme/").status_code == 503
+    assert "OPENAPI_STRICT must be True or False" in check_tenants(home)["acme"].problems
+
+
+# -- pydantic --------------------------------------------------------------------------------
+
+
+def test_a_pydantic_body_is_validated_and_names_the_failing_fields(
+    client, make_tenant, write_module
+):
+    module = write_module(TYPED)
+    make_tenant("shop", blueprints=(module,))
+    good = {"item": "pen", "quantity": 2, "ship_to": {"city": "Oslo"}}
+    created = client.post("/shop/orders", json=good)
+    assert (created.status_code, created.json) == (
+        201,
+        {"item": "pen", "quantity": 2, "city": "Oslo"},
+    )
+    bad = client.post("/shop/orders", json={"item": "", "quantity": 11, "ship_to": {}})
+    assert (bad.status_code, bad.json["error"]) == (400, "bad_request")
+    assert sorted(error["field"] for error in bad.json["fields"]) == [
+        "item",
+        "quantity",
+        "ship_to.city",
+    ]
+    assert "quantity" in bad.json["message"]
+    for body in (b"[1]", b"{broken", b'"text"'):
+        refused = client.post("/shop/orders", data=body, content_type="application/json")
+        assert (refused.status_code, refused.json["error"]) == (400, "bad_request")
+        assert "fields" not in refused.json  # not an object at all
+
+
+def test_a_pydantic_query_is_validated(client, make_tenant, write_module):
+    module = write_module(TYPED)
+    make_tenant("shop", blueprints=(module,))
+    assert client.get("/shop/orders").json == {"limit": 5, "tag": []}
+    assert client.get("/shop/orders?limit=7&tag=a&tag=b").json == {"limit": 7, "tag": ["a", "b"]}
+    bad = client.get("/shop/orders?limit=500")
+    assert bad.status_code == 400
+    assert [error["field"] for error in bad.json["fields"]] == ["limit"]
+
+
+def test_pydantic_models_document_the_operation(client, make_tenant, write_module):
+    module = write_module(TYPED)
+    make_tenant("shop", blueprints=(module,))
+    spec = client.get("/shop/openapi.json").json
+    post = spec["paths"]["/orders"]["post"]
+    body = post["requestBody"]["content"]["application/json"]["schema"]
+    assert body["required"] == ["item", "quantity", "ship_to"]
+    assert body["properties"]["quantity"] == {
+        "maximum": 10,
+        "minimum": 1,
+        "title": "Quantity",
+        "type": "integer",
+    }
+    assert body["properties"]["ship_to"] == {"$ref": "#/components/schemas/Address"}
+    assert spec["components"]["schemas"]["Address"]["required"] == ["city"]
+    assert "Error" in spec["components"]["schemas"]
+    assert {"400", "201"} <= set(post["responses"])
+    parameters = {p["name"]: p for p in spec["paths"]["/orders"]["get"]["parameters"]}
+    assert parameters["limit"]["in"] == "query" and not parameters["limit"]["required"]
+    assert parameters["tag"]["schema"]["type"] == "array"
+
+
+# -- seeding --------------------------------------------------------------------------------
+
+
+def plans(client, slug: str, module: str) -> list[str]:
+    response = client.get(f"/{slug}/plans")
+    assert response.status_code == 200, response.json
+    return response.json["plans"]
+
+
+def test_seed_runs_once_when_a_tenant_is_created(home, client, registry, make_tenant, write_module):
+    module = write_module(SEEDED.replace("{upper}", "SEEDED"))
+    make_tenant("shop", blueprints=(module,))
+    make_tenant("mall", blueprints=(module,))
+    seeds = __import__(module).SEEDS
+    assert seeds == ["shop", "mall"]  # at create, before any request
+    assert plans(client, "shop", module) == ["basic", "shop-own"]
+    assert plans(client, "mall", module) == ["basic", "mall-own"]
+    add_to_config(home, "shop", "NAME = 'Shop again'")  # a rebuild of its app
+    assert client.get("/shop/").status_code in (200, 404)
+    assert migrate_tenants(home)
+    assert plans(client, "shop", module) == ["basic", "shop-own"]
+    assert seeds == ["shop", "mall"]  # re-run by nothing
+
+
+def test_seed_runs_when_a_module_is_first_enabled(home, client, make_tenant, write_module):
+    module = write_module(SEEDED.replace("{upper}", "SEEDED"))
+    make_tenant("shop", blueprints=("landing",))
+    add_to_config(home, "shop", "SEEDED_DEFAULT_PLAN = 'gold'")
+    set_blueprints(home, "shop", ("landing", module))
+    assert plans(client, "shop", module) == ["gold", "shop-own"]  # the tenant's own setting
+    set_blueprints(home, "shop", ("landing",))  # disabled: its data stays
+    assert client.get("/shop/plans").status_code == 404
+    set_blueprints(home, "shop", ("landing", module))
+    assert plans(client, "shop", module) == ["gold", "shop-own"]
+    assert __import__(module).SEEDS == ["shop"]
+
+
+def test_a_failing_seed_leaves_no_tables(home, client, make_tenant, write_module):
+    module = write_module(SEEDED.replace("{upper}", "SEEDED"))
+    make_tenant("shop", blueprints=("landing",))
+    add_to_config(home, "shop", "FAIL_SEED = True")
+    set_blueprints(home, "shop", ("landing", module))
+    refused = client.get("/shop/plans")
+    assert (refused.status_code, refused.json["error"]) == (503, "service_unavailable")
+    database = tenant_database(home, "shop")
+    try:
+        assert f"{module}_plans" not in database.table_names()  # nor its half-written row
+    finally:
+        database.dispose()
+    path = home.config_file("shop")
+    path.write_text(path.read_text().replace("FAIL_SEED = True", "FAIL_SEED = False"))
+    assert plans(client, "shop", module) == ["basic", "shop-own"]
+
+
+def test_a_failing_seed_fails_create_and_writes_nothing(home, write_module, monkeypatch):
+    module = write_module(
+        SEEDED.replace("{upper}", "SEEDED").replace('tenant.config.get("FAIL_SEED")', "True")
+    )
+    with pytest.raises(Exception, match="seeding failed on purpose"):
+        create_tenant(home, "shop", blueprints=(module,))
+    assert not home.config_file("shop").exists()
+    assert not home.instance_dir("shop").exists()
