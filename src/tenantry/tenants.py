@@ -528,10 +528,13 @@ def upgrade_database(
             config_class = config_class or load_config_class(home, slug)
             if modules is None:
                 modules = tenant_modules(config_class)
+            # Only a seed needs the tenant's settings (and so valid secrets).
+            seeds = any(module.seed is not None for module in modules)
+            tenant = _seeding_tenant(home, config_class, modules, database) if seeds else None
         except TenantConfigError:
             database.upgrade()
             raise
-        return database.upgrade(modules, _seeding_tenant(home, config_class, modules, database))
+        return database.upgrade(modules, tenant)
     finally:
         database.dispose()
 
