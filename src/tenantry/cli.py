@@ -16,6 +16,7 @@ import click
 from flask import Flask
 from sqlalchemy.exc import SQLAlchemyError
 
+import tenantry
 from tenantry import audit as audit_log
 from tenantry.auth import guard_of
 from tenantry.client.cli import client as client_cli
@@ -95,6 +96,7 @@ def _refusing(operation, *args, **kwargs):
 
 
 @click.group()
+@click.version_option(tenantry.__version__, prog_name="tenantry", message="%(prog)s %(version)s")
 @click.option(
     "--home",
     type=click.Path(file_okay=False),
