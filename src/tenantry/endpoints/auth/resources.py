@@ -2,6 +2,7 @@ import contextlib
 from datetime import UTC, datetime
 
 from flask import current_app, request
+from pydantic import BaseModel
 from werkzeug.exceptions import BadRequest, Conflict, NotFound, TooManyRequests, Unauthorized
 
 from tenantry.audit import ENTRY_FIELDS, entries, format_time
@@ -44,22 +45,25 @@ USER = schema_object(
 WRONG_CREDENTIALS = "The username or password is incorrect."
 
 
+class Credentials(BaseModel):
+    username: str
+    password: str
+
+
 class Login(TenantResource):
     openapi = {
         "post": operation(
             "Exchange a username and password for an access token",
             {200: TOKEN},
             errors=(400, 401, 413, 429),
-            body=schema_object({"username": STRING, "password": STRING}, ("username", "password")),
+            body=Credentials,
             public=True,
         )
     }
 
     def post(self):
-        body = json_object()
-        username, password = body.get("username"), body.get("password")
-        if not isinstance(username, str) or not isinstance(password, str):
-            raise BadRequest("username and password must be strings.")
+        credentials = json_object(Credentials)
+        username, password = credentials.username, credentials.password
         if not is_username(username):
             # No such user can exist: answer like any wrong login, and store nothing.
             password_matches(None, password)

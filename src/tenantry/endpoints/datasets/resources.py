@@ -1,4 +1,5 @@
 from flask import request
+from pydantic import BaseModel, Field
 from werkzeug.exceptions import BadRequest, Conflict, NotFound
 
 from tenantry.endpoint import (
@@ -132,25 +133,23 @@ class DatasetItem(TenantResource):
         return no_content()
 
 
+class DatasetsToZip(BaseModel):
+    datasets: list[str] = Field(min_length=1, max_length=MAX_ITEMS)
+
+
 class DatasetDownload(TenantResource):
     openapi = {
         "post": operation(
             "A one-time link to a zip of the datasets' files",
             {201: LINK},
-            errors=(400, 404, 413, 507),
-            body=schema_object({"datasets": {**STRINGS, "minItems": 1}}, ("datasets",)),
+            errors=(404, 413, 507),
+            body=DatasetsToZip,
         )
     }
 
     @auth_required()
     def post(self):
-        names = json_object().get("datasets")
-        if (
-            not isinstance(names, list)
-            or not 1 <= len(names) <= MAX_ITEMS
-            or not all(isinstance(n, str) for n in names)
-        ):
-            raise BadRequest(f"datasets must be a list of 1 to {MAX_ITEMS} dataset names.")
+        names = json_object(DatasetsToZip).datasets
         try:
             link = link_zip(
                 self.database, self.storage, names, self.config["STORAGE_QUOTA"], DEFAULT_TTL
