@@ -24,6 +24,7 @@ pytestmark = pytest.mark.e2e
 
 PASSWORD = "correct-horse-1"
 EXAMPLES = "15"
+SLUGS = ("acme", "globex", "plain", "shop")
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,9 @@ def server(tmp_path_factory):
     create_tenant(home, "acme", name="Acme Corp", hosts=("acme.localhost",))
     create_tenant(home, "globex", name="Globex")
     create_tenant(home, "plain", name="Plain", blueprints=("landing",))
-    for slug in ("acme", "globex", "plain"):
+    # The notes example: its bodies and answers are pydantic models.
+    create_tenant(home, "shop", name="Shop", blueprints=("landing", "notes"))
+    for slug in SLUGS:
         app = create_app(load_config_class(home, slug), home)
         database = app.extensions["tenantry.db"]
         create_user(database, guard_of(app).hash_password, "admin", PASSWORD, ["admin"])
@@ -48,7 +51,7 @@ def server(tmp_path_factory):
                 f"{server.url}/{slug}/auth/login",
                 json={"username": "admin", "password": PASSWORD},
             ).json()["access_token"]
-            for slug in ("acme", "globex", "plain")
+            for slug in SLUGS
         }
         yield server
 
@@ -69,7 +72,7 @@ def run_schemathesis(server, slug: str, cwd, token: str | None) -> subprocess.Co
     return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
-@pytest.mark.parametrize("slug", ["acme", "globex", "plain"])
+@pytest.mark.parametrize("slug", SLUGS)
 @pytest.mark.parametrize("with_token", [False, True], ids=["anonymous", "admin-token"])
 def test_the_api_keeps_its_own_spec(server, slug, with_token, tmp_path):
     token = server.tokens[slug] if with_token else None

@@ -1,20 +1,25 @@
 """The public API for endpoint modules: everything a module needs, and nothing it must not have.
 
-An endpoint module is a Python module (or package) with a module-level ``blueprint``::
+An endpoint module is a Python module (or package) with a module-level ``blueprint``; an
+ordinary Flask blueprint with plain ``@blueprint.route`` views is one. Resources declare
+their operations in ``openapi`` (welcome, never required), bodies as pydantic models::
 
     from flask import Blueprint
-    from tenantry.endpoint import (
-        STRING, TenantApi, TenantResource, auth_required, operation, schema_object,
-    )
+    from pydantic import BaseModel
+    from tenantry.endpoint import TenantApi, TenantResource, auth_required, json_object, operation
 
     blueprint = Blueprint("notes", __name__)
     api = TenantApi(blueprint)
 
+    class NoteIn(BaseModel):
+        text: str
+
     class Notes(TenantResource):
         method_decorators = [auth_required()]
-        openapi = {"get": operation("My notes", {200: schema_object({"text": STRING})})}
+        openapi = {"post": operation("Write a note", {201: NoteIn}, body=NoteIn)}
 
-        def get(self):
+        def post(self):
+            note = json_object(NoteIn)  # validated, or a 400 naming the failing fields
             ...
 
     api.add_resource(Notes, "/notes")
@@ -24,7 +29,8 @@ tenant state: each request reaches its own tenant through :data:`current_tenant`
 properties of :class:`TenantResource`). Optional module attributes: ``settings`` (config
 defaults a tenant may override), ``migrations`` (the folder of the module's own alembic
 revisions), ``requires`` (other endpoint modules it needs), ``converters`` (URL converters
-its routes use) and ``file_references`` (who refers to a stored file; see README).
+its routes use), ``file_references`` (who refers to a stored file) and ``seed`` (its
+tables' first rows per tenant); see README's *Write your own endpoint module*.
 
 The names below are the whole API and stay stable; everything else in ``tenantry`` is
 private to the platform.
