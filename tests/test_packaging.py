@@ -169,3 +169,16 @@ def test_the_installed_command_prints_the_version_of_the_package(fresh_venv, tmp
     pyproject.toml reads too: the version is written in one place."""
     output = run([fresh_venv / "bin" / "tenantry", "--version"], cwd=tmp_path, timeout=60)
     assert output == f"tenantry {tenantry.__version__}\n"
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(INSTALL_TIMEOUT)
+def test_the_installed_command_makes_a_module_from_its_package_data(fresh_venv, tmp_path):
+    """``tenantry new module`` of the installed wheel: its templates are in the wheel."""
+    output = run(
+        [fresh_venv / "bin" / "tenantry", "new", "module", "stock"], cwd=tmp_path, timeout=60
+    )
+    assert "pip install -e tenantry-stock" in output
+    made = tmp_path / "tenantry-stock"
+    assert (made / "tenantry_stock" / "migrations" / "stock_0001_stock_items.py").is_file()
+    assert (made / "tests" / "test_stock.py").is_file()

@@ -9,6 +9,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import shlex
 import sys
 from collections.abc import Iterator
 
@@ -26,6 +27,7 @@ from tenantry.db import tenant_database
 from tenantry.factory import create_app
 from tenantry.home import DEFAULT_RETRY_AFTER, HOME_ENV_VAR, HomeError, TenantHome
 from tenantry.log import configure_logging, level_from_environ
+from tenantry.scaffold import ScaffoldError, new_module
 from tenantry.serving import gunicorn_options, metrics_setup
 from tenantry.tenants import (
     OperationFailed,
@@ -661,6 +663,46 @@ def serve(ctx, bind, workers, metrics_bind):
         "tenantry.wsgi:application",
     ]  # fmt: skip
     os.execv(sys.executable, argv)
+
+
+@main.group()
+def new() -> None:
+    """Make a new endpoint module (needs no home)."""
+
+
+@new.command("module")
+@click.argument("name")
+@click.option(
+    "--dir",
+    "target",
+    type=click.Path(),
+    help="Folder to make it in: new, or empty (default: ./tenantry-NAME).",
+)
+def new_module_command(name, target):
+    """Make the package of NAME, a new endpoint module (e.g. inventory): a route, its
+    table, migration, setting and seed, and its own tests, which pass once it is installed."""
+    try:
+        made = new_module(name, target)
+    except ScaffoldError as exc:
+        raise InputError(str(exc)) from exc
+    except OSError as exc:
+        raise click.ClickException(f"could not make the package: {exc}") from exc
+    shown = _relative(made)
+    click.echo(f"made the endpoint module {name} in {shown}:")
+    for path in sorted(path for path in made.rglob("*") if path.is_file()):
+        click.echo(f"  {path.relative_to(made)}")
+    click.echo("next:")
+    click.echo(f"  pip install -e {shlex.quote(shown)}")
+    click.echo(f"  pytest {shlex.quote(shown)}")
+    click.echo(f"  tenantry tenants create shop --blueprints landing,{name}")
+
+
+def _relative(path) -> str:
+    """``path`` as the user would type it here: relative below the current folder."""
+    try:
+        return str(path.relative_to(os.getcwd()))
+    except ValueError:
+        return str(path)
 
 
 main.add_command(client_cli)
