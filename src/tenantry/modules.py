@@ -355,7 +355,7 @@ def _describe(name: str, module: ModuleType) -> EndpointModule:
         raise EndpointModuleError(name, "has no module-level `blueprint` (a flask.Blueprint)")
     problems = _deferred_problems(blueprint)
     settings = getattr(module, "settings", {})
-    problems += _settings_problems(settings)
+    problems += settings_problems(settings)
     migrations = getattr(module, "migrations", None)
     if migrations is not None and not Path(migrations).is_dir():
         problems.append(f"`migrations` is not a folder: {migrations}")
@@ -430,7 +430,9 @@ def forget_broken_models() -> str | None:
     return first
 
 
-def _settings_problems(settings) -> list[str]:
+def settings_problems(settings) -> list[str]:
+    """What is wrong with a module's ``settings``: not a mapping, a name that is not
+    UPPER_CASE, or one the platform (or Flask) uses itself."""
     from tenantry.config import TenantConfig
 
     if not isinstance(settings, Mapping):

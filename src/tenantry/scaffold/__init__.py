@@ -23,7 +23,7 @@ from tenantry.modules import (
     ENTRY_POINT_GROUP,
     INTERNAL_NAMES,
     VERSION_TABLE_PREFIX,
-    _settings_problems,
+    settings_problems,
 )
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -67,7 +67,7 @@ def check_name(module: str) -> None:
             f"({', '.join(sorted(RESERVED))}): choose another name"
         )
     setting = f"{module.upper()}_MAX_NAME_LENGTH"
-    if _settings_problems({setting: 1}):
+    if settings_problems({setting: 1}):
         raise ScaffoldError(
             f"{module!r} would make the module's settings ({setting}) look like the "
             "platform's own: choose another name"
