@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from tenantry.db import tenant_database
-from tenantry.tenants import check_tenants, create_tenant, migrate_tenants
+from tenantry.tenants import TenantError, check_tenants, create_tenant, migrate_tenants
 from tests.test_endpoint_modules import add_to_config, set_blueprints
 
 # An ordinary Flask blueprint, as a team has it before tenantry: plain views, a
@@ -314,3 +314,21 @@ def test_a_failing_seed_fails_create_and_writes_nothing(home, write_module, monk
         create_tenant(home, "shop", blueprints=(module,))
     assert not home.config_file("shop").exists()
     assert not home.instance_dir("shop").exists()
+
+
+def test_settings_given_at_create_are_written_and_reach_the_seed(home, client, write_module):
+    module = write_module(SEEDED.replace("{upper}", "SEEDED"))
+    create_tenant(home, "shop", blueprints=(module,), settings={"SEEDED_DEFAULT_PLAN": "gold"})
+    assert plans(client, "shop", module) == ["gold", "shop-own"]
+    assert 'SEEDED_DEFAULT_PLAN = "gold"' in home.config_file("shop").read_text().replace("'", '"')
+    refused = {
+        "SEEDED_DEFAULT_PLAN must be str": {"SEEDED_DEFAULT_PLAN": 5},
+        "UPPER_CASE name": {"lower": 1},
+        "other than SLUG": {"SLUG": "other"},
+        "must be a Python literal": {"WHEN": object()},
+        "MAX_JSON_BODY must be a positive integer": {"MAX_JSON_BODY": -1},
+    }
+    for message, settings in refused.items():
+        with pytest.raises(TenantError, match=message):
+            create_tenant(home, "mall", blueprints=(module,), settings=settings)
+        assert not home.config_file("mall").exists() and not home.instance_dir("mall").exists()

@@ -6,6 +6,7 @@ file renamed into place), so a running server never sees half a tenant.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import hashlib
 import itertools
@@ -16,6 +17,7 @@ import os
 import re
 import shutil
 import stat
+from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -30,8 +32,10 @@ from tenantry.config import (
     ALL_BLUEPRINTS,
     TenantConfig,
     TenantConfigError,
+    config_class_problems,
     enabled_blueprints,
     is_valid_slug,
+    module_settings,
     tenant_modules,
     tenant_settings,
 )
@@ -41,6 +45,7 @@ from tenantry.endpoint import Tenant
 from tenantry.home import TenantHome
 from tenantry.hosts import HostIndex
 from tenantry.modules import (
+    SETTING_NAME,
     STRICT_ADVICE,
     UNDECLARED_ADVICE,
     EndpointModule,
@@ -151,6 +156,24 @@ def _literal(value: str | tuple[str, ...]) -> str:
     return f"({items},)" if len(value) == 1 else f"({items})"
 
 
+def _setting_literal_problems(settings: dict, attributes: dict) -> list[str]:
+    """What keeps ``settings`` from being written into a config module as they are."""
+    problems = []
+    for key, value in settings.items():
+        if not isinstance(key, str) or not SETTING_NAME.fullmatch(key) or key in attributes:
+            problems.append(
+                f"setting {key!r} must be an UPPER_CASE name other than {', '.join(attributes)}"
+            )
+            continue
+        try:
+            same = ast.literal_eval(repr(value)) == value
+        except (ValueError, SyntaxError):
+            same = False
+        if not same:
+            problems.append(f"setting {key} must be a Python literal, not {type(value).__name__}")
+    return problems
+
+
 def _class_name(slug: str) -> str:
     return "".join(part.capitalize() for part in slug.split("-")) + "Config"
 
@@ -167,11 +190,15 @@ def create_tenant(
     name: str | None = None,
     hosts: tuple[str, ...] = (),
     blueprints: tuple[str, ...] = ALL_BLUEPRINTS,
+    settings: Mapping[str, object] | None = None,
 ) -> None:
     """Write config/<slug>.py, tenants/<slug>/ (.env 0600, wsgi.py, storage/) and migrate
-    its database. The config module is written last: the tenant exists once it is there.
+    its database, seeding its modules' tables. The config module is written last: the
+    tenant exists once it is there. ``settings`` are more attributes of its config class
+    (``{"NOTES_MAX_PER_USER": 10}``; literals only), which its modules' seeds see too.
 
-    :raises TenantError: invalid or existing slug, invalid host or blueprint; nothing written.
+    :raises TenantError: invalid or existing slug, invalid host, blueprint or setting;
+        nothing written.
     """
     if not is_valid_slug(slug):
         raise TenantError(
@@ -192,6 +219,16 @@ def create_tenant(
     blueprints = ordered_blueprints(blueprints)
     modules = resolve_modules(canonical_blueprints(blueprints))
     problems = check_routes(modules).problems
+    if problems:
+        raise TenantError("; ".join(problems))
+    # The class config/<slug>.py will hold: checked now, seen by the modules' seeds.
+    attributes = {"SLUG": slug, "NAME": name or slug, "HOSTS": hosts, "BLUEPRINTS": blueprints}
+    settings = dict(settings or {})
+    problems = _setting_literal_problems(settings, attributes)
+    config_class = type(_class_name(slug), (TenantConfig,), {**attributes, **settings})
+    if not problems:
+        problems = config_class_problems(config_class, slug)
+        problems += module_settings(config_class, modules)[1]
     if problems:
         raise TenantError("; ".join(problems))
     taken = _hosts_in_use(home).keys() & set(hosts)
@@ -217,9 +254,7 @@ def create_tenant(
         write_atomically(home.env_file(slug), f"SECRET_KEY={new_secret_key()}\n", 0o600)
         write_atomically(instance / "wsgi.py", WSGI_MODULE.format(slug=slug))
         TenantStorage(instance / "storage").ensure()
-        # The class config/<slug>.py will hold, for the modules' seeds: written last.
-        attributes = {"SLUG": slug, "NAME": name or slug, "HOSTS": hosts, "BLUEPRINTS": blueprints}
-        upgrade_database(home, slug, modules, type(_class_name(slug), (TenantConfig,), attributes))
+        upgrade_database(home, slug, modules, config_class)
         home.record_backend()
         config = CONFIG_MODULE.format(
             class_name=_class_name(slug),
@@ -228,6 +263,7 @@ def create_tenant(
             hosts=_literal(hosts),
             blueprints=_literal(blueprints),
         )
+        config += "".join(f"    {key} = {value!r}\n" for key, value in settings.items())
         write_atomically(home.config_file(slug), config)
     except BaseException:
         home.config_file(slug).unlink(missing_ok=True)

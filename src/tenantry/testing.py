@@ -127,12 +127,11 @@ def make_test_tenant(
     blueprints: Iterable[str] = ("landing",),
     settings: dict | None = None,
 ) -> TestTenant:
-    """Create a tenant in ``home`` (its config class gets ``settings`` as attributes)."""
-    create_tenant(home, slug, name=f"{slug} (test)", blueprints=tuple(blueprints))
-    if settings:
-        path = home.config_file(slug)
-        lines = "".join(f"    {key} = {value!r}\n" for key, value in settings.items())
-        path.write_text(path.read_text() + lines)
+    """Create a tenant in ``home`` (its config class gets ``settings`` as attributes,
+    which its modules' ``seed`` sees too)."""
+    create_tenant(
+        home, slug, name=f"{slug} (test)", blueprints=tuple(blueprints), settings=settings
+    )
     application = RequestLog(TenantDispatcher(registry))
     return TestTenant(slug, home, registry, TenantClient(application, slug))
 
