@@ -171,9 +171,9 @@ def test_a_tenant_overrides_a_module_setting_and_a_wrong_type_is_named(
             """
             from flask import Blueprint
             blueprint = Blueprint("{name}", __name__)
-            blueprint.before_request(lambda: None)
+            blueprint.register_error_handler(404, lambda error: ("not here", 404))
             """,
-            "per-request hooks (before_request_funcs)",
+            "has error handlers",
         ),
         (
             """
@@ -217,7 +217,7 @@ def test_a_tenant_overrides_a_module_setting_and_a_wrong_type_is_named(
         "takes-the-app",
         "plain-api",
         "platform-setting",
-        "blueprint-hook",
+        "blueprint-error-handler",
         "app-hook",
         "broken-models",
         "blueprint-name-taken",

@@ -192,6 +192,53 @@ def test_openapi_strict_must_be_a_bool(home, client, acme):
     assert "OPENAPI_STRICT must be True or False" in check_tenants(home)["acme"].problems
 
 
+HOOKED = """
+from flask import Blueprint, g, request
+from werkzeug.exceptions import Forbidden
+from tenantry.endpoint import current_tenant
+
+blueprint = Blueprint("{name}", __name__)
+
+
+@blueprint.before_request
+def require_a_key():
+    # An existing blueprint's own guard: every tenant sharing the routes must run it.
+    if request.headers.get("X-Key") != current_tenant.slug + "-key":
+        raise Forbidden("This blueprint wants its key.")
+    g.seen_by = current_tenant.slug
+
+
+@blueprint.after_request
+def stamp(response):
+    response.headers["X-Served-For"] = current_tenant.slug
+    return response
+
+
+@blueprint.route("/guarded")
+def guarded():
+    return {{"seen_by": g.seen_by}}
+"""
+
+
+def test_a_blueprints_own_request_hooks_run_for_every_tenant_sharing_it(
+    client, make_tenant, write_module
+):
+    module = write_module(HOOKED)
+    for slug in ("one", "two", "three"):  # one route kit: registered by the first only
+        make_tenant(slug, blueprints=("landing", module))
+    for slug in ("one", "two", "three"):
+        refused = client.get(f"/{slug}/guarded")
+        assert (refused.status_code, refused.json["error"]) == (403, "forbidden")
+        foreign = client.get(f"/{slug}/guarded", headers={"X-Key": "one-key"})
+        assert foreign.status_code == (200 if slug == "one" else 403)
+        served = client.get(f"/{slug}/guarded", headers={"X-Key": f"{slug}-key"})
+        assert served.json == {"seen_by": slug}
+        assert served.headers["X-Served-For"] == slug
+        # The hooks are the blueprint's: the tenant's other routes do not run them.
+        landing = client.get(f"/{slug}/")
+        assert landing.status_code == 200 and "X-Served-For" not in landing.headers
+
+
 # -- pydantic --------------------------------------------------------------------------------
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from flask import Blueprint, Flask, Response, request
@@ -77,11 +77,15 @@ def register_guard(app: Flask) -> None:
 
 @dataclass(frozen=True)
 class RouteKit:
-    """The routes of every app with one set of endpoint modules: never changed once built."""
+    """The routes of every app with one set of endpoint modules: never changed once built.
+    ``hooks`` are the blueprints' own request hooks (``before_request`` of a module's
+    blueprint, say), by app attribute and blueprint name: registration put them on the
+    first app only, and every app of the kit must run them."""
 
     url_map: Map
     view_functions: Mapping
     blueprints: Mapping[str, Blueprint]
+    hooks: Mapping[str, Mapping[str, tuple]] = field(default_factory=dict)
 
 
 # By the endpoint modules' names (as imported), in the order the app registers them.
@@ -111,6 +115,10 @@ class TenantFlask(Flask):
         self.url_map = kit.url_map
         self.view_functions = kit.view_functions
         self.blueprints = kit.blueprints
+        for attribute, scopes in kit.hooks.items():
+            hooks = getattr(self, attribute)
+            for scope, functions in scopes.items():
+                hooks[scope] = list(functions)
 
     def add_url_rule(self, *args, **kwargs) -> None:
         self._own_routes()
@@ -198,14 +206,20 @@ def register_blueprints(app: TenantFlask, modules: tuple[EndpointModule, ...]) -
     if kit is not None:
         app.use_kit(kit)
         return
-    hooks = _hooks(app)
+    before = _hooks(app)
     for module in modules:
         app.url_map.converters.update(module.converters)
     for module in modules:
         app.register_blueprint(module.blueprint)
-    if _hooks(app) != hooks:
+    added = _added_hooks(before, _hooks(app))
+    app_wide = {name for name, scopes in added.items() if None in scopes}
+    if app_wide or "error_handler_spec" in added:
         names = ", ".join(module.name for module in modules)
-        raise RuntimeError(f"endpoint modules {names} register per-app hooks: cannot share")
+        found = ", ".join(sorted(app_wide | (set(added) & {"error_handler_spec"})))
+        raise RuntimeError(
+            f"endpoint modules {names} register app-wide hooks or error handlers ({found}): "
+            "use the blueprint's own request hooks, or method_decorators"
+        )
     problems = route_problems(modules, app)
     if problems:
         raise RuntimeError("; ".join(problems))
@@ -213,7 +227,10 @@ def register_blueprints(app: TenantFlask, modules: tuple[EndpointModule, ...]) -
     # Read-only views of both: code that writes to them directly (say, ``app.endpoint``)
     # fails loudly instead of changing every tenant. The Map itself must be left alone.
     kit = RouteKit(
-        app.url_map, MappingProxyType(app.view_functions), MappingProxyType(app.blueprints)
+        app.url_map,
+        MappingProxyType(app.view_functions),
+        MappingProxyType(app.blueprints),
+        MappingProxyType(added),
     )
     with _route_kits_lock:
         app.use_kit(_route_kits.setdefault(key, kit))
@@ -232,6 +249,22 @@ def _hooks(app: Flask) -> dict:
         if scope is None or any(function not in app_wide for function in functions)
     }
     return hooks
+
+
+def _added_hooks(before: dict, after: dict) -> dict[str, dict]:
+    """The hooks registration added, by attribute and scope (a blueprint's name, or None
+    for the whole app), each scope's functions as a tuple. Template context processors
+    are left out: tenants answer JSON."""
+    added: dict[str, dict] = {}
+    for attribute, scopes in after.items():
+        if attribute == "template_context_processors":
+            continue
+        for scope, functions in scopes.items():
+            if functions != before.get(attribute, {}).get(scope):
+                added.setdefault(attribute, {})[scope] = (
+                    functions if isinstance(functions, dict) else tuple(functions)
+                )
+    return added
 
 
 def _non_empty(value):

@@ -451,16 +451,10 @@ def settings_problems(settings) -> list[str]:
     return problems
 
 
-# A blueprint's per-request hooks: registered on the first app of a route kit only, so the
-# other tenants sharing the kit would silently run without them.
-_BLUEPRINT_HOOKS = (
-    "before_request_funcs",
-    "after_request_funcs",
-    "teardown_request_funcs",
-    "url_value_preprocessors",
-    "url_default_functions",
-    "error_handler_spec",
-)
+# A blueprint's error handlers would answer its errors in a shape of their own, not the
+# platform's one JSON error shape. (Its request hooks are fine: every app of a route kit
+# gets them, see tenantry.factory.RouteKit.)
+_REFUSED_BLUEPRINT_HOOKS = ("error_handler_spec",)
 _ROUTE_RECORD = "Blueprint.add_url_rule.<locals>.<lambda>"
 
 
@@ -470,9 +464,11 @@ def _deferred_problems(blueprint: Blueprint) -> list[str]:
     A blueprint's deferred functions run with the app it is registered on. An endpoint
     module's blueprint is registered by the first tenant of each route kit and then shared:
     a function that kept anything of that app would serve its config, database or storage
-    to every other tenant, and hooks it installs on that app would be missing from the
-    others. Routes (flask's own deferred ``add_url_rule``) and TenantApi's view
-    registration are the only ones allowed.
+    to every other tenant, and app-wide hooks it installs on that app would run for all of
+    that tenant's routes. Routes (flask's own deferred ``add_url_rule``) and TenantApi's
+    view registration are the only ones allowed. The blueprint's own request hooks
+    (``before_request``, ``after_request``, ...) are fine: they are plain functions, and
+    every app sharing the routes gets them.
     """
     from tenantry.endpoint import TenantApi
 
@@ -507,10 +503,10 @@ def _deferred_problems(blueprint: Blueprint) -> list[str]:
                 "a tenant's app: endpoint modules hold no tenant state (read current_tenant "
                 "per request instead)"
             )
-    hooks = [name for name in _BLUEPRINT_HOOKS if any(getattr(blueprint, name).values())]
-    if hooks:
+    if any(getattr(blueprint, name).values() for name in _REFUSED_BLUEPRINT_HOOKS):
         problems.append(
-            f"blueprint {blueprint.name!r} has per-request hooks ({', '.join(hooks)}), which "
-            "are not shared by the tenants: use method_decorators on its resources"
+            f"blueprint {blueprint.name!r} has error handlers, whose answers would not be "
+            "the platform's JSON error shape: raise werkzeug's HTTPExceptions "
+            "(NotFound, Conflict, ...) and let tenantry answer them"
         )
     return problems
