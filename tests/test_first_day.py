@@ -7,7 +7,13 @@ from __future__ import annotations
 import pytest
 
 from tenantry.db import tenant_database
-from tenantry.tenants import TenantError, check_tenants, create_tenant, migrate_tenants
+from tenantry.tenants import (
+    TenantError,
+    check_tenants,
+    collect_garbage,
+    create_tenant,
+    migrate_tenants,
+)
 from tests.test_endpoint_modules import add_to_config, set_blueprints
 
 # An ordinary Flask blueprint, as a team has it before tenantry: plain views, a
@@ -379,3 +385,201 @@ def test_settings_given_at_create_are_written_and_reach_the_seed(home, client, w
         with pytest.raises(TenantError, match=message):
             create_tenant(home, "mall", blueprints=(module,), settings=settings)
         assert not home.config_file("mall").exists() and not home.instance_dir("mall").exists()
+
+
+# -- what a review of the first version found -------------------------------------------------
+
+EDGES = """
+from decimal import Decimal
+from typing import Optional
+
+from flask import Blueprint
+from pydantic import BaseModel, Field
+from tenantry.endpoint import TenantApi, TenantResource, json_object, operation, query_object
+
+blueprint = Blueprint("{name}", __name__)
+
+
+class Money(BaseModel):
+    amount: Decimal
+
+
+class Error(BaseModel):  # the platform's name too
+    code: int
+
+
+class Priced(BaseModel):
+    created_at: int = Field(alias="createdAt")
+    price: Money
+    errors: list[Error] = []
+
+
+class Basket(BaseModel):
+    money: Money
+
+
+class Filter(BaseModel):
+    tags: Optional[list[str]] = None
+    text: Optional[str] = Field(default=None, validation_alias="search")
+
+
+class Numbers(BaseModel):
+    xs: list[int]
+
+
+class Prices(TenantResource):
+    openapi = {{
+        "post": operation("Price", {{200: list[Priced]}}, body=Basket, public=True),
+        "get": operation("Filter", {{200: {{"type": "object"}}}}, query=Filter, public=True),
+    }}
+
+    def post(self):
+        money = json_object(Basket).money
+        return [Priced(createdAt=1, price=money)]
+
+    def get(self):
+        found = query_object(Filter)
+        return {{"tags": found.tags, "text": found.text}}
+
+
+class Sum(TenantResource):
+    openapi = {{"post": operation("Sum", {{200: {{"type": "object"}}}}, body=Numbers, public=True)}}
+
+    def post(self, kind=None):
+        return {{"sum": sum(json_object(Numbers).xs)}}
+
+
+def declared_view():
+    return {{"plain": True}}
+
+
+declared_view.openapi = {{"get": operation("Declared", {{200: {{"type": "object"}}}}, public=True)}}
+blueprint.add_url_rule("/declared", view_func=declared_view)
+api = TenantApi(blueprint)
+api.add_resource(Prices, "/prices")
+api.add_resource(Sum, "/sum", "/sum/<kind>")
+"""
+
+
+def test_answers_and_documents_agree_on_models(home, client, make_tenant, write_module):
+    module = write_module(EDGES)
+    make_tenant("shop", blueprints=(module,))
+    answer = client.post("/shop/prices", json={"money": {"amount": "1.5"}})
+    assert answer.json == [{"createdAt": 1, "price": {"amount": "1.5"}, "errors": []}]
+    spec = client.get("/shop/openapi.json").json
+    schemas = spec["components"]["schemas"]
+    ok = spec["paths"]["/prices"]["post"]["responses"]["200"]["content"]["application/json"]
+    assert ok["schema"]["items"] == {"$ref": "#/components/schemas/Priced"}
+    assert "createdAt" in schemas["Priced"]["properties"]  # by alias, as answered
+    # Money's request and answer schemas differ (a Decimal): both are there.
+    answered = schemas["Priced"]["properties"]["price"]["$ref"].rpartition("/")[2]
+    body = spec["paths"]["/prices"]["post"]["requestBody"]["content"]["application/json"]
+    sent = body["schema"]["properties"]["money"]["$ref"].rpartition("/")[2]
+    assert {answered, sent} == {"Money", "Money-Input"}
+    assert schemas[answered]["properties"]["amount"]["type"] == "string"
+    assert "anyOf" in schemas[sent]["properties"]["amount"]  # a number or a string
+    # The platform's Error stays the error shape; check says a module's clashes with it.
+    assert schemas["Error"]["required"] == ["error", "message"]
+    warnings = check_tenants(home)["shop"].warnings
+    assert any("'Error'" in warning for warning in warnings), warnings
+
+
+def test_query_models_take_optional_lists_and_aliases(client, make_tenant, write_module):
+    module = write_module(EDGES)
+    make_tenant("shop", blueprints=(module,))
+    found = client.get("/shop/prices?tags=a&tags=b&search=hello").json
+    assert found == {"tags": ["a", "b"], "text": "hello"}
+    parameters = client.get("/shop/openapi.json").json["paths"]["/prices"]["get"]["parameters"]
+    assert [parameter["name"] for parameter in parameters] == ["tags", "search"]
+
+
+def test_a_huge_invalid_body_gets_a_bounded_answer(client, make_tenant, write_module):
+    module = write_module(EDGES)
+    make_tenant("shop", blueprints=(module,))
+    refused = client.post("/shop/sum", json={"xs": ["a"] * 50_000})
+    assert refused.status_code == 400
+    assert len(refused.json["fields"]) == 20 and refused.json["more_fields"] == 49_980
+    assert len(refused.get_data()) < 10_000
+    assert "(and 49997 more)" in refused.json["message"]
+
+
+def test_a_plain_view_may_declare_and_declared_routes_get_their_path_parameters(
+    home, client, make_tenant, write_module
+):
+    module = write_module(EDGES)
+    make_tenant("shop", blueprints=(module,))
+    paths = client.get("/shop/openapi.json").json["paths"]
+    assert paths["/declared"]["get"]["summary"] == "Declared"
+    assert [p["name"] for p in paths["/sum/{kind}"]["post"]["parameters"]] == ["kind"]
+    assert "parameters" not in paths["/sum"]["post"]
+    assert not any("not declared" in warning for warning in check_tenants(home)["shop"].warnings)
+
+
+def test_a_sweep_before_the_first_build_leaves_the_seed_its_tables(
+    home, client, make_tenant, write_module
+):
+    module = write_module(SEEDED.replace("{upper}", "SEEDED"))
+    make_tenant("shop", blueprints=("landing", "files"))
+    set_blueprints(home, "shop", ("landing", "files", module))
+    collect_garbage(home)  # what the server's sweep runs every few minutes
+    database = tenant_database(home, "shop")
+    try:
+        assert f"{module}_plans" not in database.table_names()
+    finally:
+        database.dispose()
+    assert plans(client, "shop", module) == ["basic", "shop-own"]
+
+
+def test_a_seed_through_the_engine_is_refused_and_leaves_no_tables(
+    home, client, make_tenant, write_module
+):
+    source = SEEDED.replace("{upper}", "SEEDED").replace(
+        "    SEEDS.append(tenant.slug)\n", "    SEEDS.append(tenant.database.engine)\n"
+    )
+    module = write_module(source)
+    make_tenant("shop", blueprints=("landing",))
+    set_blueprints(home, "shop", ("landing", module))
+    assert client.get("/shop/plans").status_code == 503
+    assert "tenant.database.transaction()" in migrate_tenants(home)["shop"]
+    database = tenant_database(home, "shop")
+    try:
+        assert f"{module}_plans" not in database.table_names()
+    finally:
+        database.dispose()
+
+
+def test_create_refuses_settings_that_are_no_settings(home, write_module):
+    plain = write_module(PLAIN)
+    for settings, message in (
+        ({"SECRET_KEY": "k" * 64}, "SECRET_KEY is not a setting"),
+        ({"STORAGE_ROOT": "/elsewhere"}, "STORAGE_ROOT is not a setting"),
+        ({"OPENAPI_STRICT": True}, "OPENAPI_STRICT is set"),
+    ):
+        with pytest.raises(TenantError, match=message):
+            create_tenant(home, "shop", blueprints=("landing", plain), settings=settings)
+        assert not home.config_file("shop").exists()
+
+
+def test_a_schema_no_json_schema_describes_fails_the_modules_import(home, write_module):
+    module = write_module(
+        """
+        from dataclasses import dataclass
+        from flask import Blueprint
+        from tenantry.endpoint import TenantApi, TenantResource, operation
+
+        blueprint = Blueprint("{name}", __name__)
+
+
+        class Opaque:
+            pass
+
+
+        class Thing(TenantResource):
+            openapi = {{"post": operation("Takes a thing", {{200: None}}, body=Opaque)}}
+
+
+        TenantApi(blueprint).add_resource(Thing, "/thing")
+        """
+    )
+    with pytest.raises(TenantError, match="operation 'Takes a thing'"):
+        create_tenant(home, "shop", blueprints=(module,))

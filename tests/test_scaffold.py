@@ -65,6 +65,7 @@ def everything_in(folder: Path) -> list[str]:
         "links",
         "openapi",
         "users",  # the built-in /users route
+        "healthz",  # the platform's health check on a tenant's own host
         "jwt_keys",  # JWT_KEYS_MAX_NAME_LENGTH: a setting of the platform's
         "tenantry_extra",
     ],

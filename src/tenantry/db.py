@@ -330,7 +330,8 @@ class TenantDatabase:
         """Bring the platform's schema to :data:`SCHEMA_REVISION` with alembic, then the
         tables of each endpoint module in ``modules`` that brings its own. A module's
         ``seed(tenant)`` runs when its tables are first made, in their transaction, given
-        ``tenant`` (without one, as a restore loads rows of its own, nothing is seeded).
+        ``tenant``; without one (a sweep, a restore), the tables of a module with a seed
+        are not made yet.
 
         :returns: the platform's revision, followed by each module's in parentheses.
         :raises SQLAlchemyError: the database refused a migration step.
@@ -383,7 +384,12 @@ class TenantDatabase:
         else:
             tables = self.table_names()
             new = not any(table.name in tables for table in module.tables())
-        seeding = new and tenant is not None and module.seed is not None
+        if new and module.seed is not None and tenant is None:
+            # Tables a seed must fill are made only where the seed can run (the tenant's
+            # next build, create, migrate): made empty here (by a sweep, a restore), they
+            # would never be seeded.
+            return module, None
+        seeding = new and module.seed is not None
         with self.engine.begin() as connection:
             if seeding and not self.is_postgres:
                 # pysqlite begins a transaction before DML only: without this, the tables
@@ -442,11 +448,20 @@ class TenantDatabase:
 class SeedingDatabase:
     """A tenant's database while an endpoint module's tables are first made: what its
     ``seed`` writes through :meth:`transaction` is part of that transaction, so the tables
-    exist with their first rows or not at all. Everything else is the tenant's database."""
+    exist with their first rows or not at all. Everything else is the tenant's database,
+    but its ``engine``: another connection would not see the new tables (and would wait
+    for the transaction's lock to write)."""
 
     def __init__(self, database: TenantDatabase, connection: Connection):
         self._database = database
         self._connection = connection
+
+    @property
+    def engine(self):
+        raise RuntimeError(
+            "a module's seed writes through tenant.database.transaction(): the engine's "
+            "connections are outside the transaction that makes the module's tables"
+        )
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Session]:

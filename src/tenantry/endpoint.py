@@ -156,7 +156,7 @@ class TenantApi(Api):
         """Every resource answers JSON: no content negotiation, one serialisation. A
         pydantic model answers as its JSON (``model_dump_json``)."""
         if type(data) is not dict and isinstance(data, BaseModel):
-            text = data.model_dump_json()
+            text = data.model_dump_json(by_alias=True)  # as its schema documents it
         else:
             text = current_app.json.dumps(data)
         response = current_app.response_class(text + "\n", status=code, mimetype="application/json")

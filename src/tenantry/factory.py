@@ -31,6 +31,7 @@ from tenantry.home import TenantHome
 from tenantry.modules import STRICT_ADVICE, EndpointModule, route_problems
 from tenantry.objects import ObjectStoreError, tenant_storage
 from tenantry.openapi import undeclared_routes
+from tenantry.schemas import ModelJSONProvider
 from tenantry.tenant_secrets import read_secrets
 
 log = logging.getLogger(__name__)
@@ -163,6 +164,7 @@ def configure_routing(app: Flask) -> None:
     """Answer paths as given: no redirects to merge slashes or add a trailing one."""
     app.url_map.merge_slashes = False
     app.url_map.strict_slashes = False
+    app.json = ModelJSONProvider(app)
     app.json.sort_keys = False
     app.session_interface = TenantSessionInterface()
 

@@ -25,7 +25,7 @@ from flask_restful import Api
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter, Map
 
-from tenantry.openapi import build_paths, undeclared_routes
+from tenantry.openapi import ERROR_SCHEMA, build_paths, undeclared_routes
 from tenantry.schemas import merge_components
 
 BUILTIN_PACKAGE = "tenantry.endpoints"
@@ -223,7 +223,7 @@ def check_routes(modules: tuple[EndpointModule, ...]) -> RouteCheck:
         operations = (o for ops in build_paths(app).values() for o in ops.values())
         warnings = [
             f"{problem} in the modules' models: /openapi.json shows one of them"
-            for problem in merge_components(operations, {})
+            for problem in merge_components(operations, {"Error": ERROR_SCHEMA})
         ]
     check = _route_checks[key] = RouteCheck(tuple(problems), tuple(undeclared), tuple(warnings))
     return check
@@ -249,10 +249,11 @@ def route_problems(modules: tuple[EndpointModule, ...], app: Flask) -> list[str]
 
 UNDECLARED_ADVICE = (
     "served and listed in /openapi.json with its path and methods only; declare it in its "
-    "resource's `openapi` to document its body and answers"
+    "resource's (or plain view function's) `openapi` to document its body and answers"
 )
 STRICT_ADVICE = (
-    "OPENAPI_STRICT is set: every method of a route needs an entry in its resource's `openapi`"
+    "OPENAPI_STRICT is set: every method of a route needs an entry in its resource's (or "
+    "plain view function's) `openapi`"
 )
 
 

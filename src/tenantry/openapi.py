@@ -69,27 +69,34 @@ def _error_description(status: int) -> str:
 
 def operation(
     summary: str,
-    ok: dict[int, dict | type[BaseModel] | None],
+    ok: dict[int, Any],
     errors: tuple[int, ...] = (),
-    body: dict | type[BaseModel] | None = None,
+    body: dict | type[BaseModel] | Any = None,
     parameters: tuple[dict, ...] = (),
     public: bool = False,
     binary_body: bool = False,
     optional_body: bool = False,
     query: type[BaseModel] | None = None,
 ) -> Operation:
-    """One operation: ``ok`` maps success statuses to their JSON schema or pydantic model
-    (None: no JSON body; a ``{"binary": True}`` marker: raw bytes); ``errors`` lists the
-    documented error statuses; ``body`` is the JSON body's schema or model; ``query`` a
-    model of the query parameters. A model documents a 400 as well (its validation fails
-    so). Bearer auth (and its 401) is implied unless ``public``."""
+    """One operation: ``ok`` maps success statuses to their JSON schema (a dict), pydantic
+    model or type (``list[Item]``) (None: no JSON body; a ``{"binary": True}`` marker: raw
+    bytes); ``errors`` lists the documented error statuses; ``body`` is the JSON body's
+    schema, model or type; ``query`` a model of the query parameters. A model documents a
+    400 as well (its validation fails so). Bearer auth (and its 401) is implied unless
+    ``public``.
+
+    :raises TypeError: a model or type no JSON schema can describe (at the module's
+        import, naming the operation).
+    """
     components: dict[str, dict] = {}
     responses: dict[str, Any] = {}
+    if query is not None and not is_model(query):
+        raise TypeError(f"operation {summary!r}: query must be a pydantic model, not {query!r}")
     for status, schema in ok.items():
         if schema is None:
             responses[str(status)] = {"description": "Done"}
-        elif is_model(schema):
-            content = json_content(model_schema(schema, "serialization", components))
+        elif not isinstance(schema, dict):  # a model, or a type such as list[Model]
+            content = json_content(_schema_of(schema, "serialization", components, summary))
             responses[str(status)] = {"description": "Done", "content": content}
         elif schema.get("binary"):
             responses[str(status)] = {
@@ -98,7 +105,8 @@ def operation(
             }
         else:
             responses[str(status)] = {"description": "Done", "content": json_content(schema)}
-    validated = {400} if is_model(body) or query is not None else set()
+    typed_body = body is not None and not isinstance(body, dict)
+    validated = {400} if typed_body or query is not None else set()
     statuses = set(errors) | validated | ({401} if not public else set()) | {503}
     for status in sorted(statuses):
         description = _error_description(status)
@@ -113,8 +121,8 @@ def operation(
         parameters += query_parameters(query, components)
     if parameters:
         spec["parameters"] = parameters
-    if is_model(body):
-        body = model_schema(body, "validation", components)
+    if typed_body:
+        body = _schema_of(body, "validation", components, summary)
     if body is not None:
         spec["requestBody"] = {"required": not optional_body, "content": json_content(body)}
     if binary_body:
@@ -125,6 +133,14 @@ def operation(
         }
     spec["security"] = [] if public else BEARER
     return Operation(spec, components=components)
+
+
+def _schema_of(model, mode: str, components: dict, summary: str) -> dict:
+    """:func:`model_schema`, its TypeError naming the operation."""
+    try:
+        return model_schema(model, mode, components)
+    except TypeError as exc:
+        raise TypeError(f"operation {summary!r}: {exc}") from None
 
 
 def openapi_path(rule: str) -> str:
@@ -139,9 +155,27 @@ def build_paths(app: Flask) -> dict[str, dict]:
     open response, so that a client sees that it exists."""
     paths: dict[str, dict] = {}
     for rule, method, declared in _operations(app):
-        operation = declared if declared is not None else undeclared_operation(rule, method)
+        if declared is None:
+            operation = undeclared_operation(rule, method)
+        else:
+            operation = _with_path_parameters(declared, rule)
         paths.setdefault(openapi_path(rule.rule), {})[method.lower()] = operation
     return dict(sorted(paths.items()))
+
+
+def _with_path_parameters(operation: dict, rule) -> dict:
+    """``operation`` with a parameter for each variable part of ``rule`` it does not
+    declare (a resource served at ``/items`` and ``/items/<int:id>`` declares one
+    ``openapi`` for both), so the document stays valid."""
+    declared = {p.get("name") for p in operation.get("parameters", ()) if p.get("in") == "path"}
+    missing = [p for p in path_parameters(rule) if p["name"] not in declared]
+    if not missing:
+        return operation
+    copy = type(operation)(operation)
+    if isinstance(operation, Operation):
+        copy.components = operation.components
+    copy["parameters"] = [*operation.get("parameters", ()), *missing]
+    return copy
 
 
 def undeclared_routes(app: Flask) -> list[str]:
@@ -159,7 +193,8 @@ def _operations(app: Flask):
     (Flask answers HEAD on a GET route itself), OPTIONS never."""
     for rule in app.url_map.iter_rules():
         view = app.view_functions[rule.endpoint]
-        declared = getattr(getattr(view, "view_class", None), "openapi", None)
+        # A resource's class attribute, or a plain view function's own attribute.
+        declared = getattr(getattr(view, "view_class", view), "openapi", None)
         if not isinstance(declared, dict):
             declared = {}
         for method in sorted((rule.methods or set()) - _HIDDEN_METHODS):
@@ -177,10 +212,9 @@ _CONVERTER_SCHEMAS = {
 }
 
 
-def undeclared_operation(rule, method: str) -> dict:
-    """What the spec can say of a route nobody declared: that it exists, its path
-    parameters, and that any answer may come back."""
-    parameters = [
+def path_parameters(rule) -> list[dict]:
+    """A parameter for each variable part of ``rule``, typed as its converter says."""
+    return [
         {
             "name": name,
             "in": "path",
@@ -189,6 +223,12 @@ def undeclared_operation(rule, method: str) -> dict:
         }
         for converter, name in _VARIABLE.findall(rule.rule)
     ]
+
+
+def undeclared_operation(rule, method: str) -> dict:
+    """What the spec can say of a route nobody declared: that it exists, its path
+    parameters, and that any answer may come back."""
+    parameters = path_parameters(rule)
     spec: dict[str, Any] = {
         "summary": f"{method} {rule.rule} (not declared by its module)",
         "responses": {"default": {"description": "Not declared by its module"}},

@@ -156,6 +156,15 @@ def _literal(value: str | tuple[str, ...]) -> str:
     return f"({items},)" if len(value) == 1 else f"({items})"
 
 
+# What create_tenant's settings may not name, and why.
+NOT_SETTINGS = {
+    "SECRET_KEY": "a secret lives in the tenant's .env, never in its config module",
+    "INSTANCE_PATH": "the platform sets it from the tenant's folder",
+    "STORAGE_ROOT": "the platform sets it from the tenant's folder",
+    "SESSION_COOKIE_NAME": "the platform names it after the tenant",
+}
+
+
 def _setting_literal_problems(settings: dict, attributes: dict) -> list[str]:
     """What keeps ``settings`` from being written into a config module as they are."""
     problems = []
@@ -164,6 +173,9 @@ def _setting_literal_problems(settings: dict, attributes: dict) -> list[str]:
             problems.append(
                 f"setting {key!r} must be an UPPER_CASE name other than {', '.join(attributes)}"
             )
+            continue
+        if key in NOT_SETTINGS:
+            problems.append(f"{key} is not a setting: {NOT_SETTINGS[key]}")
             continue
         try:
             same = ast.literal_eval(repr(value)) == value
@@ -229,6 +241,11 @@ def create_tenant(
     if not problems:
         problems = config_class_problems(config_class, slug)
         problems += module_settings(config_class, modules)[1]
+    if config_class.OPENAPI_STRICT is True:
+        problems += [
+            f"{operation} is not declared: {STRICT_ADVICE}"
+            for operation in check_routes(modules).undeclared
+        ]
     if problems:
         raise TenantError("; ".join(problems))
     taken = _hosts_in_use(home).keys() & set(hosts)

@@ -38,7 +38,8 @@ MIN_LENGTH = 2
 MAX_LENGTH = min(32 - len("_0001"), 63 - len(f"{VERSION_TABLE_PREFIX}tenantry__pkc"))
 # Names a module cannot take: the built-ins' (module names and blueprint names), and the
 # first path segments of their routes (a module's route is /NAME).
-RESERVED = frozenset((*BUILTIN_NAMES, *INTERNAL_NAMES, "api", "audit", "users"))
+# /healthz on a tenant's own host is the platform's health check.
+RESERVED = frozenset((*BUILTIN_NAMES, *INTERNAL_NAMES, "api", "audit", "users", "healthz"))
 
 
 class ScaffoldError(Exception):
