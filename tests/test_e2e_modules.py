@@ -8,8 +8,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
-import sysconfig
 from pathlib import Path
 
 import httpx
@@ -17,6 +15,7 @@ import pytest
 
 from tests.server import GunicornServer, free_port
 from tests.test_e2e_auth import PASSWORD, add_user, fresh
+from tests.venvs import layered_venv
 
 pytestmark = pytest.mark.e2e
 
@@ -79,18 +78,7 @@ def tutorial_bin(tmp_path_factory) -> Path:
     own: the tutorial's ``pip install -e`` installs the example there, and the server it
     starts runs on that interpreter, so it serves what the tutorial installed. The tests
     running beside this one never see the example reinstalled under them."""
-    venv = tmp_path_factory.mktemp("tutorial-venv")
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    python = venv / "bin" / "python"
-    code = "import sysconfig; print(sysconfig.get_path('purelib'))"
-    site = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True)
-    ours = sysconfig.get_path("purelib")  # with its .pth files: the editable installs
-    layer = Path(site.stdout.strip()) / "tenantry-tests.pth"
-    layer.write_text(f"import site; site.addsitedir({ours!r})\n")
-    command = venv / "bin" / "tenantry"  # what the console script of pyproject.toml runs
-    command.write_text(f"#!{python}\nimport sys\nfrom tenantry.cli import main\nsys.exit(main())\n")
-    command.chmod(0o755)
-    return venv / "bin"
+    return layered_venv(tmp_path_factory.mktemp("tutorial-venv"))
 
 
 def test_the_readme_tutorial_runs_as_written(home, tutorial_bin):

@@ -10,7 +10,6 @@ import re
 import signal
 import subprocess
 import sys
-import sysconfig
 import time
 import tomllib
 from importlib.metadata import EntryPoint
@@ -25,6 +24,7 @@ from tenantry import scaffold
 from tenantry.cli import main
 from tenantry.scaffold import MAX_LENGTH, RESERVED, ScaffoldError, new_module
 from tests.server import free_port
+from tests.venvs import layered_venv
 
 ROOT = Path(__file__).resolve().parent.parent
 RUFF = Path(sys.executable).with_name("ruff")
@@ -248,24 +248,6 @@ E2E_NAME = "inventory"
 SLUG = "shop"  # as the command's next steps say
 # pip builds the editable install in an isolated environment: setuptools from the index.
 INSTALL_TIMEOUT = 300
-
-
-def layered_venv(root: Path) -> Path:
-    """The ``bin`` of a new virtualenv layered over the one running the tests (whose
-    packages it sees through a .pth file), with a ``tenantry`` command of its own: what it
-    installs goes into it alone, and a server it starts runs on its interpreter. As the
-    README tutorial's test does it (tests/test_e2e_modules.py)."""
-    subprocess.run([sys.executable, "-m", "venv", str(root)], check=True, timeout=120)
-    python = root / "bin" / "python"
-    code = "import sysconfig; print(sysconfig.get_path('purelib'))"
-    site = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True)
-    ours = sysconfig.get_path("purelib")  # with its .pth files: the editable installs
-    layer = Path(site.stdout.strip()) / "tenantry-tests.pth"
-    layer.write_text(f"import site; site.addsitedir({ours!r})\n")
-    command = root / "bin" / "tenantry"
-    command.write_text(f"#!{python}\nimport sys\nfrom tenantry.cli import main\nsys.exit(main())\n")
-    command.chmod(0o755)
-    return root / "bin"
 
 
 def environment(**extra: str) -> dict[str, str]:
