@@ -56,9 +56,6 @@ def pytest_collection_modifyitems(config, items):
             and item.callspec.params.get("database_url") == postgres.PARAM_ID
         )
     ]
-    # Whole files are dealt to the workers in this order: the longest first, so that none
-    # is dealt last and keeps one worker busy while the other has nothing left.
-    items.sort(key=_dealing_order)
     _backend_of.update(
         (item.nodeid, item.callspec.params["database_url"])
         for item in items
@@ -69,25 +66,6 @@ def pytest_collection_modifyitems(config, items):
         for item in items
         if hasattr(item, "callspec") and "storage_backend" in item.callspec.params
     )
-
-
-# The files that take the longest (a minute or more of one worker each), longest first.
-LONG_FILES = (
-    "test_e2e_schemathesis.py",
-    "test_scale.py",
-    "test_packaging.py",
-    "test_e2e_operations.py",
-    "test_e2e_quota.py",
-    "test_e2e_scale.py",
-    "test_scaffold.py",
-    "test_e2e_client_cli.py",
-    "test_e2e_modules.py",
-)
-
-
-def _dealing_order(item) -> int:
-    name = item.path.name
-    return LONG_FILES.index(name) if name in LONG_FILES else len(LONG_FILES)
 
 
 def pytest_deselected(items):
