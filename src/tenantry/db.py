@@ -378,9 +378,10 @@ class TenantDatabase:
         seed them for ``tenant`` if they are new, in the same transaction."""
         head = module_head(module.migrations) if module.migrations is not None else None
         if module.migrations is not None:
-            new = self.current_revision(module.version_table) is None
-            if not new and self.current_revision(module.version_table) == head:
+            revision = self.current_revision(module.version_table)
+            if revision == head:
                 return module, head
+            new = revision is None
         else:
             tables = self.table_names()
             new = not any(table.name in tables for table in module.tables())

@@ -28,7 +28,7 @@ from tenantry.endpoint import Tenant, no_content
 from tenantry.errors import register_error_handlers
 from tenantry.guard import TenantGuard
 from tenantry.home import TenantHome
-from tenantry.modules import STRICT_ADVICE, EndpointModule, route_problems
+from tenantry.modules import EndpointModule, route_problems, undeclared_notes
 from tenantry.objects import ObjectStoreError, tenant_storage
 from tenantry.openapi import undeclared_routes
 from tenantry.schemas import ModelJSONProvider
@@ -65,7 +65,7 @@ def require_declarations(app: Flask) -> None:
     if app.config["OPENAPI_STRICT"]:
         undeclared = undeclared_routes(app)
         if undeclared:
-            raise RuntimeError(f"{', '.join(undeclared)} not declared: {STRICT_ADVICE}")
+            raise RuntimeError("; ".join(undeclared_notes(undeclared, strict=True)))
 
 
 def register_guard(app: Flask) -> None:

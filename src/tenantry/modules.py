@@ -25,8 +25,7 @@ from flask_restful import Api
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter, Map
 
-from tenantry.openapi import ERROR_SCHEMA, build_paths, undeclared_routes
-from tenantry.schemas import merge_components
+from tenantry.openapi import RULE_VARIABLE, build_paths, document_schemas, undeclared_routes
 
 BUILTIN_PACKAGE = "tenantry.endpoints"
 # The built-ins a tenant may name, in the order a tenant's list shows them.
@@ -220,13 +219,18 @@ def check_routes(modules: tuple[EndpointModule, ...]) -> RouteCheck:
     if not problems:
         problems = route_problems(modules, app)
         undeclared = undeclared_routes(app)
-        operations = (o for ops in build_paths(app).values() for o in ops.values())
         warnings = [
             f"{problem} in the modules' models: /openapi.json shows one of them"
-            for problem in merge_components(operations, {"Error": ERROR_SCHEMA})
+            for problem in document_schemas(build_paths(app))[1]
         ]
     check = _route_checks[key] = RouteCheck(tuple(problems), tuple(undeclared), tuple(warnings))
     return check
+
+
+def undeclared_notes(undeclared: Iterable[str], strict: bool) -> list[str]:
+    """A line for each undeclared operation: a problem's (``strict``) or a warning's."""
+    advice = STRICT_ADVICE if strict else UNDECLARED_ADVICE
+    return [f"{operation} is not declared: {advice}" for operation in undeclared]
 
 
 def route_problems(modules: tuple[EndpointModule, ...], app: Flask) -> list[str]:
@@ -290,7 +294,6 @@ def _collisions(app: Flask, modules: tuple[EndpointModule, ...]) -> list[str]:
 # Sample values for the URL converters of a route, to reach it at all.
 SAMPLE_VALUES = {"int": "1", "float": "1.0", "uuid": "00000000-0000-0000-0000-000000000000"}
 SAMPLE_DEFAULT = "probe"
-_VARIABLE = re.compile(r"<(?:([A-Za-z_]\w*)(?:\([^)]*\))?:)?\w+>")
 
 
 def sample_path(rule) -> str:
@@ -299,7 +302,7 @@ def sample_path(rule) -> str:
     def sample(match: re.Match) -> str:
         return SAMPLE_VALUES.get(match.group(1) or "default", SAMPLE_DEFAULT)
 
-    return _VARIABLE.sub(sample, rule.rule)
+    return RULE_VARIABLE.sub(sample, rule.rule)
 
 
 def ordered_blueprints(names: Iterable[str]) -> tuple[str, ...]:

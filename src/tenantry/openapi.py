@@ -29,7 +29,7 @@ OPENAPI_VERSION = "3.1.0"
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
 BEARER = [{"bearer": []}]
 # A rule's variable part: its converter (None for the default) and its name.
-_VARIABLE = re.compile(r"<(?:([A-Za-z_]\w*)(?:\([^)]*\))?:)?(\w+)>")
+RULE_VARIABLE = re.compile(r"<(?:([A-Za-z_]\w*)(?:\([^)]*\))?:)?(\w+)>")
 _HIDDEN_METHODS = {"OPTIONS"}
 
 ERROR_DESCRIPTIONS = {
@@ -145,7 +145,7 @@ def _schema_of(model, mode: str, components: dict, summary: str) -> dict:
 
 def openapi_path(rule: str) -> str:
     """``/files/<name>/info`` → ``/files/{name}/info``"""
-    return _VARIABLE.sub(r"{\2}", rule)
+    return RULE_VARIABLE.sub(r"{\2}", rule)
 
 
 def build_paths(app: Flask) -> dict[str, dict]:
@@ -221,7 +221,7 @@ def path_parameters(rule) -> list[dict]:
             "required": True,
             "schema": dict(_CONVERTER_SCHEMAS.get(converter, STRING)),
         }
-        for converter, name in _VARIABLE.findall(rule.rule)
+        for converter, name in RULE_VARIABLE.findall(rule.rule)
     ]
 
 
@@ -244,13 +244,17 @@ def tenant_paths(app: Flask) -> tuple[dict[str, dict], dict[str, dict]]:
     built = app.extensions.get("tenantry.openapi_paths")
     if built is None:
         paths = build_paths(app)
-        schemas = {"Error": ERROR_SCHEMA}
-        merge_components(
-            (operation for operations in paths.values() for operation in operations.values()),
-            schemas,
-        )
-        built = app.extensions["tenantry.openapi_paths"] = (paths, dict(sorted(schemas.items())))
+        built = app.extensions["tenantry.openapi_paths"] = (paths, document_schemas(paths)[0])
     return built
+
+
+def document_schemas(paths: dict[str, dict]) -> tuple[dict[str, dict], list[str]]:
+    """The ``components/schemas`` of a document with these ``paths``: the platform's
+    ``Error`` and what their operations carry; and the problems (two schemas, one name)."""
+    schemas = {"Error": ERROR_SCHEMA}
+    operations = (operation for by_method in paths.values() for operation in by_method.values())
+    problems = merge_components(operations, schemas)
+    return dict(sorted(schemas.items())), problems
 
 
 ERROR_SCHEMA = schema_object({"error": STRING, "message": STRING}, ("error", "message"))

@@ -46,14 +46,13 @@ from tenantry.home import TenantHome
 from tenantry.hosts import HostIndex
 from tenantry.modules import (
     SETTING_NAME,
-    STRICT_ADVICE,
-    UNDECLARED_ADVICE,
     EndpointModule,
     canonical_blueprints,
     check_routes,
     module_problems,
     ordered_blueprints,
     resolve_modules,
+    undeclared_notes,
 )
 from tenantry.objects import storage_location_from_environ, tenant_storage
 from tenantry.storage import PRIVATE_DIR, PRIVATE_FILE, TenantStorage
@@ -242,10 +241,7 @@ def create_tenant(
         problems = config_class_problems(config_class, slug)
         problems += module_settings(config_class, modules)[1]
     if config_class.OPENAPI_STRICT is True:
-        problems += [
-            f"{operation} is not declared: {STRICT_ADVICE}"
-            for operation in check_routes(modules).undeclared
-        ]
+        problems += undeclared_notes(check_routes(modules).undeclared, strict=True)
     if problems:
         raise TenantError("; ".join(problems))
     taken = _hosts_in_use(home).keys() & set(hosts)
@@ -472,13 +468,9 @@ def _check_tenant(home: TenantHome, slug: str) -> TenantCheck:
     check.problems += routes.problems
     check.warnings += routes.warnings
     if config_class.OPENAPI_STRICT:
-        check.problems += [
-            f"{operation} is not declared: {STRICT_ADVICE}" for operation in routes.undeclared
-        ]
+        check.problems += undeclared_notes(routes.undeclared, strict=True)
     else:
-        check.warnings += [
-            f"{operation} is not declared: {UNDECLARED_ADVICE}" for operation in routes.undeclared
-        ]
+        check.warnings += undeclared_notes(routes.undeclared, strict=False)
     return check
 
 
