@@ -14,10 +14,10 @@ import shutil
 from pathlib import Path
 
 from tenantry.config import ALL_BLUEPRINTS
-from tenantry.home import TenantHome
-from tenantry.storage import TenantStorage
-from tenantry.tenant_secrets import new_secret_key
-from tenantry.tenants import CONFIG_MODULE, WSGI_MODULE, _class_name, _literal
+from tenantry.home.env import new_secret_key
+from tenantry.home.layout import TenantHome
+from tenantry.ops.templates import CONFIG_MODULE, WSGI_MODULE, class_name, python_literal
+from tenantry.storage.local import TenantStorage
 
 
 def generate_tenants(
@@ -42,11 +42,11 @@ def generate_tenants(
             shutil.copyfile(database_template, home.database_file(slug))
         home.config_file(slug).write_text(
             CONFIG_MODULE.format(
-                class_name=_class_name(slug),
-                slug=_literal(slug),
-                name=_literal(slug.upper()),
+                class_name=class_name(slug),
+                slug=python_literal(slug),
+                name=python_literal(slug.upper()),
                 hosts="()",
-                blueprints=_literal(blueprints),
+                blueprints=python_literal(blueprints),
             )
         )
     return slugs

@@ -13,12 +13,12 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tenantry.db import tenant_database
-from tenantry.endpoints.files.models import store_file
-from tenantry.home import DATABASE_URL_ENV_VAR, HOME_ENV_VAR, TenantHome
-from tenantry.storage import TenantStorage
-from tenantry.tenants import create_tenant
-from tenantry.users import User
+from tenantry.builtin.files.models import store_file
+from tenantry.data.db import tenant_database
+from tenantry.data.users import User
+from tenantry.home.layout import DATABASE_URL_ENV_VAR, HOME_ENV_VAR, TenantHome
+from tenantry.ops.lifecycle import create_tenant
+from tenantry.storage.local import TenantStorage
 
 MiB = 1024 * 1024
 

@@ -27,11 +27,11 @@ from pathlib import Path
 import httpx
 
 from bench.generate import generate_tenants, small_database_template
-from tenantry.auth import guard_of
-from tenantry.config_loader import load_config_class
-from tenantry.factory import create_app
-from tenantry.home import TenantHome
-from tenantry.users import create_user
+from tenantry.data.users import create_user
+from tenantry.home.layout import TenantHome
+from tenantry.home.loader import load_config_class
+from tenantry.web.auth import guard_of
+from tenantry.web.factory import create_app
 from tests.server import GunicornServer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -218,11 +218,11 @@ def object_storage_throughput(folder: Path) -> dict[str, float]:
             os.environ.update(CREDENTIALS)
             os.environ["TENANTRY_S3_ENDPOINT_URL"] = moto.url
             os.environ["TENANTRY_STORAGE_URL"] = "s3://tenantry-bench/bench"
-            from tenantry.objects import ObjectStore
+            from tenantry.storage.s3 import ObjectStore
 
             ObjectStore("tenantry-bench", moto.url).client.create_bucket(Bucket="tenantry-bench")
             home = TenantHome(folder / "s3-home")
-            from tenantry.tenants import create_tenant
+            from tenantry.ops.lifecycle import create_tenant
 
             create_tenant(home, "acme", name="Acme Corp")
             add_admin(home, "acme")
@@ -344,7 +344,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="tenantry-bench-") as temp:
         folder = Path(temp)
         home = TenantHome(folder / "home")
-        from tenantry.tenants import create_tenant
+        from tenantry.ops.lifecycle import create_tenant
 
         create_tenant(home, "acme", name="Acme Corp")
         add_admin(home, "acme")

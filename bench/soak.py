@@ -27,8 +27,8 @@ from pathlib import Path
 import httpx
 
 from bench.run import PASSWORD, add_admin, rss_kib
-from tenantry.home import TenantHome
-from tenantry.tenants import create_tenant
+from tenantry.home.layout import TenantHome
+from tenantry.ops.lifecycle import create_tenant
 from tests.server import GunicornServer
 
 HOT_ADD_EVERY = 10.0

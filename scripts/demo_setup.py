@@ -5,12 +5,12 @@ from __future__ import annotations
 import secrets
 import sys
 
-from tenantry.auth import guard_of
-from tenantry.config_loader import load_config_class
-from tenantry.factory import create_app
-from tenantry.home import TenantHome
-from tenantry.tenants import create_tenant
-from tenantry.users import create_user, find_user
+from tenantry.data.users import create_user, find_user
+from tenantry.home.layout import TenantHome
+from tenantry.home.loader import load_config_class
+from tenantry.ops.lifecycle import create_tenant
+from tenantry.web.auth import guard_of
+from tenantry.web.factory import create_app
 
 DEMO_TENANTS = {
     "acme": ("Acme Corp", "acme.localhost"),

@@ -7,8 +7,10 @@ from __future__ import annotations
 import os
 import time
 
-from tenantry.home import TenantHome
-from tenantry.objects import ObjectStore, StorageLocation, tenant_storage
+from tenantry.home.layout import TenantHome
+from tenantry.storage.location import StorageLocation
+from tenantry.storage.objects import tenant_storage
+from tenantry.storage.s3 import ObjectStore
 
 LOCAL_ID = "local"
 S3_ID = "s3"

@@ -9,14 +9,15 @@ import pytest
 from sqlalchemy import text
 from werkzeug.test import Client
 
-from tenantry.db import tenant_database
-from tenantry.dispatch import TenantDispatcher
-from tenantry.home import DATABASE_URL_ENV_VAR, TenantHome
-from tenantry.log import RequestLog
-from tenantry.objects import S3_ENDPOINT_ENV_VAR, STORAGE_URL_ENV_VAR, ObjectStore, StorageLocation
-from tenantry.registry import TenantRegistry
-from tenantry.tenants import create_tenant
+from tenantry.data.db import tenant_database
+from tenantry.home.layout import DATABASE_URL_ENV_VAR, TenantHome
+from tenantry.ops.lifecycle import create_tenant
+from tenantry.server.log import RequestLog
+from tenantry.storage.location import STORAGE_URL_ENV_VAR, StorageLocation
+from tenantry.storage.s3 import S3_ENDPOINT_ENV_VAR, ObjectStore
 from tenantry.testing import BufferedClient
+from tenantry.web.dispatch import TenantDispatcher
+from tenantry.web.registry import TenantRegistry
 from tests import postgres
 from tests.backends import S3_ID, LocalBackend, ObjectBackend
 from tests.s3 import CREDENTIALS, MotoServer
@@ -283,8 +284,8 @@ def client(registry) -> Client:
 @pytest.fixture
 def add_user(registry):
     """Add a user to a tenant through the tenant's own app (as POST /users does)."""
-    from tenantry.auth import guard_of
-    from tenantry.users import create_user
+    from tenantry.data.users import create_user
+    from tenantry.web.auth import guard_of
 
     def add(slug: str, username: str, password: str = "correct-horse-1", roles=("user",)):
         app = registry.lookup(slug).app

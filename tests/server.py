@@ -11,8 +11,8 @@ from pathlib import Path
 
 import httpx
 
-from tenantry.home import DATABASE_URL_ENV_VAR, HOME_ENV_VAR, TenantHome
-from tenantry.serving import gunicorn_options, metrics_setup
+from tenantry.home.layout import DATABASE_URL_ENV_VAR, HOME_ENV_VAR, TenantHome
+from tenantry.server.serving import gunicorn_options, metrics_setup
 
 
 def stop(process: subprocess.Popen, timeout: float = 10) -> None:

@@ -1,4 +1,4 @@
-"""The audit log (CONTRACT §13): every action of the API and of the operator's commands,
+"""The audit log: every action of the API and of the operator's commands,
 hash-chained in the tenant's own database, in the same transaction as the change, readable
 only by the tenant's admins, and never holding a secret."""
 
@@ -12,8 +12,9 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import text
 
-from tenantry.db import tenant_database
-from tenantry.tenants import backup_tenant, restore_tenant
+from tenantry.data.db import tenant_database
+from tenantry.ops.backup import backup_tenant
+from tenantry.ops.restore import restore_tenant
 from tests.conftest import bearer, refuse_writes
 
 ADMIN_PASSWORD = "admin-secret-pass-1"
@@ -172,7 +173,7 @@ def test_the_backup_entry_follows_the_archive(home, acme, tmp_path):
     archive = backup_tenant(home, acme, tmp_path)
     database = tenant_database(home, acme, read_only=True)
     try:
-        from tenantry.audit import all_entries
+        from tenantry.data.audit import all_entries
 
         (entry,) = list(all_entries(database))
     finally:
@@ -332,7 +333,7 @@ def test_verify_names_the_first_entry_that_was_tampered_with(
 
 
 def test_a_row_inserted_with_a_recomputed_hash_still_breaks_the_next(home, client, admin, tenantry):
-    from tenantry.audit import GENESIS, content_hash
+    from tenantry.data.audit import GENESIS, content_hash
 
     client.put("/acme/files/a", data=b"x", headers=admin)
     forged = {
@@ -475,8 +476,8 @@ def test_pending_changes_are_written_before_the_log_is_locked(home, acme, regist
     from sqlalchemy import event
     from sqlalchemy.engine import Engine
 
-    from tenantry.audit import record
-    from tenantry.users import User
+    from tenantry.data.audit import record
+    from tenantry.data.users import User
 
     database = registry.lookup(acme).app.extensions["tenantry.db"]
     statements = []
@@ -527,7 +528,7 @@ def test_entries_made_at_once_by_many_threads_chain(registry, client, admin):
 
     with ThreadPoolExecutor(8) as pool:
         assert set(pool.map(put, range(24))) <= {201, 429}
-    from tenantry.audit import verify
+    from tenantry.data.audit import verify
 
     verdict = verify(registry.lookup("acme").app.extensions["tenantry.db"])
     assert verdict.broken is None

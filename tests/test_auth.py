@@ -12,10 +12,10 @@ import jwt
 import pytest
 from sqlalchemy import delete
 
-from tenantry.log import RequestContextFilter
-from tenantry.tenant_secrets import read_secrets
-from tenantry.tenants import rotate_secret
-from tenantry.users import User, set_user_active
+from tenantry.data.users import User, set_user_active
+from tenantry.home.env import read_secrets
+from tenantry.ops.lifecycle import rotate_secret
+from tenantry.server.log import RequestContextFilter
 from tests.conftest import bearer
 
 PASSWORD = "correct-horse-1"
@@ -49,7 +49,7 @@ def claims_for(slug: str, user_id: int = 1, **overrides) -> dict:
 
 def user_key(home, slug: str, username: str) -> str:
     """The user's random key, which a correctly forged token must carry (claim ukey)."""
-    from tenantry.db import tenant_database
+    from tenantry.data.db import tenant_database
 
     database = tenant_database(home, slug)
     try:
@@ -437,8 +437,8 @@ def test_a_change_through_the_api_acts_at_once_in_the_worker_that_made_it(
 
 def test_an_answer_read_before_a_forget_is_not_kept():
     """A request that read the user just before a disable must not keep it a second more."""
-    from tenantry.auth import TokenHolders
-    from tenantry.users import TokenHolder
+    from tenantry.data.users import TokenHolder
+    from tenantry.web.auth import TokenHolders
 
     holders, key, holder = TokenHolders(), (1, "jti", 0, ""), TokenHolder(1, "bob", "user")
     asked = holders.asking()
@@ -450,8 +450,8 @@ def test_an_answer_read_before_a_forget_is_not_kept():
 
 
 def test_a_kept_answer_lasts_a_second_from_when_it_was_asked_and_room_goes_to_the_live():
-    from tenantry.auth import TokenHolders
-    from tenantry.users import TokenHolder
+    from tenantry.data.users import TokenHolder
+    from tenantry.web.auth import TokenHolders
 
     holders = TokenHolders(size=2)
     holder = TokenHolder(1, "bob", "user")

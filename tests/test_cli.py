@@ -10,11 +10,12 @@ import sys
 
 import pytest
 
-from tenantry.config_loader import load_config_class
-from tenantry.db import SCHEMA_REVISION, schema_name
-from tenantry.tenant_secrets import read_secrets
-from tenantry.tenants import PARALLEL_MIGRATION_THRESHOLD, create_tenant
-from tenantry.users import find_user
+from tenantry.data.db import SCHEMA_REVISION, schema_name
+from tenantry.data.users import find_user
+from tenantry.home.env import read_secrets
+from tenantry.home.loader import load_config_class
+from tenantry.ops.lifecycle import create_tenant
+from tenantry.ops.migrate import PARALLEL_MIGRATION_THRESHOLD
 from tests import postgres
 from tests.conftest import drop_database, revision_of
 
@@ -284,7 +285,7 @@ def test_create_refuses_a_slug_whose_schema_outlived_its_tenant(home, make_tenan
 @pytest.mark.parametrize("database_url", [postgres.PARAM_ID], indirect=True)
 def test_a_failed_create_leaves_no_schema_behind_and_can_be_retried(home, monkeypatch):
     # The config module is written last, after the schema was made: fail right there.
-    monkeypatch.setattr("tenantry.tenants.CONFIG_MODULE", "{no_such_field}")
+    monkeypatch.setattr("tenantry.ops.lifecycle.CONFIG_MODULE", "{no_such_field}")
     with pytest.raises(KeyError):
         create_tenant(home, "acme")
     assert not home.instance_dir("acme").exists()

@@ -7,12 +7,12 @@ import json
 import httpx
 import pytest
 
-from tenantry.auth import guard_of
-from tenantry.config_loader import load_config_class
-from tenantry.db import tenant_database
-from tenantry.factory import create_app
-from tenantry.tenants import rotate_secret
-from tenantry.users import create_user, set_user_active
+from tenantry.data.db import tenant_database
+from tenantry.data.users import create_user, set_user_active
+from tenantry.home.loader import load_config_class
+from tenantry.ops.lifecycle import rotate_secret
+from tenantry.web.auth import guard_of
+from tenantry.web.factory import create_app
 from tests.server import GunicornServer, poll_until, raw_request
 from tests.test_auth import forged_headers
 

@@ -11,11 +11,11 @@ import zipfile
 import click
 import pytest
 
-from tenantry.auth import guard_of
 from tenantry.client.cli import client
-from tenantry.config_loader import load_config_class
-from tenantry.factory import create_app
-from tenantry.users import create_user
+from tenantry.data.users import create_user
+from tenantry.home.loader import load_config_class
+from tenantry.web.auth import guard_of
+from tenantry.web.factory import create_app
 from tests.server import GunicornServer
 
 pytestmark = pytest.mark.e2e

@@ -8,7 +8,7 @@ import httpx
 import pytest
 from werkzeug.test import Client
 
-from tenantry.tenants import create_tenant, rotate_secret, set_enabled
+from tenantry.ops.lifecycle import create_tenant, rotate_secret, set_enabled
 from tests.server import GunicornServer, poll_until, raw_request
 
 pytestmark = pytest.mark.e2e
@@ -121,8 +121,8 @@ def comparable(response) -> tuple:
 def test_standalone_wsgi_module_answers_like_the_dispatcher(home, acme, registry, monkeypatch):
     monkeypatch.setenv("TENANTRY_HOME", "/nonexistent")  # its own location wins
     standalone = runpy.run_path(str(home.instance_dir(acme) / "wsgi.py"))["application"]
-    from tenantry.dispatch import TenantDispatcher
-    from tenantry.log import RequestLog
+    from tenantry.server.log import RequestLog
+    from tenantry.web.dispatch import TenantDispatcher
 
     alone = Client(standalone)
     dispatched = Client(RequestLog(TenantDispatcher(registry)))

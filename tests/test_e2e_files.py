@@ -14,10 +14,10 @@ import time
 import httpx
 import pytest
 
-from tenantry.auth import guard_of
-from tenantry.config_loader import load_config_class
-from tenantry.factory import create_app
-from tenantry.users import create_user
+from tenantry.data.users import create_user
+from tenantry.home.loader import load_config_class
+from tenantry.web.auth import guard_of
+from tenantry.web.factory import create_app
 from tests.server import GunicornServer, poll_until, raw_request
 from tests.test_files import HOSTILE_NAMES
 

@@ -1,4 +1,4 @@
-"""Two hosts, one deployment (CONTRACT §14): two `tenantry serve` servers on different ports
+"""Two hosts, one deployment: two `tenantry serve` servers on different ports
 share PostgreSQL, one bucket of an S3 API (moto's server), Redis and the home folder, and
 act as one: what is stored through one is there through the other, a link is redeemed
 exactly once across both, a new tenant is served by both within 2 s, and a rate limit
@@ -15,11 +15,11 @@ import uuid
 import httpx
 import pytest
 
-from tenantry.auth import guard_of
-from tenantry.config_loader import load_config_class
-from tenantry.factory import create_app
-from tenantry.guard import RateLimits
-from tenantry.users import create_user
+from tenantry.data.users import create_user
+from tenantry.home.loader import load_config_class
+from tenantry.web.auth import guard_of
+from tenantry.web.factory import create_app
+from tenantry.web.limits import RateLimits
 from tests import postgres
 from tests.backends import S3_ID
 from tests.server import GunicornServer

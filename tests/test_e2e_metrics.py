@@ -1,4 +1,4 @@
-"""Prometheus metrics of a real 2-worker `tenantry serve --metrics-bind` (contract §13):
+"""Prometheus metrics of a real 2-worker `tenantry serve --metrics-bind`:
 counts summed over the workers, kept when a worker dies, tenant labels capped, the guards'
 refusals by reason, nothing under the tenant routes."""
 
@@ -162,7 +162,7 @@ def test_an_idle_connection_does_not_hold_up_a_scrape_and_a_taken_port_is_refuse
 
 
 def test_without_metrics_bind_an_inherited_folder_counts_nothing(tmp_path, monkeypatch):
-    from tenantry import metrics
+    from tenantry.server import metrics
 
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
     monkeypatch.delenv("TENANTRY_METRICS_BIND", raising=False)

@@ -1,4 +1,4 @@
-"""Tenant operations against a real 2-worker gunicorn (contract §12): every worker sees
+"""Tenant operations against a real 2-worker gunicorn: every worker sees
 restore, clone and delete within 2 s; writes are held while a backup runs; kill -9 in the
 middle of a backup or a restore --force leaves no half archive and the old tenant serving."""
 
@@ -14,7 +14,7 @@ import time
 import httpx
 import pytest
 
-from tenantry.backup import writes_held
+from tenantry.ops.hold import writes_held
 from tests import postgres, test_e2e_files
 from tests.server import GunicornServer, poll_until
 from tests.test_e2e_files import PASSWORD

@@ -14,8 +14,9 @@ import httpx
 import pytest
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from tenantry.home import DATABASE_URL_ENV_VAR
-from tenantry.wsgi import TRUSTED_PROXIES_ENV_VAR, _behind_proxies, trusted_proxies
+from tenantry.home.layout import DATABASE_URL_ENV_VAR
+from tenantry.server.settings import TRUSTED_PROXIES_ENV_VAR, trusted_proxies
+from tenantry.wsgi import _behind_proxies
 from tests.server import GunicornServer, poll_until
 
 pytestmark = pytest.mark.e2e

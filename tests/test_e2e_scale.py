@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from bench.generate import generate_tenants
-from tenantry.db import PG_MAX_OVERFLOW, PG_POOL_SIZE, SCHEMA_REVISION, schema_name
-from tenantry.tenants import migrate_tenants
+from tenantry.data.db import PG_MAX_OVERFLOW, PG_POOL_SIZE, SCHEMA_REVISION, schema_name
+from tenantry.ops.migrate import migrate_tenants
 from tests import postgres
 from tests.server import GunicornServer
 

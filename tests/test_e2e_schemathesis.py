@@ -14,10 +14,10 @@ import sys
 import httpx
 import pytest
 
-from tenantry.auth import guard_of
-from tenantry.config_loader import load_config_class
-from tenantry.factory import create_app
-from tenantry.users import create_user
+from tenantry.data.users import create_user
+from tenantry.home.loader import load_config_class
+from tenantry.web.auth import guard_of
+from tenantry.web.factory import create_app
 from tests.server import GunicornServer
 
 pytestmark = pytest.mark.e2e
@@ -29,8 +29,8 @@ SLUGS = ("acme", "globex", "plain", "shop")
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from tenantry.home import TenantHome
-    from tenantry.tenants import create_tenant
+    from tenantry.home.layout import TenantHome
+    from tenantry.ops.lifecycle import create_tenant
 
     root = tmp_path_factory.mktemp("schemathesis-home")
     home = TenantHome(root)

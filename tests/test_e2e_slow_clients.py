@@ -12,7 +12,7 @@ import time
 import httpx
 import pytest
 
-from tenantry.serving import HEAD_TIMEOUT
+from tenantry.server.serving import HEAD_TIMEOUT
 from tests.server import GunicornServer
 
 pytestmark = pytest.mark.e2e
@@ -84,12 +84,12 @@ def test_plain_gunicorn_with_its_own_defaults_still_serves(home, acme):
 
 
 def test_downloads_that_stall_do_not_hold_the_worker(home, acme, globex):
-    """Files go out by os.sendfile (tenantry.gevent_worker); readers that stop reading
+    """Files go out by os.sendfile (tenantry.server.worker); readers that stop reading
     leave the one worker free for everybody else, and a fast one gets every byte."""
-    from tenantry.auth import guard_of
-    from tenantry.config_loader import load_config_class
-    from tenantry.factory import create_app
-    from tenantry.users import create_user
+    from tenantry.data.users import create_user
+    from tenantry.home.loader import load_config_class
+    from tenantry.web.auth import guard_of
+    from tenantry.web.factory import create_app
 
     app = create_app(load_config_class(home, "acme"), home)
     database = app.extensions["tenantry.db"]

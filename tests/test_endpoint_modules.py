@@ -14,8 +14,11 @@ from pathlib import Path
 import pytest
 
 from tenantry.config import ALL_BLUEPRINTS
-from tenantry.db import SCHEMA_REVISION, tenant_database
-from tenantry.tenants import TenantError, check_tenants, create_tenant, migrate_tenants
+from tenantry.data.db import SCHEMA_REVISION, tenant_database
+from tenantry.ops.checks import check_tenants
+from tenantry.ops.errors import TenantError
+from tenantry.ops.lifecycle import create_tenant
+from tenantry.ops.migrate import migrate_tenants
 from tenantry.testing import isolation_problems
 from tests.conftest import bearer
 
@@ -503,24 +506,24 @@ def _tenantry_imports(path: Path) -> set[str]:
 
 
 def test_builtin_modules_and_the_example_use_only_the_public_api():
-    folders = [p for p in (SRC / "endpoints").iterdir() if p.is_dir() and p.name[0] != "_"]
+    folders = [p for p in (SRC / "builtin").iterdir() if p.is_dir() and p.name[0] != "_"]
     checked = [p for p in folders if p.name not in PLATFORM_MODULES] + [EXAMPLE]
     assert len(checked) >= 6
     for folder in checked:
         for path in folder.rglob("*.py"):
             for name in _tenantry_imports(path):
-                allowed = name == "tenantry.endpoint" or name.startswith("tenantry.endpoints.")
+                allowed = name == "tenantry.endpoint" or name.startswith("tenantry.builtin.")
                 assert allowed, f"{path.relative_to(SRC.parent.parent)} imports {name}"
 
 
 def test_endpoint_modules_import_each_other_without_a_cycle():
-    folders = [p for p in (SRC / "endpoints").iterdir() if p.is_dir() and p.name[0] != "_"]
+    folders = [p for p in (SRC / "builtin").iterdir() if p.is_dir() and p.name[0] != "_"]
     depends = {
         folder.name: {
             name.split(".")[2]
             for path in folder.rglob("*.py")
             for name in _tenantry_imports(path)
-            if name.startswith("tenantry.endpoints.") and name.split(".")[2] != folder.name
+            if name.startswith("tenantry.builtin.") and name.split(".")[2] != folder.name
         }
         for folder in folders
     }

@@ -11,7 +11,7 @@ from flask_restful import Resource
 from werkzeug.exceptions import Conflict
 
 from tenantry.endpoint import TenantApi
-from tenantry.log import RequestContextFilter
+from tenantry.server.log import RequestContextFilter
 
 
 class Exploding(Resource):

@@ -13,12 +13,13 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from dotenv import dotenv_values
 
-from tenantry import factory
-from tenantry.config import TenantConfig, TenantConfigError, tenant_settings
-from tenantry.config_loader import load_config_class
-from tenantry.db import MIGRATIONS_DIR, SCHEMA_REVISION
-from tenantry.factory import create_app
-from tenantry.tenant_secrets import parse_env, read_secrets
+from tenantry.config import TenantConfig, TenantConfigError
+from tenantry.data.db import MIGRATIONS_DIR, SCHEMA_REVISION
+from tenantry.home.env import parse_env, read_secrets
+from tenantry.home.loader import load_config_class
+from tenantry.home.settings import tenant_settings
+from tenantry.web import factory
+from tenantry.web.factory import create_app
 from tests.conftest import drop_database, revision_of
 
 

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import pytest
 
-from tenantry.db import tenant_database
-from tenantry.tenants import (
-    TenantError,
-    check_tenants,
-    collect_garbage,
-    create_tenant,
-    migrate_tenants,
-)
+from tenantry.data.db import tenant_database
+from tenantry.ops.checks import check_tenants
+from tenantry.ops.errors import TenantError
+from tenantry.ops.gc import collect_garbage
+from tenantry.ops.lifecycle import create_tenant
+from tenantry.ops.migrate import migrate_tenants
 from tests.test_endpoint_modules import add_to_config, set_blueprints
 
 # An ordinary Flask blueprint, as a team has it before tenantry: plain views, a

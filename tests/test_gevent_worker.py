@@ -10,8 +10,8 @@ import gevent
 import pytest
 from gevent import socket as gevent_socket
 
-from tenantry import gevent_worker
-from tenantry.gevent_worker import cooperative_sendfile
+from tenantry.server import worker as gevent_worker
+from tenantry.server.worker import cooperative_sendfile
 
 MiB = 1024 * 1024
 
@@ -113,7 +113,7 @@ HASH_BESIDE_PROBE = """
 from gevent import monkey
 monkey.patch_all()
 import hashlib, json, sys, threading
-from tenantry.storage import TenantStorage, _helper_thread
+from tenantry.storage.local import TenantStorage, _helper_thread
 real_ident = monkey.get_original("_thread", "get_ident")
 seen = []
 with _helper_thread() as beside:

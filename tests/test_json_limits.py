@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tenantry.tenants import check_tenants
+from tenantry.ops.checks import check_tenants
 from tests.conftest import bearer
 
 MiB = 1024**2

@@ -7,7 +7,7 @@ import time
 import pytest
 from sqlalchemy import update
 
-from tenantry.endpoints.links.models import OneTimeLink
+from tenantry.builtin.links.models import OneTimeLink
 from tests.conftest import bearer
 
 pytestmark = [pytest.mark.usefixtures("storage_backend"), pytest.mark.s3_on_sqlite]

@@ -1,4 +1,4 @@
-"""tenants down / up (contract §12): per-tenant maintenance, 503 with Retry-After."""
+"""tenants down / up: per-tenant maintenance, 503 with Retry-After."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import json
 import httpx
 import pytest
 
-from tenantry.dispatch import SingleTenantApp
-from tenantry.log import RequestLog
-from tenantry.tenants import set_maintenance
+from tenantry.ops.lifecycle import set_maintenance
+from tenantry.server.log import RequestLog
 from tenantry.testing import BufferedClient
+from tenantry.web.dispatch import SingleTenantApp
 from tests.conftest import bearer
 from tests.server import GunicornServer, poll_until
 
@@ -61,7 +61,7 @@ def test_down_refuses_bad_input(tenantry, acme):
 
 
 def test_set_maintenance_refuses_what_is_not_a_number_of_seconds(home, acme):
-    from tenantry.tenants import TenantError
+    from tenantry.ops.errors import TenantError
 
     for value in (True, 1.5, "60", 0):
         with pytest.raises(TenantError):

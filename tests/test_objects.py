@@ -10,15 +10,9 @@ import uuid
 
 import pytest
 
-from tenantry.objects import (
-    PART_SIZE,
-    NoSuchObject,
-    ObjectStore,
-    ObjectStoreError,
-    StorageLocation,
-    TooLarge,
-    parse_storage_url,
-)
+from tenantry.storage.errors import NoSuchObject, ObjectStoreError, TooLarge
+from tenantry.storage.location import StorageLocation, parse_storage_url
+from tenantry.storage.s3 import PART_SIZE, ObjectStore
 from tests.backends import S3_ID
 from tests.s3 import CREDENTIALS
 from tests.server import free_port
@@ -234,8 +228,8 @@ def test_a_host_whose_storage_url_disagrees_with_the_home_does_not_serve_it(
     """The home records where its files are, with its first tenant: a host started with
     TENANTRY_STORAGE_URL unset (or naming another bucket) would keep files where the other
     hosts never look, so neither the server nor a command runs there."""
-    from tenantry.home import TenantHome
-    from tenantry.tenants import create_tenant
+    from tenantry.home.layout import TenantHome
+    from tenantry.ops.lifecycle import create_tenant
 
     for name, value in CREDENTIALS.items():
         monkeypatch.setenv(name, value)
@@ -333,7 +327,7 @@ def test_werkzeug_answers_ranges_and_etags_from_an_object_file(store, headers, s
 
 @pytest.fixture
 def tenant_objects(store, tmp_path):
-    from tenantry.objects import TenantObjects
+    from tenantry.storage.objects import TenantObjects
 
     def make(slug: str) -> TenantObjects:
         return TenantObjects(store, StorageLocation(store.bucket, "p"), slug, tmp_path / slug)
@@ -366,7 +360,7 @@ def test_an_upload_lands_in_incoming_then_as_its_content_addressed_blob(store, t
 
 
 def test_an_upload_over_the_quota_or_the_limit_leaves_nothing(store, tenant_objects):
-    from tenantry.storage import OverQuota, TooLarge
+    from tenantry.storage.errors import OverQuota, TooLarge
 
     acme = tenant_objects("acme")
     with pytest.raises(OverQuota):
@@ -426,7 +420,7 @@ def test_what_one_tenant_holds_is_not_another_tenants(store, tenant_objects):
 
 
 def test_hostile_names_never_become_keys(tenant_objects):
-    from tenantry.storage import InvalidName
+    from tenantry.storage.errors import InvalidName
 
     acme = tenant_objects("acme")
     for uid in ("../globex/links/x", "a/b", "", "x" * 65):
@@ -482,7 +476,7 @@ def test_the_lock_serialises_and_the_check_sees_the_bucket(store, s3_server, ten
     assert order[0][0] == order[1][0] and order[2][0] == order[3][0]
     assert acme.check() is True
     gone = ObjectStore("no-such-bucket-here", endpoint_url=s3_server.url)
-    from tenantry.objects import TenantObjects
+    from tenantry.storage.objects import TenantObjects
 
     assert TenantObjects(gone, StorageLocation("x", ""), "acme", acme.folder).check() is False
 
@@ -576,8 +570,8 @@ def test_two_homes_never_share_a_prefix(tenantry, home, store, s3_server, monkey
     staging home started with prod's settings, say) is refused before it makes anything
     there, and so is a host whose store holds no claim of the home (another store with a
     bucket of the same name)."""
-    from tenantry.home import HomeError, TenantHome
-    from tenantry.tenants import create_tenant
+    from tenantry.home.layout import HomeError, TenantHome
+    from tenantry.ops.lifecycle import create_tenant
 
     for name, value in CREDENTIALS.items():
         monkeypatch.setenv(name, value)

@@ -7,7 +7,7 @@ import re
 import pytest
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
-from tenantry.openapi import build_paths, undeclared_routes
+from tenantry.web.openapi import build_paths, undeclared_routes
 
 SAMPLE = {"name": "report.csv", "username": "alice"}
 

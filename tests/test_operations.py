@@ -1,4 +1,4 @@
-"""Tenant operations (contract §12): backup, verify, restore, clone, delete.
+"""Tenant operations: backup, verify, restore, clone, delete.
 
 Round trips on both backends and across them; hostile archives; failing writes. The
 end-to-end half (a running server, kill -9) is in test_e2e_operations.py.
@@ -18,18 +18,15 @@ from pathlib import Path
 import jwt
 import pytest
 
-from tenantry import archive as archive_format
-from tenantry.db import SCHEMA_REVISION, tenant_database
-from tenantry.home import TenantHome
-from tenantry.tenants import (
-    OperationFailed,
-    backup_tenant,
-    create_tenant,
-    delete_tenant,
-    migrate_tenants,
-    restore_tenant,
-    verify_archive,
-)
+from tenantry.data.db import SCHEMA_REVISION, tenant_database
+from tenantry.home.layout import TenantHome
+from tenantry.ops import archive as archive_format
+from tenantry.ops.backup import backup_tenant, verify_archive
+from tenantry.ops.delete import delete_tenant
+from tenantry.ops.errors import OperationFailed
+from tenantry.ops.lifecycle import create_tenant
+from tenantry.ops.migrate import migrate_tenants
+from tenantry.ops.restore import restore_tenant
 from tests import postgres
 from tests.backends import S3_ID
 from tests.conftest import bearer
@@ -267,7 +264,7 @@ def test_backup_without_files_restores_users_and_no_dangling_files(
 
 
 def test_writes_are_held_while_a_backup_runs_and_reads_go_on(home, acme, client, add_user, login):
-    from tenantry.backup import writes_held
+    from tenantry.ops.hold import writes_held
 
     add_user("acme", "alice", "alice-password-1", roles=("admin",))
     token = login("acme", "alice", "alice-password-1")
@@ -293,10 +290,10 @@ def test_an_archive_moves_between_sqlite_and_postgresql(
     database_url, tmp_path, client, add_user, login, monkeypatch
 ):
     """From the other backend to this test's: SQLite → PostgreSQL and back."""
-    from tenantry.dispatch import TenantDispatcher
-    from tenantry.log import RequestLog
-    from tenantry.registry import TenantRegistry
+    from tenantry.server.log import RequestLog
     from tenantry.testing import BufferedClient
+    from tenantry.web.dispatch import TenantDispatcher
+    from tenantry.web.registry import TenantRegistry
 
     reason = postgres.unreachable_reason()
     if reason is not None:
@@ -307,8 +304,8 @@ def test_an_archive_moves_between_sqlite_and_postgresql(
     registry = TenantRegistry(other, check_interval=0)
     other_client = BufferedClient(RequestLog(TenantDispatcher(registry)))
     try:
-        from tenantry.auth import guard_of
-        from tenantry.users import create_user
+        from tenantry.data.users import create_user
+        from tenantry.web.auth import guard_of
 
         app = registry.lookup("acme").app
         for name, password, roles in (
@@ -632,7 +629,7 @@ def test_an_endpoint_modules_tables_and_revision_travel_too(
 def test_a_failed_restore_into_a_new_slot_leaves_no_files_behind(
     home, acme, client, add_user, login, tmp_path, monkeypatch, storage_backend
 ):
-    from tenantry import backup as operations
+    from tenantry.ops import swap
 
     fill(client, add_user, login)
     path = backup_tenant(home, acme, tmp_path)
@@ -640,7 +637,7 @@ def test_a_failed_restore_into_a_new_slot_leaves_no_files_behind(
     def busy(*_args):
         raise OSError(16, "Device or resource busy")
 
-    monkeypatch.setattr(operations, "_swap_in_new", busy)
+    monkeypatch.setattr(swap, "_swap_in_new", busy)
     with pytest.raises(OperationFailed, match="busy"):
         restore_tenant(home, path, as_slug="acme-copy")
     assert not home.exists("acme-copy")
@@ -654,7 +651,7 @@ def test_a_failed_swap_leaves_the_tenant_as_it_was(
 ):
     """The one step that puts the restored tenant in place fails (a busy mount, say): the
     tenant there, with what it got after the backup, is untouched, and nothing is left."""
-    from tenantry import backup as operations
+    from tenantry.ops import swap
 
     before = fill(client, add_user, login)
     path = backup_tenant(home, acme, tmp_path)
@@ -667,7 +664,7 @@ def test_a_failed_swap_leaves_the_tenant_as_it_was(
     def busy(*_args):
         raise OSError(16, "Device or resource busy")
 
-    monkeypatch.setattr(operations, "_rename_schemas" if home.database_url else "_exchange", busy)
+    monkeypatch.setattr(swap, "_rename_schemas" if home.database_url else "_exchange", busy)
     with pytest.raises(OperationFailed, match=r"busy.*as it was"):
         restore_tenant(home, path, force=True)
     files = state(client, "acme", before["token"])["files"]
@@ -681,17 +678,17 @@ def test_a_failed_swap_leaves_the_tenant_as_it_was(
 
 
 def test_gc_leaves_a_running_restore_alone(home, acme, tmp_path, monkeypatch):
-    from tenantry import backup as operations
+    from tenantry.ops import gc, restore
 
     path = backup_tenant(home, acme, tmp_path)
-    swap = operations._swap_in
+    swap_in = restore.swap_in
     removed = []
 
     def gc_first(*args):
-        removed.append(operations.remove_stale_staging(home))
-        return swap(*args)
+        removed.append(gc.remove_stale_staging(home))
+        return swap_in(*args)
 
-    monkeypatch.setattr(operations, "_swap_in", gc_first)
+    monkeypatch.setattr(restore, "swap_in", gc_first)
     restore_tenant(home, path, force=True)
     assert removed == [0]
 
@@ -702,7 +699,7 @@ def test_gc_puts_back_a_tenant_a_killed_replacement_moved_aside(home, acme, clie
     staging = home.tenants_dir / ".restore-acme-0123456789ab"
     staging.mkdir()
     os.rename(home.instance_dir(acme), staging / "old")
-    from tenantry.tenants import remove_leftovers
+    from tenantry.ops.gc import remove_leftovers
 
     assert remove_leftovers(home) == 1
     assert not staging.exists() and home.env_file(acme).exists()
@@ -870,7 +867,7 @@ def test_copies_of_a_hand_written_config_and_archive_targets(home, tmp_path, ten
 def test_gc_puts_back_the_config_of_a_replacement_killed_before_its_commit(home, acme, client):
     """A replacement writes the new config module first (the old one in its journal),
     then commits; killed in between, gc puts the old one back."""
-    from tenantry.tenants import remove_leftovers
+    from tenantry.ops.gc import remove_leftovers
 
     config = home.config_file(acme)
     old = config.read_text()
@@ -879,8 +876,8 @@ def test_gc_puts_back_the_config_of_a_replacement_killed_before_its_commit(home,
     (staging / "config.old").write_text(old)
     if home.database_url:
         (staging / "env.old").write_text(home.env_file(acme).read_text())
-        from tenantry.backup import _drop_schema
-        from tenantry.db import shared_engine
+        from tenantry.data.db import shared_engine
+        from tenantry.ops.staging import drop_schema
 
         with shared_engine(home.database_url).begin() as connection:  # not yet renamed
             connection.exec_driver_sql('CREATE SCHEMA "tenantry_restore_0123456789ab"')
@@ -890,13 +887,13 @@ def test_gc_puts_back_the_config_of_a_replacement_killed_before_its_commit(home,
     assert client.get("/acme/").json["name"] == "Acme Corp"
     if home.database_url:
         assert postgres.staging_schemas() == []
-        _drop_schema(home, "tenantry_restore_0123456789ab")
+        drop_schema(home, "tenantry_restore_0123456789ab")
 
 
 def test_restore_force_ends_sessions_of_a_rotated_key_and_of_a_reused_username(
     home, acme, client, add_user, login, tmp_path
 ):
-    from tenantry.tenants import rotate_secret
+    from tenantry.ops.lifecycle import rotate_secret
 
     add_user("acme", "alice", "alice-password-1", roles=("admin",))
     add_user("acme", "carol")
@@ -921,16 +918,16 @@ def test_restore_force_ends_sessions_of_a_rotated_key_and_of_a_reused_username(
 
 
 def test_delete_holds_writes_from_its_backup_to_the_removal(home, acme, monkeypatch):
-    from tenantry import backup as operations
+    from tenantry.ops import delete
 
     seen = []
-    backup_then = operations._backup
+    backup_then = delete.write_backup
 
     def check(*args, **kwargs):
         backup_then(*args, **kwargs)
         seen.append(home.writes_held(acme))
 
-    monkeypatch.setattr(operations, "_backup", check)
+    monkeypatch.setattr(delete, "write_backup", check)
     delete_tenant(home, acme)
     assert seen == [True]
 

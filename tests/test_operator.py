@@ -1,4 +1,4 @@
-"""Operator details (contract §16): the home's backend record, read-only commands, the
+"""Operator details: the home's backend record, read-only commands, the
 wrong-folder hint, user management (CLI and admin routes, the last-admin rule) and
 private files."""
 
@@ -16,9 +16,9 @@ import pytest
 from click.testing import CliRunner
 
 from tenantry.cli import main
-from tenantry.home import DATABASE_URL_ENV_VAR, HomeError, TenantHome, describe_backend
-from tenantry.tenants import create_tenant
-from tenantry.users import LastAdmin, has_active_admin, update_user
+from tenantry.data.users import LastAdmin, has_active_admin, update_user
+from tenantry.home.layout import DATABASE_URL_ENV_VAR, HomeError, TenantHome, describe_backend
+from tenantry.ops.lifecycle import create_tenant
 from tests import postgres
 from tests.conftest import bearer
 from tests.server import GunicornServer, free_port, poll_until
@@ -536,9 +536,9 @@ def test_users_of_before_token_generations_migrate_and_keep_their_tokens(home, r
     from passlib.hash import pbkdf2_sha512
     from sqlalchemy import text
 
-    from tenantry.auth import guard_of, issuer
-    from tenantry.db import MIGRATIONS_DIR, SCHEMA_REVISION, _alembic_config, tenant_database
-    from tenantry.users import find_user
+    from tenantry.data.db import MIGRATIONS_DIR, SCHEMA_REVISION, _alembic_config, tenant_database
+    from tenantry.data.users import find_user
+    from tenantry.web.auth import guard_of, issuer
 
     home.config_dir.mkdir(exist_ok=True)
     create_tenant(home, "acme")
@@ -600,7 +600,7 @@ def test_a_server_started_before_the_record_keeps_to_the_first_backend(tmp_path)
     """A server on PostgreSQL over an empty home; then a tenant is made on SQLite: the
     server refuses to build it (503) rather than give it a schema as well."""
     needs_postgres()
-    from tenantry.registry import TenantRegistry
+    from tenantry.web.registry import TenantRegistry
 
     root = tmp_path / "home"
     (root / "config").mkdir(parents=True)

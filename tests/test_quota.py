@@ -11,10 +11,10 @@ import time
 import pytest
 from sqlalchemy import update
 
-from tenantry.db import tenant_database
-from tenantry.endpoints.files.models import release, reserve, used_bytes
-from tenantry.endpoints.links.models import REDEEM_GRACE, OneTimeLink
-from tenantry.objects import tenant_storage
+from tenantry.builtin.files.models import release, reserve, used_bytes
+from tenantry.builtin.links.models import REDEEM_GRACE, OneTimeLink
+from tenantry.data.db import tenant_database
+from tenantry.storage.objects import tenant_storage
 from tests.conftest import bearer
 from tests.server import poll_until
 from tests.test_files import limited_tenant
@@ -161,8 +161,8 @@ def test_the_server_sweeps_expired_snapshots_on_its_own(
 ):
     from werkzeug.test import Client
 
-    from tenantry.dispatch import TenantDispatcher
-    from tenantry.registry import TenantRegistry
+    from tenantry.web.dispatch import TenantDispatcher
+    from tenantry.web.registry import TenantRegistry
 
     headers = quota_tenant(home, make_tenant, add_user, login, client, 10_000)
     client.put("/tight/files/a.bin", data=b"a" * 100, headers=headers)

@@ -9,9 +9,9 @@ import sys
 import pytest
 from sqlalchemy import column, delete, table, update
 
-from tenantry.db import SCHEMA_REVISION, tenant_database
-from tenantry.tenants import rotate_secret, set_enabled
-from tenantry.users import User
+from tenantry.data.db import SCHEMA_REVISION, tenant_database
+from tenantry.data.users import User
+from tenantry.ops.lifecycle import rotate_secret, set_enabled
 from tests.conftest import bearer, drop_database, revision_of
 from tests.server import poll_until
 

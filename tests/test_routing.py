@@ -12,14 +12,15 @@ import time
 import pytest
 from flask import url_for
 
-from tenantry import hosts, log
-from tenantry.atomic import write_atomically
-from tenantry.closing import call_on_close
-from tenantry.config_loader import load_config_class
-from tenantry.home import TenantHome
-from tenantry.hosts import HostIndex
-from tenantry.log import RequestContextFilter, _LineFormatter, access_log, configure_logging
-from tenantry.tenants import set_enabled
+from tenantry.home import hosts
+from tenantry.home.hosts import HostIndex
+from tenantry.home.layout import TenantHome
+from tenantry.home.loader import load_config_class
+from tenantry.ops.lifecycle import set_enabled
+from tenantry.server import log
+from tenantry.server.log import RequestContextFilter, _LineFormatter, access_log, configure_logging
+from tenantry.support.atomic import write_atomically
+from tenantry.support.closing import call_on_close
 
 
 def test_path_routing_serves_each_tenant_at_its_prefix(client, acme, globex):
@@ -157,7 +158,7 @@ def test_config_edit_is_picked_up(home, client, acme):
 
 
 def test_loaded_apps_are_bounded_least_recently_used_first(home, make_tenant):
-    from tenantry.registry import TenantRegistry
+    from tenantry.web.registry import TenantRegistry
 
     for slug in ("aa", "bb", "cc"):
         make_tenant(slug)
@@ -188,7 +189,7 @@ def test_records_made_outside_a_logger_still_work_once_logging_is_configured():
     with no name: tenantry's factory must take it, and fill in the process and thread."""
     import os
 
-    from tenantry.log import configure_logging
+    from tenantry.server.log import configure_logging
 
     configure_logging()
     record = logging.makeLogRecord({"msg": "from elsewhere"})
@@ -347,9 +348,9 @@ def test_a_platform_that_cannot_be_imported_fails_healthz_and_is_retried(
     /healthz says so, and the tenant is built once the import works again."""
     import sys
 
-    import tenantry.factory
+    import tenantry.web.factory
 
-    monkeypatch.setitem(sys.modules, "tenantry.factory", None)  # any import of it fails
+    monkeypatch.setitem(sys.modules, "tenantry.web.factory", None)  # any import of it fails
     with caplog.at_level(logging.ERROR, logger="tenantry"):
         refused = client.get("/acme/")
     assert refused.status_code == 503 and refused.get_json()["error"] == "service_unavailable"
@@ -357,7 +358,7 @@ def test_a_platform_that_cannot_be_imported_fails_healthz_and_is_retried(
     assert health.status_code == 503
     assert "platform" in health.get_json()["message"]
     assert any("cannot be imported" in record.getMessage() for record in caplog.records)
-    monkeypatch.setitem(sys.modules, "tenantry.factory", tenantry.factory)
+    monkeypatch.setitem(sys.modules, "tenantry.web.factory", tenantry.web.factory)
     assert client.get("/acme/").status_code == 200  # no file of acme changed
     assert client.get("/healthz").status_code == 200
 

@@ -20,9 +20,9 @@ import pytest
 from click.testing import CliRunner
 
 import tenantry
-from tenantry import scaffold
 from tenantry.cli import main
-from tenantry.scaffold import MAX_LENGTH, RESERVED, ScaffoldError, new_module
+from tenantry.modules import scaffold
+from tenantry.modules.scaffold import MAX_LENGTH, RESERVED, ScaffoldError, new_module
 from tests.server import free_port
 from tests.venvs import layered_venv
 

@@ -10,10 +10,10 @@ import pytest
 from werkzeug.test import Client
 
 from bench.generate import generate_tenants, small_database_template
-from tenantry.dispatch import TenantDispatcher
-from tenantry.home import TenantHome
-from tenantry.registry import TenantRegistry
-from tenantry.tenants import create_tenant
+from tenantry.home.layout import TenantHome
+from tenantry.ops.lifecycle import create_tenant
+from tenantry.web.dispatch import TenantDispatcher
+from tenantry.web.registry import TenantRegistry
 
 TENANTS = 10_000
 MAX_LOADED = 100

@@ -21,10 +21,11 @@ import pytest
 import tenantry.cli
 from tenantry.client.cli import config_dir
 from tenantry.config import MIN_SECRET_BYTES, TenantConfig
-from tenantry.guard import RateLimits
-from tenantry.home import TenantHome
-from tenantry.objects import ObjectStore, storage_location_from_environ
-from tenantry.wsgi import server_settings, trusted_proxies
+from tenantry.home.layout import TenantHome
+from tenantry.server.settings import server_settings, trusted_proxies
+from tenantry.storage.location import storage_location_from_environ
+from tenantry.storage.s3 import ObjectStore
+from tenantry.web.limits import RateLimits
 from tests.s3 import CREDENTIALS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -305,13 +306,13 @@ def _sweep_interval(documented, mp):
 
 
 def _metrics_tenants(documented, mp):
-    from tenantry.metrics import labelled_tenants_limit
+    from tenantry.server.metrics import labelled_tenants_limit
 
     return labelled_tenants_limit(), int(documented)
 
 
 def _metrics_bind(documented, mp):
-    from tenantry.gunicorn_hooks import METRICS_BIND_ENV_VAR, when_ready
+    from tenantry.server.hooks import METRICS_BIND_ENV_VAR, when_ready
 
     class Server:  # the master's hook starts no metrics server when none is asked for
         started = False

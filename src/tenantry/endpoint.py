@@ -30,7 +30,7 @@ properties of :class:`TenantResource`). Optional module attributes: ``settings``
 defaults a tenant may override), ``migrations`` (the folder of the module's own alembic
 revisions), ``requires`` (other endpoint modules it needs), ``converters`` (URL converters
 its routes use), ``file_references`` (who refers to a stored file) and ``seed`` (its
-tables' first rows per tenant); see README's *Write your own endpoint module*.
+tables' first rows per tenant); see docs/modules.md.
 
 The names below are the whole API and stay stable; everything else in ``tenantry`` is
 private to the platform.
@@ -38,39 +38,22 @@ private to the platform.
 
 from __future__ import annotations
 
-import json
-import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import TypeVar, overload
-
-from flask import Flask, Response, current_app, request
-from flask_restful import Api, Resource
-from pydantic import BaseModel
-from sqlalchemy.orm import Session
-from werkzeug.exceptions import (
-    BadRequest,
-    ClientDisconnected,
-    MethodNotAllowed,
-    RequestEntityTooLarge,
+from tenantry.data.db import Base, TenantDatabase
+from tenantry.storage.errors import InvalidName, OverQuota, TooLarge
+from tenantry.storage.local import Storage, TenantStorage, validate_name
+from tenantry.web.api import (
+    TenantApi,
+    TenantResource,
+    audit,
+    json_object,
+    no_content,
+    query_number,
+    query_object,
 )
-from werkzeug.local import LocalProxy
-from werkzeug.wsgi import LimitedStream
-
-from tenantry import audit as audit_log
-from tenantry.auth import auth_required, current_user
-from tenantry.db import Base, TenantDatabase
-from tenantry.errors import InsufficientStorage, error_response
-from tenantry.openapi import INTEGER, STRING, STRINGS, operation, schema_object
-from tenantry.schemas import query_data, validate
-from tenantry.storage import (
-    InvalidName,
-    OverQuota,
-    Storage,
-    TenantStorage,
-    TooLarge,
-    validate_name,
-)
+from tenantry.web.auth import auth_required, current_user
+from tenantry.web.errors import InsufficientStorage, error_response
+from tenantry.web.openapi import INTEGER, STRING, STRINGS, operation, schema_object
+from tenantry.web.tenant import Tenant, current_tenant
 
 __all__ = [
     "INTEGER",
@@ -100,224 +83,3 @@ __all__ = [
     "schema_object",
     "validate_name",
 ]
-
-
-M = TypeVar("M", bound=BaseModel)
-
-
-@dataclass(frozen=True)
-class Tenant:
-    """The tenant a request is for: set up once per tenant app by the factory.
-
-    ``config`` is the tenant's settings (its config class, its modules' settings, its
-    secrets); ``database`` and ``storage`` are its own, never another tenant's;
-    ``modules`` names the endpoint modules it has enabled (module names, as imported);
-    ``cache`` is a dict of its own for what a module keeps between requests in a worker.
-    """
-
-    slug: str
-    name: str
-    config: dict
-    database: TenantDatabase
-    storage: Storage
-    modules: tuple[str, ...]
-    reference_checks: tuple[Callable[[Tenant, str], list[str]], ...] = field(default=(), repr=False)
-    #: The tenant's own dict for values a module keeps a short while in this process (a
-    #: probe's result, say): gone with the tenant's app, never seen by another tenant.
-    #: Key it by the module's name.
-    cache: dict = field(default_factory=dict, repr=False, compare=False)
-
-    def file_references(self, name: str) -> list[str]:
-        """What refers to the tenant's stored file ``name``, as its enabled modules say
-        (their ``file_references(tenant, name)``, e.g. ``["dataset q3"]``); empty if nothing.
-        A module that keeps file names in its tables declares it so that the file cannot
-        be deleted from under it."""
-        return [reference for check in self.reference_checks for reference in check(self, name)]
-
-
-def _serving_tenant() -> Tenant:
-    return current_app.extensions["tenantry.tenant"]
-
-
-#: The tenant of the request being served (a proxy, valid inside a request).
-current_tenant: Tenant = LocalProxy(_serving_tenant)  # type: ignore[assignment]
-
-
-class TenantApi(Api):
-    """flask-restful's Api for a module's blueprint, with tenantry's error shape.
-
-    flask-restful wraps the app's exception handlers so that errors raised in its
-    resources reach its own ``handle_error``, which answers ``{"message": ...}`` and turns
-    anything that is not an HTTPException into a 500 in production. This Api never
-    installs that wrapper (see ``_init_app``), so every error answers in the one JSON shape.
-    """
-
-    def make_response(self, data, code=200, headers=None, **_options) -> Response:
-        """Every resource answers JSON: no content negotiation, one serialisation. A
-        pydantic model answers as its JSON (``model_dump_json``)."""
-        if type(data) is not dict and isinstance(data, BaseModel):
-            text = data.model_dump_json(by_alias=True)  # as its schema documents it
-        else:
-            text = current_app.json.dumps(data)
-        response = current_app.response_class(text + "\n", status=code, mimetype="application/json")
-        if headers:
-            response.headers.extend(headers)
-        return response
-
-    def _init_app(self, app: Flask) -> None:
-        # Register the views only: no error_router around the app's exception handlers.
-        for resource, urls, kwargs in self.resources:
-            self._register_view(app, resource, *urls, **kwargs)
-        # flask-restful keeps the setup state, and through it the app: the views outlive
-        # that app in a shared route kit, and must not keep it (or its secret) alive.
-        self.blueprint_setup = None
-
-
-class TenantResource(Resource):
-    """A flask-restful Resource that serves whichever tenant the request is for.
-
-    One set of view functions serves every tenant with the same endpoint modules, so a
-    resource holds no tenant of its own: these properties read the serving tenant's.
-    """
-
-    def dispatch_request(self, *args, **kwargs):
-        """flask-restful's, less its content negotiation for a resource without
-        ``representations`` of its own (tenantry's have none: every answer is JSON). That
-        parsed every request's Accept header to match it against nothing, ~9 us of a
-        landing page's ~170 in process. A resource that declares representations is
-        dispatched by flask-restful, negotiation and all."""
-        if self.representations:
-            return super().dispatch_request(*args, **kwargs)
-        method = request.method
-        handler = getattr(self, method.lower(), None)
-        if handler is None and method == "HEAD":
-            handler = getattr(self, "get", None)
-        if handler is None:  # the route allows only the methods defined: not reached
-            raise MethodNotAllowed()
-        decorators = self.method_decorators
-        if isinstance(decorators, Mapping):
-            decorators = decorators.get(method.lower(), [])
-        for decorator in decorators:
-            handler = decorator(handler)
-        return handler(*args, **kwargs)
-
-    @property
-    def tenant(self) -> Tenant:
-        return _serving_tenant()
-
-    @property
-    def config(self) -> dict:
-        return _serving_tenant().config
-
-    @property
-    def database(self) -> TenantDatabase:
-        return _serving_tenant().database
-
-    @property
-    def storage(self) -> Storage:
-        return _serving_tenant().storage
-
-
-@overload
-def json_object(model: None = None, optional: bool = False) -> dict: ...
-@overload
-def json_object(model: type[M], optional: bool = False) -> M: ...
-def json_object(model=None, optional=False):
-    """The request body as a JSON object of valid text, read under the tenant's
-    ``MAX_JSON_BODY``; validated by ``model`` (a pydantic model) when given, whose
-    validators find the serving tenant in ``info.context["tenant"]``. With ``optional``,
-    an empty body is an empty object.
-
-    :raises RequestEntityTooLarge: the body is over ``MAX_JSON_BODY``: refused from its
-        Content-Length before any of it is read, or as soon as a chunked body passes it.
-    :raises BadRequest: not JSON, not an object, nested too deep, or holding strings that
-        are not valid Unicode (lone surrogates from ``\\ud800`` escapes); or cut off; or
-        not valid for ``model`` (its ``fields`` list each failing field).
-    """
-    raw = _bounded_body(current_app.config["MAX_JSON_BODY"])
-    if optional and not raw:
-        body = {}
-    else:
-        try:
-            body = json.loads(raw)
-            valid_text = json.dumps(body, ensure_ascii=False).encode()
-        except (ValueError, RecursionError, UnicodeError):
-            body = None
-        if not isinstance(body, dict) or not valid_text:
-            raise BadRequest("The request body must be a JSON object.")
-    if model is None:
-        return body
-    return validate(model, body, "The request body", {"tenant": _serving_tenant()})
-
-
-def query_object(model: type[M]) -> M:
-    """The request's query parameters, validated by ``model`` (a pydantic model): a field
-    that is a list takes every value of its parameter, the others the first. Parameters
-    the model does not name are ignored.
-
-    :raises BadRequest: not valid for ``model`` (its ``fields`` list each failing field).
-    """
-    return validate(
-        model, query_data(model, request.args), "The query", {"tenant": _serving_tenant()}
-    )
-
-
-_READ_SIZE = 64 * 1024
-
-
-def _bounded_body(limit: int) -> bytes:
-    """The request body, read only while it stays within ``limit`` bytes."""
-    too_large = RequestEntityTooLarge(f"A JSON body may have at most {limit} bytes.")
-    length = request.content_length
-    if length is not None and length > limit:
-        raise too_large
-    environ = request.environ
-    if environ.get("wsgi.input_terminated"):  # chunked, ended by the server
-        stream = environ["wsgi.input"]
-    elif length:
-        stream = LimitedStream(environ["wsgi.input"], length)
-    else:
-        return b""
-    chunks, size = [], 0
-    while size <= limit:
-        try:
-            chunk = stream.read(min(_READ_SIZE, limit + 1 - size))
-        except Exception as exc:  # the server's own error for a broken connection
-            raise ClientDisconnected("The request body was cut off.") from exc
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    if size > limit:
-        raise too_large
-    if length is not None and size != length:
-        raise ClientDisconnected(f"The request body ended after {size} of its {length} bytes.")
-    return b"".join(chunks)
-
-
-def query_number(name: str, default: int, low: int, high: int) -> int:
-    """The query parameter ``name`` as a whole number from ``low`` to ``high``; ``default``
-    when it is not given. :raises BadRequest: it is not such a number."""
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    if not re.fullmatch(r"[0-9]{1,12}", raw) or not low <= int(raw) <= high:
-        raise BadRequest(f"{name} must be a whole number from {low} to {high}.")
-    return int(raw)
-
-
-def audit(session: Session, action: str, target: str, outcome: str = "success") -> None:
-    """Record ``action`` (``"<module>.<verb>"``, e.g. ``"note.create"``) on ``target`` (a
-    name, never a secret) in the tenant's audit log, in ``session``'s transaction, so the
-    entry exists exactly when the change does. Call it as the transaction's last write:
-    it holds the log's lock until the transaction ends. The actor (the token's user, or
-    ``anonymous``), request id and client address come from the request being served.
-    ``outcome`` is ``"success"`` or ``"failure"``."""
-    audit_log.record(session, action, target, outcome)
-
-
-def no_content() -> Response:
-    """An empty 204, without the Content-Type a default Response would carry."""
-    response = Response(status=204)
-    del response.headers["Content-Type"]
-    return response

@@ -36,15 +36,15 @@ from flask import Config, Flask, current_app, has_app_context
 from sqlalchemy import event
 from werkzeug.test import Client
 
-from tenantry.auth import guard_of
-from tenantry.db import tenant_database
-from tenantry.dispatch import TenantDispatcher
-from tenantry.home import DATABASE_URL_ENV_VAR, TenantHome
-from tenantry.log import RequestLog
-from tenantry.modules import sample_path
-from tenantry.registry import TenantRegistry
-from tenantry.tenants import create_tenant
-from tenantry.users import create_user
+from tenantry.data.db import tenant_database
+from tenantry.data.users import create_user
+from tenantry.home.layout import DATABASE_URL_ENV_VAR, TenantHome
+from tenantry.modules.checks import sample_path
+from tenantry.ops.lifecycle import create_tenant
+from tenantry.server.log import RequestLog
+from tenantry.web.auth import guard_of
+from tenantry.web.dispatch import TenantDispatcher
+from tenantry.web.registry import TenantRegistry
 
 __all__ = ["BufferedClient", "TestTenant", "isolation_problems", "make_test_tenant"]
 
@@ -203,7 +203,7 @@ class _Spy:
                 self.problems.append(problem)
 
 
-class _GuardedConfig(Config):
+class _WatchedConfig(Config):
     """A tenant's config that reports reads made while another tenant is served."""
 
     def __init__(self, spy: _Spy, owner: str, original: Config):
@@ -220,7 +220,7 @@ class _GuardedConfig(Config):
         return super().get(key, default)
 
 
-class _GuardedCache(dict):
+class _WatchedCache(dict):
     """A tenant's ``cache`` that reports use while another tenant is served."""
 
     def __init__(self, spy: _Spy, owner: str, original: dict):
@@ -256,7 +256,7 @@ class _GuardedCache(dict):
         return super().pop(*args)
 
 
-class _Guarded:
+class _Watched:
     """A tenant's database or storage that reports use while another tenant is served."""
 
     def __init__(self, spy: _Spy, owner: str, what: str, target):
@@ -270,12 +270,12 @@ class _Guarded:
         return getattr(self._target, name)
 
 
-def _guard(app: Flask, spy: _Spy) -> None:
+def _watch(app: Flask, spy: _Spy) -> None:
     tenant = app.extensions["tenantry.tenant"]
     slug = tenant.slug
-    app.config = _GuardedConfig(spy, slug, app.config)
-    database = _Guarded(spy, slug, "database", tenant.database)
-    storage = _Guarded(spy, slug, "storage", tenant.storage)
+    app.config = _WatchedConfig(spy, slug, app.config)
+    database = _Watched(spy, slug, "database", tenant.database)
+    storage = _Watched(spy, slug, "storage", tenant.storage)
     app.extensions["tenantry.db"] = database
     app.extensions["tenantry.storage"] = storage
     app.extensions["tenantry.tenant"] = replace(
@@ -283,7 +283,7 @@ def _guard(app: Flask, spy: _Spy) -> None:
         config=app.config,
         database=database,
         storage=storage,
-        cache=_GuardedCache(spy, slug, tenant.cache),
+        cache=_WatchedCache(spy, slug, tenant.cache),
     )
     # Statements on the tenant's engine, even through an engine or session a module kept.
     event.listen(
@@ -317,7 +317,7 @@ def isolation_problems(
         headers = {tenant.slug: tenant.headers("admin") for tenant in tenants}
         spy = _Spy()
         for app in apps:
-            _guard(app, spy)
+            _watch(app, spy)
         probes = [
             (method, sample_path(rule), PROBE_JSON if method in ("POST", "PUT", "PATCH") else None)
             for rule in apps[0].url_map.iter_rules()

@@ -1,0 +1,319 @@
+import contextlib
+from datetime import UTC, datetime
+
+from flask import current_app, request
+from pydantic import BaseModel
+from werkzeug.exceptions import BadRequest, Conflict, NotFound, TooManyRequests, Unauthorized
+
+from tenantry.data.audit import ENTRY_FIELDS, entries, format_time
+from tenantry.data.users import (
+    USERNAME_PATTERN,
+    LastAdmin,
+    UnknownUser,
+    UserError,
+    UserExists,
+    create_user,
+    delete_user,
+    find_user,
+    is_username,
+    list_users,
+    log_out,
+    record_login,
+    record_login_failure,
+    seconds_locked_out,
+    update_user,
+)
+from tenantry.endpoint import TenantResource, json_object, no_content, query_number
+from tenantry.web.auth import (
+    auth_required,
+    authenticate,
+    current_identity,
+    forget_holders,
+    hash_password,
+    issue_token,
+    password_matches,
+    refreshed_token,
+)
+from tenantry.web.openapi import INTEGER, STRING, STRINGS, operation, schema_object
+
+TOKEN = schema_object({"access_token": STRING}, ("access_token",))
+USER = schema_object(
+    {"id": INTEGER, "username": STRING, "roles": STRINGS, "active": {"type": "boolean"}},
+    ("id", "username", "roles", "active"),
+)
+
+WRONG_CREDENTIALS = "The username or password is incorrect."
+
+
+class Credentials(BaseModel):
+    username: str
+    password: str
+
+
+class Login(TenantResource):
+    openapi = {
+        "post": operation(
+            "Exchange a username and password for an access token",
+            {200: TOKEN},
+            errors=(400, 401, 413, 429),
+            body=Credentials,
+            public=True,
+        )
+    }
+
+    def post(self):
+        credentials = json_object(Credentials)
+        username, password = credentials.username, credentials.password
+        if not is_username(username):
+            # No such user can exist: answer like any wrong login, and store nothing.
+            password_matches(None, password)
+            raise Unauthorized(WRONG_CREDENTIALS)
+        retry_after = seconds_locked_out(self.database, username)
+        if retry_after:
+            raise TooManyRequests(
+                "Too many failed logins for this user; try again later.",
+                retry_after=retry_after,
+            )
+        user = find_user(self.database, username)
+        if not password_matches(user, password):
+            config = current_app.config
+            record_login_failure(
+                self.database,
+                username,
+                config["LOGIN_MAX_FAILURES"],
+                config["LOGIN_LOCKOUT"].total_seconds(),
+            )
+            raise Unauthorized(WRONG_CREDENTIALS)
+        token = issue_token(user)
+        record_login(self.database, username)
+        return {"access_token": token}
+
+
+class Refresh(TenantResource):
+    openapi = {
+        "post": operation(
+            "A new access token for a current token, or an expired one within its refresh lifespan",
+            {200: TOKEN},
+        )
+    }
+
+    def post(self):
+        identity = authenticate(for_refresh=True)
+        return {"access_token": refreshed_token(identity.claims, identity.user)}
+
+
+class Me(TenantResource):
+    openapi = {
+        "get": operation(
+            "The token's user",
+            {
+                200: schema_object(
+                    {"id": INTEGER, "username": STRING, "roles": STRINGS, "tenant": STRING},
+                    ("id", "username", "roles", "tenant"),
+                )
+            },
+        )
+    }
+    method_decorators = [auth_required()]
+
+    def get(self):
+        user = current_identity().user
+        return {
+            "id": user.id,
+            "username": user.username,
+            "roles": user.rolenames,
+            "tenant": current_app.config["SLUG"],
+        }
+
+
+class Logout(TenantResource):
+    openapi = {"post": operation("Revoke this token", {204: None})}
+    method_decorators = [auth_required()]
+
+    def post(self):
+        identity = current_identity()
+        claims = identity.claims
+        log_out(self.database, identity.user.username, claims["jti"], claims["rf_exp"])
+        forget_holders(jti=claims["jti"])
+        return no_content()
+
+
+class Users(TenantResource):
+    openapi = {
+        "get": operation(
+            "All users (admin)",
+            {200: schema_object({"users": {"type": "array", "items": USER}}, ("users",))},
+            errors=(403,),
+        ),
+        "post": operation(
+            "Create a user (admin)",
+            {201: USER},
+            errors=(400, 403, 409, 413),
+            body=schema_object(
+                {"username": STRING, "password": STRING, "roles": STRINGS},
+                ("username", "password"),
+            ),
+        ),
+    }
+    method_decorators = [auth_required("admin")]
+
+    def get(self):
+        return {"users": [user.as_dict() for user in list_users(self.database)]}
+
+    def post(self):
+        body = json_object()
+        try:
+            user = create_user(
+                self.database,
+                hash_password,
+                body.get("username"),
+                body.get("password"),
+                body.get("roles", ["user"]),
+            )
+        except UserExists as exc:
+            raise Conflict(str(exc)) from None
+        except UserError as exc:
+            raise BadRequest(str(exc)) from None
+        return user.as_dict(), 201
+
+
+USER_CHANGES = ("password", "active", "roles")
+USERNAME_PARAMETER = {
+    "name": "username",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": f"^{USERNAME_PATTERN.pattern}$", "maxLength": 150},
+}
+
+
+class UserByName(TenantResource):
+    openapi = {
+        "patch": operation(
+            "Change a user's password, active state or roles (admin)",
+            {200: USER},
+            errors=(400, 403, 404, 409, 413),
+            body=schema_object(
+                {"password": STRING, "active": {"type": "boolean"}, "roles": STRINGS}, ()
+            ),
+            parameters=(USERNAME_PARAMETER,),
+        ),
+        "delete": operation(
+            "Delete a user (admin)",
+            {204: None},
+            errors=(403, 404, 409),
+            parameters=(USERNAME_PARAMETER,),
+        ),
+    }
+    method_decorators = [auth_required("admin")]
+
+    def patch(self, username):
+        body = json_object()
+        if not body or set(body) - set(USER_CHANGES) or None in body.values():
+            raise BadRequest(f"Give one or more of {', '.join(USER_CHANGES)}, and nothing else.")
+        with _user_errors():
+            user = update_user(
+                self.database,
+                hash_password,
+                username,
+                password=body.get("password"),
+                active=body.get("active"),
+                roles=body.get("roles"),
+            )
+        forget_holders(user_id=user.id)
+        return user.as_dict()
+
+    def delete(self, username):
+        with _user_errors():
+            user_id = delete_user(self.database, username)
+        forget_holders(user_id=user_id)
+        return no_content()
+
+
+@contextlib.contextmanager
+def _user_errors():
+    try:
+        yield
+    except UnknownUser as exc:
+        raise NotFound(str(exc)) from None
+    except LastAdmin as exc:
+        raise Conflict(str(exc)) from None
+    except UserError as exc:
+        raise BadRequest(str(exc)) from None
+
+
+MAX_AUDIT_PAGE = 1000
+NULLABLE_STRING = {"type": "string", "nullable": True}
+AUDIT_ENTRY = schema_object(
+    {
+        "id": INTEGER,
+        "time": STRING,
+        "actor": STRING,
+        "action": STRING,
+        "target": STRING,
+        "outcome": {"type": "string", "enum": ["success", "failure"]},
+        "request_id": NULLABLE_STRING,
+        "remote_addr": NULLABLE_STRING,
+    },
+    ENTRY_FIELDS,
+)
+
+
+class AuditLog(TenantResource):
+    openapi = {
+        "get": operation(
+            "The tenant's audit log, newest first; `total` counts all matches (admin)",
+            {
+                200: schema_object(
+                    {"data": {"type": "array", "items": AUDIT_ENTRY}, "total": INTEGER},
+                    ("data", "total"),
+                )
+            },
+            errors=(400, 403),
+            parameters=(
+                {"name": "action", "in": "query", "schema": STRING},
+                {"name": "actor", "in": "query", "schema": STRING},
+                {
+                    "name": "since",
+                    "in": "query",
+                    "schema": {"type": "string", "format": "date-time"},
+                },
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_AUDIT_PAGE},
+                },
+                {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+            ),
+        )
+    }
+    method_decorators = [auth_required("admin")]
+
+    def get(self):
+        page, total = entries(
+            self.database,
+            action=_text_argument("action"),
+            actor=_text_argument("actor"),
+            since=_since(),
+            limit=query_number("limit", 100, 1, MAX_AUDIT_PAGE),
+            offset=query_number("offset", 0, 0, 2**31),
+        )
+        return {"data": page, "total": total}
+
+
+def _text_argument(name: str) -> str | None:
+    value = request.args.get(name)
+    if value is not None and ("\x00" in value or len(value) > 255):
+        raise BadRequest(f"{name} must be text of at most 255 characters, without NUL.")
+    return value
+
+
+def _since() -> str | None:
+    """The ``since`` argument (ISO 8601; a time without an offset is UTC) as stored."""
+    value = request.args.get("since")
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+        return format_time(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+    except (ValueError, OverflowError):
+        raise BadRequest("since must be an ISO 8601 time, e.g. 2026-12-01T09:30:00Z.") from None

@@ -1,0 +1,5 @@
+"""The landing endpoint module."""
+
+from tenantry.builtin.landing.blueprint import blueprint
+
+__all__ = ["blueprint"]

@@ -1,0 +1,5 @@
+"""The openapi endpoint module."""
+
+from tenantry.builtin.openapi.blueprint import blueprint
+
+__all__ = ["blueprint"]

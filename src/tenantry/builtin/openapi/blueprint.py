@@ -1,0 +1,7 @@
+from flask import Blueprint
+
+from tenantry.builtin.openapi.resources import OpenApiDocument
+from tenantry.endpoint import TenantApi
+
+blueprint = Blueprint("openapi", __name__)
+TenantApi(blueprint).add_resource(OpenApiDocument, "/openapi.json")

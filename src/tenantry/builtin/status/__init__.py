@@ -1,0 +1,5 @@
+"""The status endpoint module."""
+
+from tenantry.builtin.status.blueprint import blueprint
+
+__all__ = ["blueprint"]

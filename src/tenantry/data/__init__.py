@@ -1,0 +1,1 @@
+"""A tenant's database: engines and sessions, migrations, users and the audit log."""

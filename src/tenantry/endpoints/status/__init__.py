@@ -1,5 +1,0 @@
-"""The status endpoint module."""
-
-from tenantry.endpoints.status.blueprint import blueprint
-
-__all__ = ["blueprint"]

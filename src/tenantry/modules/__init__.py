@@ -1,0 +1,1 @@
+"""Endpoint modules: found, imported once per process, checked, and scaffolded."""

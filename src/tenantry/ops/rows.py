@@ -1,0 +1,177 @@
+"""The backend-neutral row codec of archives and copies: each table as JSON lines (a
+header naming its columns and their kinds, then one JSON array per row). Dates, bytes and
+decimals are written as text and read back by kind, so an archive made on SQLite restores
+on PostgreSQL and the reverse."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import re
+from decimal import Decimal
+from pathlib import Path
+
+from sqlalchemy import Integer, MetaData, func, select, text
+
+from tenantry.data.db import TenantDatabase
+from tenantry.ops.errors import OperationFailed
+
+# Rows a copy of the tenant need not carry: lock-outs, quota reservations of uploads in
+# progress, one-time links (their snapshots are not carried either).
+SKIPPED_TABLES = frozenset(("login_failures", "upload_reservations", "one_time_links"))
+VERSION_TABLES = re.compile(r"alembic_version(_[a-z0-9_]+)?")
+BATCH = 1000
+SPOOL_BYTES = 8 * 1024 * 1024
+
+
+# -- the database as neutral data ----------------------------------------------------------
+
+
+def column_kind(column) -> str:
+    try:
+        python_type = column.type.python_type
+    except NotImplementedError:
+        return "plain"
+    return {
+        dt.datetime: "datetime",
+        dt.date: "date",
+        dt.time: "time",
+        bytes: "bytes",
+        Decimal: "decimal",
+    }.get(python_type, "plain")
+
+
+def encode_value(value, kind: str):
+    if value is None or kind == "plain":
+        return value
+    if kind == "bytes":
+        return base64.b64encode(value).decode()
+    if kind == "decimal":
+        return str(value)
+    return value.isoformat()
+
+
+def _decode(value, kind: str, column):
+    if value is None or kind == "plain":
+        return value
+    if kind == "bytes":
+        return base64.b64decode(value)
+    if kind == "decimal":
+        return Decimal(value)
+    if kind == "date":
+        return dt.date.fromisoformat(value)
+    if kind == "time":
+        return dt.time.fromisoformat(value)
+    moment = dt.datetime.fromisoformat(value)
+    # The platform stores UTC. PostgreSQL keeps the zone; SQLite gives it back naive.
+    if getattr(column.type, "timezone", False):
+        return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(dt.UTC).replace(tzinfo=None) if moment.tzinfo else moment
+
+
+def reflect_tables(connection, schema: str | None):
+
+    metadata = MetaData()
+    metadata.reflect(connection, schema=schema)
+    return metadata
+
+
+def load_tables(
+    database: TenantDatabase, tables: list[tuple[str, Path]], sequences: dict[str, dict]
+) -> None:
+    """Insert the rows of each JSON-lines table file into the (migrated, empty) database,
+    parents before children, in one transaction; then set the id counters past every id
+    the tenant ever handed out."""
+    with database.engine.begin() as connection:
+        metadata = reflect_tables(connection, database.schema)
+        by_name = tables_by_name(metadata)
+        order = {table.name: index for index, table in enumerate(metadata.sorted_tables)}
+        for name, _path in tables:
+            if name not in by_name:
+                raise OperationFailed(
+                    f"the archive holds table {name}, and no installed endpoint module makes "
+                    "it: install the module it came from"
+                )
+        for name, path in sorted(tables, key=lambda item: order[item[0]]):
+            _load_table(connection, by_name[name], path)
+        for name, _path in tables:
+            _set_counter(connection, database, by_name[name], sequences.get(name))
+
+
+def _set_counter(connection, database: TenantDatabase, table, recorded: dict | None) -> None:
+    """The next id of ``table`` beyond its highest and beyond what the archive recorded."""
+
+    columns = list(table.primary_key.columns)
+    if len(columns) != 1 or not isinstance(columns[0].type, Integer):
+        return
+    column = columns[0]
+    highest = connection.execute(select(func.max(column))).scalar() or 0
+    if recorded and recorded.get("column") == column.name:
+        highest = max(highest, recorded["value"])
+    if highest <= 0:
+        return
+    if database.is_postgres:
+        qualified = f'"{database.schema}"."{table.name}"'
+        sequence = connection.execute(
+            text("SELECT pg_get_serial_sequence(:table, :column)"),
+            {"table": qualified, "column": column.name},
+        ).scalar()
+        if sequence:
+            connection.execute(
+                text("SELECT setval(:sequence, :value)"), {"sequence": sequence, "value": highest}
+            )
+    elif recorded:  # SQLite keeps counters only for AUTOINCREMENT tables; no key, so:
+        updated = connection.exec_driver_sql(
+            "UPDATE sqlite_sequence SET seq = ? WHERE name = ?", (highest, table.name)
+        )
+        if not updated.rowcount:
+            connection.exec_driver_sql(
+                "INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", (table.name, highest)
+            )
+
+
+def _load_table(connection, table, path: Path) -> None:
+    with open(path, "rb") as lines:
+        try:
+            header = json.loads(lines.readline())
+            names, kinds = header["columns"], header["kinds"]
+            if len(names) != len(kinds):
+                raise ValueError
+        except (ValueError, KeyError, TypeError):
+            raise OperationFailed(f"database/{table.name}.jsonl has no valid header") from None
+        for name in names:
+            if name not in table.c:
+                raise OperationFailed(f"table {table.name} has no column {name!r} here")
+        columns = [table.c[name] for name in names]
+        batch = []
+        for number, line in enumerate(lines, start=2):
+            try:
+                values = json.loads(line)
+                if not isinstance(values, list) or len(values) != len(names):
+                    raise ValueError("wrong number of values")
+                row = {
+                    name: _decode(value, kind, column)
+                    for name, value, kind, column in zip(names, values, kinds, columns, strict=True)
+                }
+            except (ValueError, TypeError, ArithmeticError) as exc:
+                raise OperationFailed(
+                    f"database/{table.name}.jsonl line {number} is invalid: {exc}"
+                ) from None
+            batch.append(row)
+            if len(batch) >= BATCH:
+                connection.execute(table.insert(), batch)
+                batch = []
+        if batch:
+            connection.execute(table.insert(), batch)
+
+
+def tables_by_name(metadata) -> dict:
+    return {table.name: table for table in metadata.sorted_tables}
+
+
+def count_rows(database: TenantDatabase, table: str) -> int:
+
+    name = f'"{database.schema}".{table}' if database.is_postgres else table
+    with database.engine.connect() as connection:
+        return connection.execute(text(f"SELECT count(*) FROM {name}")).scalar()  # noqa: S608

@@ -1,0 +1,2 @@
+"""A tenant's stored files: on local disk (:mod:`.local`) or on an S3-compatible store
+several hosts share (:mod:`.s3`, :mod:`.objects`), chosen by :mod:`.location`."""

@@ -1,0 +1,118 @@
+"""TenantDispatcher: the WSGI middleware that sends each request to its tenant's app."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Protocol
+
+from flask import Response
+from werkzeug.exceptions import NotFound
+
+from tenantry.home.layout import WRITES_HELD_RETRY_AFTER
+from tenantry.server.log import set_request_tenant
+from tenantry.web.errors import error_response
+
+HEALTH_PATH = "/healthz"
+# The same words as a known tenant's unknown route: a 404 must not tell them apart.
+NO_SUCH_TENANT = NotFound.description
+TENANT_UNAVAILABLE = "This tenant is temporarily unavailable."
+TENANT_DOWN = "This tenant is down for maintenance; try again later."
+WRITES_HELD = "This tenant is being backed up or restored: reads only for now; try again shortly."
+PLATFORM_UNAVAILABLE = "This server cannot load its platform modules; its log says why."
+READ_METHODS = frozenset(("GET", "HEAD", "OPTIONS"))
+
+
+class ServedTenant(Protocol):
+    """What dispatch reads of a loaded tenant (:class:`tenantry.web.registry.LoadedTenant`)."""
+
+    maintenance: int | None
+    app: Callable | None
+    writes_held: bool
+
+
+class Registry(Protocol):
+    """What dispatch needs of :class:`tenantry.web.registry.TenantRegistry` (a protocol, so
+    that this small module does not import the registry, which builds apps)."""
+
+    platform_error: str | None
+
+    def lookup(self, slug: str) -> ServedTenant | None: ...
+
+    def slug_for_host(self, host: str) -> str | None: ...
+
+
+def request_host(environ) -> str:
+    """The request's host name, lower case, without a port."""
+    host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
+    name, colon, port = host.rpartition(":")
+    if colon and port.isdigit() and not host.endswith("]"):
+        host = name
+    return host.rstrip(".").lower()  # "acme.localhost." is the same host, fully qualified
+
+
+def serve_tenant(registry: Registry, slug: str, environ, start_response):
+    """Call the tenant's app: 404 if unknown or disabled, 503 if down for maintenance
+    (with Retry-After) or if it cannot start, and 503 with Retry-After for a write while
+    a backup or restore holds the tenant's writes."""
+    tenant = registry.lookup(slug)
+    if tenant is None:
+        return error_response(404, NO_SUCH_TENANT)(environ, start_response)
+    set_request_tenant(slug)
+    if tenant.maintenance is not None:
+        retry = [("Retry-After", str(tenant.maintenance))]
+        return error_response(503, TENANT_DOWN, retry)(environ, start_response)
+    if tenant.app is None:
+        return error_response(503, TENANT_UNAVAILABLE)(environ, start_response)
+    if tenant.writes_held and environ.get("REQUEST_METHOD") not in READ_METHODS:
+        retry = [("Retry-After", str(WRITES_HELD_RETRY_AFTER))]
+        return error_response(503, WRITES_HELD, retry)(environ, start_response)
+    return tenant.app(environ, start_response)
+
+
+def _health(environ, start_response, registry: Registry):
+    if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+        response = error_response(
+            405, "The method is not allowed for the requested URL.", [("Allow", "GET, HEAD")]
+        )
+    elif registry.platform_error is not None:  # no tenant app can be built: see the log
+        response = error_response(503, PLATFORM_UNAVAILABLE)
+    else:
+        response = Response(json.dumps({"status": "ok"}) + "\n", mimetype="application/json")
+    return response(environ, start_response)
+
+
+class TenantDispatcher:
+    """Routes by Host (a tenant's HOSTS, at ``/``), else by the first path segment."""
+
+    def __init__(self, registry: Registry):
+        if not callable(getattr(registry, "lookup", None)):
+            raise TypeError("TenantDispatcher needs a TenantRegistry")
+        self.registry = registry
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if path == HEALTH_PATH:
+            return _health(environ, start_response, self.registry)
+        slug = self.registry.slug_for_host(request_host(environ))
+        if slug is not None:
+            return serve_tenant(self.registry, slug, environ, start_response)
+        slug, slash, rest = path[1:].partition("/")
+        if not path.startswith("/") or not slug:
+            return error_response(404, NO_SUCH_TENANT)(environ, start_response)
+        environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + "/" + slug
+        environ["PATH_INFO"] = slash + rest
+        return serve_tenant(self.registry, slug, environ, start_response)
+
+
+class SingleTenantApp:
+    """One tenant alone, served at ``/``, exactly as the dispatcher serves it."""
+
+    def __init__(self, registry: Registry, slug: str):
+        if not callable(getattr(registry, "lookup", None)):
+            raise TypeError("SingleTenantApp needs a TenantRegistry")
+        self.registry = registry
+        self.slug = slug
+
+    def __call__(self, environ, start_response):
+        return serve_tenant(self.registry, self.slug, environ, start_response)

@@ -1,0 +1,117 @@
+"""The one JSON error shape, for tenant apps and for the dispatcher alike.
+
+Every error any layer produces goes through :func:`error_response`:
+``{"error": "not_found", "message": "No such file: report.csv"}`` (plus optional keys).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+
+from flask import Flask, Response
+from werkzeug.exceptions import HTTPException
+from werkzeug.http import HTTP_STATUS_CODES
+
+from tenantry.storage.errors import ObjectStoreError
+
+log = logging.getLogger(__name__)
+
+ERROR_NAMES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    410: "gone",
+    411: "length_required",
+    412: "precondition_failed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    416: "range_not_satisfiable",
+    429: "too_many_requests",
+    500: "internal_error",
+    503: "service_unavailable",
+    507: "insufficient_storage",
+}
+# Seconds a client is told to wait when the object store does not answer.
+STORAGE_RETRY_AFTER = 5
+
+
+class InsufficientStorage(HTTPException):
+    """507: werkzeug has no class of its own for it."""
+
+    code = 507
+    description = "There is not enough storage left for this request."
+
+
+# Headers of a werkzeug HTTPException that describe its HTML body, not the error itself.
+_BODY_HEADERS = frozenset({"content-type", "content-length"})
+
+
+def error_name(status: int) -> str:
+    """The snake_case name of an HTTP status, as the ``error`` key carries it."""
+    if status in ERROR_NAMES:
+        return ERROR_NAMES[status]
+    words = HTTP_STATUS_CODES.get(status, "error").lower()
+    return "".join(ch if ch.isalnum() else "_" for ch in words).strip("_")
+
+
+def error_response(
+    status: int,
+    message: str,
+    headers: Iterable[tuple[str, str]] = (),
+    **extra: object,
+) -> Response:
+    """A complete JSON error response; also a WSGI app, so the dispatcher can use it."""
+    body = {"error": error_name(status), "message": message, **extra}
+    response = Response(
+        json.dumps(body) + "\n", status=status, mimetype="application/json", headers=headers
+    )
+    if status == 401 and "WWW-Authenticate" not in response.headers:
+        response.headers["WWW-Authenticate"] = "Bearer"
+    return response
+
+
+def http_error_response(exc: HTTPException) -> Response:
+    """The JSON form of a werkzeug HTTPException, keeping headers such as Allow."""
+    headers = [
+        # Flask builds Allow from a set; sorted, it reads the same in every process.
+        (k, ", ".join(sorted(v.split(", "))) if k.lower() == "allow" else v)
+        for k, v in exc.get_headers()
+        if k.lower() not in _BODY_HEADERS
+    ]
+    extra = getattr(exc, "data", None)
+    extra = extra if isinstance(extra, dict) else {}
+    extra = {k: v for k, v in extra.items() if k not in ("error", "message")}
+    return error_response(
+        exc.code or 500, exc.description or error_name(exc.code), headers, **extra
+    )
+
+
+def _unexpected_error(exc: Exception) -> Response:
+    if isinstance(exc, HTTPException):
+        return http_error_response(exc)
+    log.exception("unhandled exception")
+    return error_response(500, "The server failed to handle this request.")
+
+
+def _storage_unavailable(exc: Exception) -> Response:
+    """The object store failed or is away: the client may try again (503), the log says
+    which operation on which key (never a credential)."""
+    log.warning("object storage failed: %s", exc)
+    return error_response(
+        503,
+        "The tenant's file storage does not answer; try again shortly.",
+        [("Retry-After", str(STORAGE_RETRY_AFTER))],
+    )
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Make every error of ``app`` (any status, any blueprint, any exception) JSON."""
+
+    app.register_error_handler(HTTPException, http_error_response)
+    app.register_error_handler(ObjectStoreError, _storage_unavailable)
+    app.register_error_handler(Exception, _unexpected_error)
