@@ -9,7 +9,7 @@ WORKERS ?= 2
 # TEST_JOBS=0 runs the suite in make's own pytest process
 TEST_JOBS ?= 2
 
-.PHONY: setup bytecode run test lint format bench bench-ops soak stress clean
+.PHONY: setup bytecode run test lint format bench bench-ops soak stress docs clean
 
 $(STAMP): requirements.txt pyproject.toml examples/notes/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -61,5 +61,10 @@ soak: $(STAMP)
 stress: $(STAMP)
 	$(BIN)/python -m bench.stress $(if $(BASELINE),--baseline $(BASELINE))
 
+# The documentation site from docs/ into site/ (mkdocs.yml); a broken link fails it.
+# NO_MKDOCS_2_WARNING quiets mkdocs-material's banner about its successor (not a warning).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache src/*.egg-info examples/*/*.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache src/*.egg-info examples/*/*.egg-info site

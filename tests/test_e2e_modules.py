@@ -63,8 +63,8 @@ def test_notes_are_served_in_one_tenant_and_not_another(home, make_tenant):
 
 
 def tutorial_script() -> str:
-    """The shell block that follows the tutorial mark in README.md."""
-    readme = (ROOT / "README.md").read_text()
+    """The shell block that follows the tutorial mark in docs/modules.md."""
+    readme = (ROOT / "docs" / "modules.md").read_text()
     after = readme[readme.index(TUTORIAL_MARK) + len(TUTORIAL_MARK) :]
     match = re.search(r"```sh\n(.*?)```", after, re.DOTALL)
     assert match is not None, "no ```sh block after the tutorial mark"

@@ -237,7 +237,7 @@ def test_the_generated_code_passes_ruff(tmp_path, name):
 
 
 def test_the_readme_says_the_command_and_its_limits():
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "modules.md").read_text()
     assert "| `tenantry new module NAME [--dir PATH]` |" in readme
     assert f"The name is {scaffold.MIN_LENGTH} to {MAX_LENGTH} of" in readme
 

@@ -1,7 +1,8 @@
-"""README's *Settings reference* against the code: every setting and environment variable
-has a row, no row names one that does not exist, and every default is the code's.
+"""The *Settings reference* of docs/settings.md against the code: every setting and
+environment variable has a row, no row names one that does not exist, and every default is
+the code's.
 
-The checks are plain functions of the README's text (each returns the problems it finds), so
+The checks are plain functions of the page's text (each returns the problems it finds), so
 a test can also feed them an edited copy and see them fail.
 """
 
@@ -29,7 +30,7 @@ from tenantry.web.limits import RateLimits
 from tests.s3 import CREDENTIALS
 
 ROOT = Path(__file__).resolve().parent.parent
-README = ROOT / "README.md"
+README = ROOT / "docs" / "settings.md"
 SOURCE = ROOT / "src" / "tenantry"
 
 SECTION = "## Settings reference"
@@ -60,7 +61,7 @@ ENV_GET_WITH_DEFAULT = re.compile(
 
 
 def settings_section(text: str) -> str:
-    """The README's *Settings reference*, up to the next ``## `` heading."""
+    """The page's *Settings reference*, up to the next ``## `` heading."""
     start = text.index(SECTION + "\n")
     end = text.find("\n## ", start + len(SECTION))
     return text[start : end if end != -1 else len(text)]
@@ -440,7 +441,7 @@ def without_row(text: str, name: str) -> str:
 
 def with_default(text: str, name: str, cell: str) -> str:
     """``text`` with the default cell of ``name``'s row in the settings section replaced by
-    ``cell`` (other tables of the README may have a row of that name too)."""
+    ``cell`` (other tables of the page may have a row of that name too)."""
     section = settings_section(text)
     pattern = re.compile(rf"^(\| `{name}` \|)[^|]*(\|)", re.MULTILINE)
     edited, count = pattern.subn(lambda m: f"{m.group(1)} {cell} {m.group(2)}", section)
