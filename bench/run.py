@@ -30,8 +30,8 @@ from bench.generate import generate_tenants, small_database_template
 from tenantry.data.users import create_user
 from tenantry.home.layout import TenantHome
 from tenantry.home.loader import load_config_class
+from tenantry.server.factory import create_app
 from tenantry.web.auth import guard_of
-from tenantry.web.factory import create_app
 from tests.server import GunicornServer
 
 REPO = Path(__file__).resolve().parent.parent

@@ -9,8 +9,8 @@ from tenantry.data.users import create_user, find_user
 from tenantry.home.layout import TenantHome
 from tenantry.home.loader import load_config_class
 from tenantry.ops.lifecycle import create_tenant
+from tenantry.server.factory import create_app
 from tenantry.web.auth import guard_of
-from tenantry.web.factory import create_app
 
 DEMO_TENANTS = {
     "acme": ("Acme Corp", "acme.localhost"),

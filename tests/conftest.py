@@ -12,12 +12,12 @@ from werkzeug.test import Client
 from tenantry.data.db import tenant_database
 from tenantry.home.layout import DATABASE_URL_ENV_VAR, TenantHome
 from tenantry.ops.lifecycle import create_tenant
+from tenantry.server.dispatch import TenantDispatcher
 from tenantry.server.log import RequestLog
+from tenantry.server.registry import TenantRegistry
 from tenantry.storage.location import STORAGE_URL_ENV_VAR, StorageLocation
 from tenantry.storage.s3 import S3_ENDPOINT_ENV_VAR, ObjectStore
 from tenantry.testing import BufferedClient
-from tenantry.web.dispatch import TenantDispatcher
-from tenantry.web.registry import TenantRegistry
 from tests import postgres
 from tests.backends import S3_ID, LocalBackend, ObjectBackend
 from tests.s3 import CREDENTIALS, MotoServer

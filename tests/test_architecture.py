@@ -190,6 +190,25 @@ def platform_imports_of_builtins(package: Package) -> list[str]:
     ]
 
 
+def package_of(module: str) -> str:
+    """The first-level part of the package a module is in (``tenantry.web.api``: ``web``)."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def package_circles(package: Package) -> list[list[str]]:
+    """Circles between the first-level packages: each package must be a layer."""
+    layers = Package(package.name)
+    for module, targets in package.imports.items():
+        imports = layers.imports.setdefault(package_of(module), set())
+        imports.update(package_of(target) for target in targets)
+        imports.discard(package_of(module))
+    for imports in list(layers.imports.values()):
+        for name in imports:
+            layers.imports.setdefault(name, set())
+    return circles(layers)
+
+
 def unexplained_lazy_imports(package: Package) -> list[str]:
     return [
         f"{module}:{line}: {statement}"
@@ -261,6 +280,12 @@ def test_no_import_circles(tenantry_package):
     assert circles(tenantry_package) == []
 
 
+def test_the_packages_are_layers(tenantry_package):
+    """support, storage, data, web, modules, home, ops, server, cli: none imports a package
+    that imports it, so each reads with what is below it alone (docs/architecture.md)."""
+    assert package_circles(tenantry_package) == []
+
+
 def test_no_import_chain_of_the_platform_is_longer_than_nine_files(tenantry_package):
     chain = longest_chain(tenantry_package, within=lambda module: not is_builtin(module))
     assert len(chain) <= MAX_CHAIN, " -> ".join(chain)
@@ -324,6 +349,7 @@ def test_a_circle_through_a_function_or_type_checking_import_is_found(tmp_path):
         },
     )
     assert circles(read_package(root)) == [["pkg.a", "pkg.b", "pkg.c"]]
+    assert package_circles(read_package(root)) == [["a", "b", "c"]]
 
 
 def test_a_long_chain_and_an_unexplained_lazy_import_are_found(tmp_path):
@@ -350,3 +376,11 @@ def test_a_long_file_and_a_reference_outside_the_repository_are_found(tmp_path):
     found = outside_references(root, tmp_path)
     assert len(found) == 2
     assert "outside specification" in found[0] and "docs/nowhere.md" in found[1]
+
+
+def test_the_architecture_picture_is_drawn_from_the_code():
+    """docs/architecture.svg shows the layers the imports make; after moving a module, run
+    ``python -m scripts.architecture_svg``."""
+    from scripts.architecture_svg import TARGET, draw
+
+    assert TARGET.read_text() == draw()

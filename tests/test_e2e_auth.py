@@ -11,8 +11,8 @@ from tenantry.data.db import tenant_database
 from tenantry.data.users import create_user, set_user_active
 from tenantry.home.loader import load_config_class
 from tenantry.ops.lifecycle import rotate_secret
+from tenantry.server.factory import create_app
 from tenantry.web.auth import guard_of
-from tenantry.web.factory import create_app
 from tests.server import GunicornServer, poll_until, raw_request
 from tests.test_auth import forged_headers
 

@@ -14,8 +14,8 @@ import pytest
 from tenantry.client.cli import client
 from tenantry.data.users import create_user
 from tenantry.home.loader import load_config_class
+from tenantry.server.factory import create_app
 from tenantry.web.auth import guard_of
-from tenantry.web.factory import create_app
 from tests.server import GunicornServer
 
 pytestmark = pytest.mark.e2e

@@ -121,8 +121,8 @@ def comparable(response) -> tuple:
 def test_standalone_wsgi_module_answers_like_the_dispatcher(home, acme, registry, monkeypatch):
     monkeypatch.setenv("TENANTRY_HOME", "/nonexistent")  # its own location wins
     standalone = runpy.run_path(str(home.instance_dir(acme) / "wsgi.py"))["application"]
+    from tenantry.server.dispatch import TenantDispatcher
     from tenantry.server.log import RequestLog
-    from tenantry.web.dispatch import TenantDispatcher
 
     alone = Client(standalone)
     dispatched = Client(RequestLog(TenantDispatcher(registry)))

@@ -10,7 +10,7 @@ import uuid
 import httpx
 import pytest
 
-from tenantry.web.limits import RateLimits
+from tenantry.server.limits import RateLimits
 from tests.server import GunicornServer, poll_until
 from tests.test_guard import SLOW, configure
 

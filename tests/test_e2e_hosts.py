@@ -17,9 +17,9 @@ import pytest
 
 from tenantry.data.users import create_user
 from tenantry.home.loader import load_config_class
+from tenantry.server.factory import create_app
+from tenantry.server.limits import RateLimits
 from tenantry.web.auth import guard_of
-from tenantry.web.factory import create_app
-from tenantry.web.limits import RateLimits
 from tests import postgres
 from tests.backends import S3_ID
 from tests.server import GunicornServer

@@ -88,8 +88,8 @@ def test_downloads_that_stall_do_not_hold_the_worker(home, acme, globex):
     leave the one worker free for everybody else, and a fast one gets every byte."""
     from tenantry.data.users import create_user
     from tenantry.home.loader import load_config_class
+    from tenantry.server.factory import create_app
     from tenantry.web.auth import guard_of
-    from tenantry.web.factory import create_app
 
     app = create_app(load_config_class(home, "acme"), home)
     database = app.extensions["tenantry.db"]

@@ -18,8 +18,8 @@ from tenantry.data.db import MIGRATIONS_DIR, SCHEMA_REVISION
 from tenantry.home.env import parse_env, read_secrets
 from tenantry.home.loader import load_config_class
 from tenantry.home.settings import tenant_settings
-from tenantry.web import factory
-from tenantry.web.factory import create_app
+from tenantry.server import factory
+from tenantry.server.factory import create_app
 from tests.conftest import drop_database, revision_of
 
 

@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from tenantry.ops.checks import check_tenants
-from tenantry.web.limits import REDIS_URL_ENV_VAR, RateLimits, rejections
+from tenantry.server.limits import REDIS_URL_ENV_VAR, RateLimits, rejections
 from tests.server import poll_until
 
 SLOW = """

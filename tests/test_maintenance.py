@@ -8,9 +8,9 @@ import httpx
 import pytest
 
 from tenantry.ops.lifecycle import set_maintenance
+from tenantry.server.dispatch import SingleTenantApp
 from tenantry.server.log import RequestLog
 from tenantry.testing import BufferedClient
-from tenantry.web.dispatch import SingleTenantApp
 from tests.conftest import bearer
 from tests.server import GunicornServer, poll_until
 

@@ -290,10 +290,10 @@ def test_an_archive_moves_between_sqlite_and_postgresql(
     database_url, tmp_path, client, add_user, login, monkeypatch
 ):
     """From the other backend to this test's: SQLite → PostgreSQL and back."""
+    from tenantry.server.dispatch import TenantDispatcher
     from tenantry.server.log import RequestLog
+    from tenantry.server.registry import TenantRegistry
     from tenantry.testing import BufferedClient
-    from tenantry.web.dispatch import TenantDispatcher
-    from tenantry.web.registry import TenantRegistry
 
     reason = postgres.unreachable_reason()
     if reason is not None:

@@ -600,7 +600,7 @@ def test_a_server_started_before_the_record_keeps_to_the_first_backend(tmp_path)
     """A server on PostgreSQL over an empty home; then a tenant is made on SQLite: the
     server refuses to build it (503) rather than give it a schema as well."""
     needs_postgres()
-    from tenantry.web.registry import TenantRegistry
+    from tenantry.server.registry import TenantRegistry
 
     root = tmp_path / "home"
     (root / "config").mkdir(parents=True)

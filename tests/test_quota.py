@@ -161,8 +161,8 @@ def test_the_server_sweeps_expired_snapshots_on_its_own(
 ):
     from werkzeug.test import Client
 
-    from tenantry.web.dispatch import TenantDispatcher
-    from tenantry.web.registry import TenantRegistry
+    from tenantry.server.dispatch import TenantDispatcher
+    from tenantry.server.registry import TenantRegistry
 
     headers = quota_tenant(home, make_tenant, add_user, login, client, 10_000)
     client.put("/tight/files/a.bin", data=b"a" * 100, headers=headers)

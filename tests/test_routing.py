@@ -158,7 +158,7 @@ def test_config_edit_is_picked_up(home, client, acme):
 
 
 def test_loaded_apps_are_bounded_least_recently_used_first(home, make_tenant):
-    from tenantry.web.registry import TenantRegistry
+    from tenantry.server.registry import TenantRegistry
 
     for slug in ("aa", "bb", "cc"):
         make_tenant(slug)
@@ -348,9 +348,9 @@ def test_a_platform_that_cannot_be_imported_fails_healthz_and_is_retried(
     /healthz says so, and the tenant is built once the import works again."""
     import sys
 
-    import tenantry.web.factory
+    import tenantry.server.factory
 
-    monkeypatch.setitem(sys.modules, "tenantry.web.factory", None)  # any import of it fails
+    monkeypatch.setitem(sys.modules, "tenantry.server.factory", None)  # any import of it fails
     with caplog.at_level(logging.ERROR, logger="tenantry"):
         refused = client.get("/acme/")
     assert refused.status_code == 503 and refused.get_json()["error"] == "service_unavailable"
@@ -358,7 +358,7 @@ def test_a_platform_that_cannot_be_imported_fails_healthz_and_is_retried(
     assert health.status_code == 503
     assert "platform" in health.get_json()["message"]
     assert any("cannot be imported" in record.getMessage() for record in caplog.records)
-    monkeypatch.setitem(sys.modules, "tenantry.web.factory", tenantry.web.factory)
+    monkeypatch.setitem(sys.modules, "tenantry.server.factory", tenantry.server.factory)
     assert client.get("/acme/").status_code == 200  # no file of acme changed
     assert client.get("/healthz").status_code == 200
 

@@ -12,8 +12,8 @@ from werkzeug.test import Client
 from bench.generate import generate_tenants, small_database_template
 from tenantry.home.layout import TenantHome
 from tenantry.ops.lifecycle import create_tenant
-from tenantry.web.dispatch import TenantDispatcher
-from tenantry.web.registry import TenantRegistry
+from tenantry.server.dispatch import TenantDispatcher
+from tenantry.server.registry import TenantRegistry
 
 TENANTS = 10_000
 MAX_LOADED = 100

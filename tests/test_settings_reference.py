@@ -23,10 +23,10 @@ import tenantry.cli
 from tenantry.client.cli import config_dir
 from tenantry.config import MIN_SECRET_BYTES, TenantConfig
 from tenantry.home.layout import TenantHome
+from tenantry.server.limits import RateLimits
 from tenantry.server.settings import server_settings, trusted_proxies
 from tenantry.storage.location import storage_location_from_environ
 from tenantry.storage.s3 import ObjectStore
-from tenantry.web.limits import RateLimits
 from tests.s3 import CREDENTIALS
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-HEAVY = ("sqlalchemy", "flask_praetorian", "alembic", "tenantry.web.factory", "tenantry.ops.gc")
+HEAVY = ("sqlalchemy", "flask_praetorian", "alembic", "tenantry.server.factory", "tenantry.ops.gc")
 
 PROBE = """
 import json, sys
@@ -42,4 +42,4 @@ def test_healthz_is_answered_before_the_database_and_auth_layers_are_imported(
     assert (seen["health"], seen["before"], seen["tenant"]) == (200, expected_before, 200)
     # The probe sees them once a tenant app is built (alembic only where it migrates; the
     # sweeper's module only at the first sweep).
-    assert {"sqlalchemy", "flask_praetorian", "tenantry.web.factory"} <= set(seen["after"])
+    assert {"sqlalchemy", "flask_praetorian", "tenantry.server.factory"} <= set(seen["after"])

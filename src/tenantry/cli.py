@@ -58,12 +58,12 @@ from tenantry.ops.lifecycle import (
 from tenantry.ops.migrate import migrate_tenants
 from tenantry.ops.restore import restore_tenant
 from tenantry.ops.stats import tenant_stats
+from tenantry.server.factory import create_app
 from tenantry.server.log import configure_logging, level_from_environ
 from tenantry.server.serving import gunicorn_options, metrics_setup
 from tenantry.server.settings import check_bucket, server_settings
 from tenantry.support.errors import PlatformError
 from tenantry.web.auth import guard_of
-from tenantry.web.factory import create_app
 
 # Commands say only what goes wrong (the server logs every request: INFO)
 COMMAND_LOG_LEVEL = "WARNING"

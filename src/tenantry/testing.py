@@ -41,10 +41,10 @@ from tenantry.data.users import create_user
 from tenantry.home.layout import DATABASE_URL_ENV_VAR, TenantHome
 from tenantry.modules.checks import sample_path
 from tenantry.ops.lifecycle import create_tenant
+from tenantry.server.dispatch import TenantDispatcher
 from tenantry.server.log import RequestLog
+from tenantry.server.registry import TenantRegistry
 from tenantry.web.auth import guard_of
-from tenantry.web.dispatch import TenantDispatcher
-from tenantry.web.registry import TenantRegistry
 
 __all__ = ["BufferedClient", "TestTenant", "isolation_problems", "make_test_tenant"]
 

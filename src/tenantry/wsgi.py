@@ -17,10 +17,10 @@ from pathlib import Path
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from tenantry.home.layout import TenantHome
+from tenantry.server.dispatch import SingleTenantApp, TenantDispatcher
 from tenantry.server.log import RequestLog, configure_logging
+from tenantry.server.registry import TenantRegistry
 from tenantry.server.settings import server_settings
-from tenantry.web.dispatch import SingleTenantApp, TenantDispatcher
-from tenantry.web.registry import TenantRegistry
 
 
 def _behind_proxies(app, proxies: int):

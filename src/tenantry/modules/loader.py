@@ -326,7 +326,7 @@ def settings_problems(settings) -> list[str]:
 
 # A blueprint's error handlers would answer its errors in a shape of their own, not the
 # platform's one JSON error shape. (Its request hooks are fine: every app of a route kit
-# gets them, see tenantry.web.factory.RouteKit.)
+# gets them, see tenantry.server.factory.RouteKit.)
 _REFUSED_BLUEPRINT_HOOKS = ("error_handler_spec",)
 _ROUTE_RECORD = "Blueprint.add_url_rule.<locals>.<lambda>"
 

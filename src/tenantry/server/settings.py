@@ -7,8 +7,8 @@ import os
 import re
 
 from tenantry.server.log import level_from_environ
+from tenantry.server.registry import DEFAULT_MAX_LOADED_APPS, DEFAULT_SWEEP_INTERVAL
 from tenantry.storage.location import STORAGE_URL_ENV_VAR, storage_location_from_environ
-from tenantry.web.registry import DEFAULT_MAX_LOADED_APPS, DEFAULT_SWEEP_INTERVAL
 
 TRUSTED_PROXIES_ENV_VAR = "TENANTRY_TRUSTED_PROXIES"
 

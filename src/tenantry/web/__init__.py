@@ -1,2 +1,4 @@
-"""The request path: dispatch to a tenant, its app (built, cached, limited), and what every
-tenant app shares (auth, the one error shape, the resource layer, OpenAPI, schemas)."""
+"""What every tenant app is made of and endpoint modules build on: the resource layer
+(:mod:`.api`), the serving tenant (:mod:`.tenant`), token auth (:mod:`.auth`), the one JSON
+error shape (:mod:`.errors`), OpenAPI (:mod:`.openapi`) and pydantic schemas
+(:mod:`.schemas`). :mod:`tenantry.endpoint` re-exports the public part."""

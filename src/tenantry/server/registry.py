@@ -320,7 +320,7 @@ class TenantRegistry:
         """
         try:
             # lazy: /healthz answers before Flask apps, SQLAlchemy and auth load (test_start.py)
-            from tenantry.web.factory import create_app
+            from tenantry.server.factory import create_app
         except Exception as exc:
             self.platform_error = f"{type(exc).__name__}: {exc}"
             log.exception("tenantry's own modules cannot be imported: every tenant answers 503")

@@ -24,7 +24,7 @@ READ_METHODS = frozenset(("GET", "HEAD", "OPTIONS"))
 
 
 class ServedTenant(Protocol):
-    """What dispatch reads of a loaded tenant (:class:`tenantry.web.registry.LoadedTenant`)."""
+    """What dispatch reads of a loaded tenant (:class:`tenantry.server.registry.LoadedTenant`)."""
 
     maintenance: int | None
     app: Callable | None
@@ -32,7 +32,7 @@ class ServedTenant(Protocol):
 
 
 class Registry(Protocol):
-    """What dispatch needs of :class:`tenantry.web.registry.TenantRegistry` (a protocol, so
+    """What dispatch needs of :class:`tenantry.server.registry.TenantRegistry` (a protocol, so
     that this small module does not import the registry, which builds apps)."""
 
     platform_error: str | None

@@ -28,12 +28,12 @@ from tenantry.home.layout import TenantHome
 from tenantry.home.settings import tenant_modules, tenant_settings
 from tenantry.modules.checks import route_problems, undeclared_notes
 from tenantry.modules.loader import EndpointModule
+from tenantry.server.limits import RequestLimits
 from tenantry.storage.errors import ObjectStoreError
 from tenantry.storage.objects import tenant_storage
 from tenantry.web.api import no_content
 from tenantry.web.auth import init_praetorian
 from tenantry.web.errors import register_error_handlers
-from tenantry.web.limits import RequestLimits
 from tenantry.web.openapi import undeclared_routes
 from tenantry.web.schemas import ModelJSONProvider
 from tenantry.web.tenant import Tenant
