@@ -33,7 +33,7 @@ run: $(STAMP) bytecode
 	$(BIN)/python scripts/demo_setup.py $(BIND)
 	$(BIN)/tenantry serve --bind $(BIND) --workers $(WORKERS)
 
-test: $(STAMP) bytecode lint
+test: $(STAMP) bytecode lint docs
 	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadfile
 
 lint: $(STAMP)

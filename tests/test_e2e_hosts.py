@@ -23,8 +23,8 @@ from tenantry.web.auth import guard_of
 from tests import postgres
 from tests.backends import S3_ID
 from tests.server import GunicornServer
-from tests.test_e2e_guard import REDIS_URL
-from tests.test_guard import configure
+from tests.test_e2e_limits import REDIS_URL
+from tests.test_limits import configure
 
 pytestmark = [
     pytest.mark.e2e,

@@ -1,4 +1,4 @@
-"""The on-disk layout of TENANTRY_HOME: the one place that knows where a tenant's files live.
+"""The on-disk layout of TENANTRY_HOME: :class:`TenantHome` names where a tenant's files live.
 
 A tenant is exactly ``config/<slug>.py`` plus ``tenants/<slug>/``; there is no central
 registry file. Everything here works per slug, so nothing has to scan the whole folder to
@@ -283,7 +283,7 @@ class TenantHome:
             record = None  # no tenant yet: the prefix must not be another home's
         if record is not None and (record[0] == LOCAL_STORAGE or len(record) < 2):
             return  # the local disk (check_storage refuses the URL), or no id to check
-        # lazy: the S3 code loads only where a store is configured
+        # lazy: /healthz answers before the object-store code loads
         from tenantry.storage.errors import ObjectStoreError
         from tenantry.storage.s3 import claim_prefix
 

@@ -26,7 +26,7 @@ from sqlalchemy.orm import configure_mappers
 from werkzeug.routing import BaseConverter
 
 from tenantry.config import ALL_BLUEPRINTS, TenantConfig
-from tenantry.data.db import Base
+from tenantry.data.db import PG_MAX_NAME, Base
 from tenantry.support.errors import PlatformError
 
 BUILTIN_PACKAGE = "tenantry.builtin"
@@ -42,7 +42,6 @@ SETTING_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
 # Config names of the libraries the platform configures per tenant.
 PLATFORM_PREFIXES = ("JWT_", "PRAETORIAN_", "SESSION_", "TENANTRY_")
 VERSION_TABLE_PREFIX = "alembic_version_"
-PG_MAX_NAME = 63
 
 
 class EndpointModuleError(PlatformError):

@@ -1,27 +1,14 @@
-"""Backup, verify, restore, clone and delete of one tenant.
+"""Backup and verify of one tenant: one archive, at one point in time.
 
-This module writes and verifies archives; :mod:`tenantry.ops.restore`, :mod:`~tenantry.ops.clone`
-and :mod:`~tenantry.ops.delete` hold the rest (see docs/tenant-life.md).
+A backup takes a snapshot of the tenant (:mod:`tenantry.ops.snapshot`: its tables in one
+read transaction, its blobs pinned) while its writes are held (:mod:`tenantry.ops.hold`:
+they answer 503, as docs/design-rules.md promises clients), writes each table as neutral
+JSON lines (:mod:`tenantry.ops.rows`) with its files and config into a gzipped tar
+(:mod:`tenantry.ops.archive`), and publishes it only once it is whole. The revisions of
+the platform's and each module's tables travel in the manifest, so that a restore can
+build the schema at those revisions, load the rows, then migrate forward.
 
-**One point in time.** A backup reads the whole database in one read transaction (a
-repeatable-read snapshot on PostgreSQL, one WAL snapshot on SQLite) taken under the
-tenant's storage lock, the lock every change of stored files is made under, and in that
-moment hard-links ("pins") every blob the snapshot's files name. A replace or delete after
-it drops the blob's name, never the pinned bytes, so the archive holds the files exactly as
-the database describes them. Meanwhile the tenant's writes answer 503 (a marker every
-worker reads at its once-a-second re-check), as docs/design-rules.md promises clients.
-
-**Backend-neutral data.** Each table is written as JSON lines: a header naming its columns
-and their kinds, then one JSON array per row. Dates, bytes and decimals are written as text
-and read back by kind, so an archive made on SQLite restores on PostgreSQL and the reverse.
-The revisions of the platform's and each module's tables travel in the manifest; a restore
-builds the schema at those revisions, loads the rows, then migrates forward.
-
-**Atomic replacement.** A restore builds the whole tenant aside, in a staging folder of
-``tenants/`` (and a staging schema on PostgreSQL), and swaps it in only once it is complete
-and checked: the schemas swap names in one transaction, the folders in one
-``renameat2(RENAME_EXCHANGE)``, then the config module is replaced. A restore killed before
-the swap leaves the old tenant as it was; ``tenantry gc`` removes what it left aside.
+Restore, clone and delete are in their own modules (docs/tenant-life.md).
 """
 
 from __future__ import annotations
@@ -78,9 +65,6 @@ def verify_archive(archive: str | os.PathLike[str]) -> dict:
         member.
     """
     return verify(Path(archive))
-
-
-# -- backup and verify ---------------------------------------------------------------------
 
 
 def default_archive_name(slug: str) -> str:

@@ -13,9 +13,7 @@ from sqlalchemy import text
 
 from tenantry.config import is_valid_slug
 from tenantry.data.db import TenantDatabase, tenant_database
-from tenantry.home.env import (
-    with_new_secret_key,
-)
+from tenantry.home.env import with_new_secret_key
 from tenantry.home.layout import TenantHome
 from tenantry.ops.errors import OperationFailed, OperationRefused
 from tenantry.ops.hold import operation_lock, require_tenant, writes_held

@@ -30,9 +30,6 @@ def delete_tenant(home: TenantHome, slug: str, keep_backup: bool = True):
     return delete(home, slug, keep_backup)
 
 
-# -- delete --------------------------------------------------------------------------------
-
-
 def delete(home: TenantHome, slug: str, keep_backup: bool = True) -> Path | None:
     """Remove the tenant: its config module (the server lets go of it within 1 s), its
     instance folder and its database or schema; first, unless ``keep_backup`` is False,

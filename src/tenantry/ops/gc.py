@@ -13,9 +13,7 @@ from pathlib import Path
 from tenantry.data.db import tenant_database
 from tenantry.home.layout import TenantHome
 from tenantry.home.loader import load_config_class
-from tenantry.home.settings import (
-    tenant_modules,
-)
+from tenantry.home.settings import tenant_modules
 from tenantry.ops.errors import OperationRefused
 from tenantry.ops.hold import operation_lock, require_tenant
 from tenantry.ops.snapshot import PINS
@@ -66,7 +64,7 @@ def needs_sweeping(home: TenantHome, slug: str) -> bool:
     if storage_location_from_environ() is not None:
         return True  # the store's snapshots and uploads: the database knows the links
     storage = TenantStorage(home.instance_dir(slug) / "storage")
-    for folder in (storage.links, storage.incoming, storage.root / ".pins"):
+    for folder in (storage.links, storage.incoming, storage.root / PINS):
         with contextlib.suppress(OSError), os.scandir(folder) as entries:
             if next(entries, None) is not None:
                 return True

@@ -20,13 +20,10 @@ LOCKS = ".locks"
 LOCK_WAIT = 2.0
 
 
-# -- holding writes, and one operation per tenant at a time --------------------------------
-
-
 @contextlib.contextmanager
 def operation_lock(home: TenantHome, slug: str, wait: float = LOCK_WAIT) -> Iterator[None]:
-    """One backup, restore, clone or delete of a tenant at a time, across processes
-    (waiting up to ``wait`` seconds for another to end).
+    """One backup, restore, clone, delete or sweep (gc) of a tenant at a time, across
+    processes (waiting up to ``wait`` seconds for another to end).
 
     :raises OperationRefused: another one runs.
     """

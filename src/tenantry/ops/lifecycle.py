@@ -1,6 +1,6 @@
-"""Operations on tenants as files: create, enable, disable, rotate a secret, put in maintenance.
+"""A tenant's lifecycle as files: create, enable, disable, rotate a secret, put in maintenance.
 
-The CLI is a thin layer over these; tests call them directly. Every write is atomic (a temp
+Every write is atomic (a temp
 file renamed into place), so a running server never sees half a tenant.
 """
 

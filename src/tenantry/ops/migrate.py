@@ -16,9 +16,7 @@ from tenantry.home.settings import (
     tenant_modules,
     tenant_settings,
 )
-from tenantry.modules.loader import (
-    EndpointModule,
-)
+from tenantry.modules.loader import EndpointModule
 from tenantry.ops.hold import require_tenant
 from tenantry.storage.objects import tenant_storage
 from tenantry.web.tenant import Tenant

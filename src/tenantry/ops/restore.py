@@ -1,4 +1,12 @@
-"""Restoring a tenant from an archive: built aside, checked, then swapped in atomically."""
+"""Restoring a tenant from an archive: built aside, checked, then swapped in atomically.
+
+A restore builds the whole tenant aside, in a staging folder of ``tenants/`` (and a staging
+schema on PostgreSQL, :mod:`tenantry.ops.staging`): the schema at the archive's revisions,
+its rows loaded, then migrated forward. Only once it is complete and checked is it swapped
+in (:mod:`tenantry.ops.swap`): the schemas swap names in one transaction, the folders in one
+``renameat2(RENAME_EXCHANGE)``, then the config module is replaced. A restore killed before
+the swap leaves the old tenant as it was; ``tenantry gc`` removes what it left aside.
+"""
 
 from __future__ import annotations
 

@@ -25,9 +25,6 @@ BATCH = 1000
 SPOOL_BYTES = 8 * 1024 * 1024
 
 
-# -- the database as neutral data ----------------------------------------------------------
-
-
 def column_kind(column) -> str:
     try:
         python_type = column.type.python_type

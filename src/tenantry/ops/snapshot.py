@@ -1,5 +1,4 @@
-"""One point in time of a tenant: its tables read in one transaction and its blobs pinned,
-and the locks and write hold an operation runs under.
+"""One point in time of a tenant: its tables read in one transaction and its blobs pinned.
 
 A backup reads the whole database in one read transaction (a repeatable-read snapshot on
 PostgreSQL, one WAL snapshot on SQLite) taken under the tenant's storage lock, the lock
@@ -27,9 +26,7 @@ from sqlalchemy import create_engine, select, text
 
 from tenantry.data.db import TenantDatabase, tenant_database
 from tenantry.home.layout import TenantHome
-from tenantry.ops.archive import (
-    TABLE_MEMBER,
-)
+from tenantry.ops.archive import TABLE_MEMBER
 from tenantry.ops.errors import OperationFailed
 from tenantry.ops.hold import operation_lock, writes_held
 from tenantry.ops.rows import (

@@ -37,16 +37,13 @@ TRASH = ".trash"
 DISK_MARGIN = 64 * 1024 * 1024
 
 
-# -- restore and clone ---------------------------------------------------------------------
-
-
 class Staging:
     """A tenant built aside, in a folder of ``tenants/`` (``.restore-<slug>-<token>``, or
     ``.delete-...``) holding ``tenant/`` (the instance folder being built), the
     operation's lock and its journal; on PostgreSQL it names its schemas:
     ``tenantry_restore_<token>`` (the one being built) and ``tenantry_old_<token>`` (the
     one it replaced). While the lock is held, gc leaves it alone; once its process is
-    gone, gc finishes or undoes what it left (:func:`remove_stale_staging`)."""
+    gone, gc finishes or undoes what it left (:func:`tenantry.ops.gc.remove_stale_staging`)."""
 
     def __init__(self, home: TenantHome, folder: Path):
         match = STAGING_NAME.fullmatch(folder.name)
@@ -57,7 +54,7 @@ class Staging:
         self.kind, self.slug, self.token = match.groups()
         self.schema = f"tenantry_restore_{self.token}" if home.database_url else None
         self.old_schema = f"tenantry_old_{self.token}" if home.database_url else None
-        self.keep = False  # True: it holds the only copy of a tenant (see _swap_in_folder)
+        self.keep = False  # True: it holds the only copy of a tenant (see tenantry.ops.swap)
 
     @property
     def tenant(self) -> Path:

@@ -71,7 +71,7 @@ class Metrics:
         )
         self.rejected = Counter(
             "tenantry_rejected_total",
-            "Requests the resource guards refused, by tenant and reason.",
+            "Requests the per-tenant limits refused, by tenant and reason.",
             ["tenant", "reason"],
         )
         self.loaded = Gauge(

@@ -46,7 +46,7 @@ def check_bucket() -> None:
     """For ``tenantry serve``: :raises ValueError: the bucket of TENANTRY_STORAGE_URL does
     not answer (a server started anyway would fail every file request). Workers do not
     ask: a store that is briefly away must not stop one from booting."""
-    # lazy: the S3 code loads only where a store is configured
+    # lazy: /healthz answers before the object-store code loads
     from tenantry.storage.errors import NoSuchObject, ObjectStoreError
     from tenantry.storage.s3 import object_store
 

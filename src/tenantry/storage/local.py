@@ -1,4 +1,6 @@
-"""A tenant's storage root: the only code that turns file names into paths.
+"""A tenant's storage root on the local disk: the only code that turns file names into paths;
+and :class:`Storage`, the operations every backend offers the routes (with :class:`Received`,
+what an upload gives back).
 
 Names are checked against the documented pattern before any path is built, and the path is
 checked to stay directly inside the root. Uploads stream into a temp file of the root's own

@@ -1,5 +1,5 @@
 """Where a home keeps its tenants' files: ``TENANTRY_STORAGE_URL`` (``s3://BUCKET/PREFIX``),
-parsed without importing any S3 code, so that a server on local disk never loads it."""
+parsed without importing any S3 code, so that ``/healthz`` answers before that code loads."""
 
 from __future__ import annotations
 

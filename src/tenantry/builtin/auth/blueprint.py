@@ -1,3 +1,5 @@
+"""The auth module's routes: login, refresh, logout, users and the audit log."""
+
 from flask import Blueprint
 
 from tenantry.builtin.auth.resources import AuditLog, Login, Logout, Me, Refresh, UserByName, Users

@@ -1,3 +1,7 @@
+"""The auth module's resources. Tokens and users are the platform's own, so this module
+(with ``openapi``) may use :mod:`tenantry.data` and :mod:`tenantry.web` directly; every
+other built-in uses :mod:`tenantry.endpoint` alone."""
+
 import contextlib
 from datetime import UTC, datetime
 

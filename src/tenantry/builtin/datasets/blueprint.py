@@ -1,3 +1,5 @@
+"""The datasets module's routes, and the URL converter its dataset names use."""
+
 from flask import Blueprint
 from werkzeug.routing import BaseConverter
 

@@ -1,3 +1,5 @@
+"""The datasets module's resources: thin HTTP over :mod:`.models`."""
+
 from flask import request
 from pydantic import BaseModel, Field
 from werkzeug.exceptions import BadRequest, Conflict, NotFound

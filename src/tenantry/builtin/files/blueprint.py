@@ -1,3 +1,5 @@
+"""The files module's routes."""
+
 from flask import Blueprint
 
 from tenantry.builtin.files.resources import FileInfo, FileItem, FileLink, FileList

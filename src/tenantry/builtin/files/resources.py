@@ -1,3 +1,5 @@
+"""The files module's resources: uploads, ranged downloads with ETags, and links to files."""
+
 import io
 import time
 

@@ -1,3 +1,5 @@
+"""The landing module's route: the tenant's root."""
+
 from flask import Blueprint
 
 from tenantry.builtin.landing.resources import Landing

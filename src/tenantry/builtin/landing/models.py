@@ -1,3 +1,6 @@
+"""What the tenant's root says about it, from its settings alone."""
+
+
 def tenant_summary(config) -> dict:
     """What a tenant's root answers: its slug, display name and enabled blueprints."""
     return {

@@ -1,3 +1,5 @@
+"""The landing module's resource."""
+
 from tenantry.builtin.landing.models import tenant_summary
 from tenantry.endpoint import STRING, STRINGS, TenantResource, operation, schema_object
 

@@ -1,3 +1,5 @@
+"""The links module's route: where a one-time link is redeemed."""
+
 from flask import Blueprint
 
 from tenantry.builtin.links.resources import CachedFile

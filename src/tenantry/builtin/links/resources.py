@@ -1,3 +1,5 @@
+"""The links module's resource: redeeming a one-time link (the uid is the capability)."""
+
 from flask import Response, request
 from werkzeug.exceptions import BadRequest, Gone, NotFound
 from werkzeug.wsgi import wrap_file

@@ -1,3 +1,5 @@
+"""The openapi module's route: ``/openapi.json``."""
+
 from flask import Blueprint
 
 from tenantry.builtin.openapi.resources import OpenApiDocument

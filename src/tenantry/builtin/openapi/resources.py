@@ -1,3 +1,5 @@
+"""The tenant's OpenAPI document, built from the routes its modules serve."""
+
 from flask import current_app, request
 
 from tenantry.endpoint import TenantResource

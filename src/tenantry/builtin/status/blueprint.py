@@ -1,3 +1,5 @@
+"""The status module's route."""
+
 from flask import Blueprint
 
 from tenantry.builtin.status.resources import Status

@@ -1,3 +1,5 @@
+"""The checks ``/status`` runs: the tenant's database and storage answer."""
+
 import logging
 import time
 

@@ -1,3 +1,5 @@
+"""The status module's resource."""
+
 from tenantry.builtin.status.models import run_checks
 from tenantry.endpoint import STRING, TenantResource, error_response, operation, schema_object
 
