@@ -12,7 +12,7 @@ import pytest
 
 from tenantry.server.limits import RateLimits
 from tests.server import GunicornServer, poll_until
-from tests.test_guard import SLOW, configure
+from tests.test_limits import SLOW, configure
 
 pytestmark = pytest.mark.e2e
 
