@@ -1,0 +1,1 @@
+"""Background jobs: work of one tenant outside a request, fair between tenants."""

@@ -1,0 +1,75 @@
+"""The tables of the job store: ``jobs``, and ``job_tenants``, each tenant's counters and turn.
+
+The same tables on SQLite and PostgreSQL (:mod:`tenantry.jobs.store` uses them alike).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Boolean, Column, Float, Index, Integer, MetaData, String, Table, Text, text
+
+QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = (
+    "queued",
+    "running",
+    "succeeded",
+    "failed",
+    "cancelled",
+)
+UNFINISHED = (QUEUED, RUNNING)
+FINISHED = (SUCCEEDED, FAILED, CANCELLED)
+# How many times a job may lose its runner (a process killed mid-job) before it fails: a
+# job that kills every process that runs it must not take them down forever.
+MAX_LOST = 10
+# Tenants a claim looks at per turn: those at their cap or with nothing due are skipped.
+CLAIM_CANDIDATES = 16
+
+metadata = MetaData()
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("tenant", String(63), nullable=False),
+    Column("module", String(200), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("args", Text, nullable=False),
+    Column("key", String(200)),
+    Column("state", String(10), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("failures", Integer, nullable=False),
+    Column("lost", Integer, nullable=False),
+    Column("retries", Integer, nullable=False),
+    Column("timeout", Float, nullable=False),
+    Column("run_at", Float, nullable=False),
+    Column("enqueued", Float, nullable=False),
+    Column("started", Float),
+    Column("finished", Float),
+    Column("lease", String(32)),
+    Column("lease_until", Float),
+    Column("cancel", Boolean, nullable=False),
+    Column("done", Integer),
+    Column("total", Integer),
+    Column("result", Text),
+    Column("error", Text),
+    Column("enqueued_by", String(200)),
+    Index("jobs_due", "tenant", "state", "run_at"),
+    Index("jobs_lease", "state", "lease_until"),
+    Index("jobs_finished", "state", "finished"),
+    Index(
+        "jobs_key",
+        "tenant",
+        "key",
+        unique=True,
+        sqlite_where=text("key IS NOT NULL AND state IN ('queued', 'running')"),
+        postgresql_where=text("key IS NOT NULL AND state IN ('queued', 'running')"),
+    ),
+)
+
+job_tenants = Table(
+    "job_tenants",
+    metadata,
+    Column("tenant", String(63), primary_key=True),
+    Column("queued", Integer, nullable=False),
+    Column("running", Integer, nullable=False),
+    Column("max_running", Integer, nullable=False),
+    Column("last_claim", Float, nullable=False),
+)

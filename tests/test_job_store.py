@@ -1,0 +1,258 @@
+"""The job store on both SQL backends: fair turns, caps, leases, keys, retries, cancel.
+
+These are the guarantees every runner builds on, tested against the store itself on a
+SQLite file and on a PostgreSQL schema; several processes claiming at once are in the test
+that forks.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import secrets
+import time
+
+import psycopg
+import pytest
+from sqlalchemy import create_engine, update
+
+from tenantry.jobs.store import JobQueueFull, JobStore, NewJob
+from tenantry.jobs.tables import CANCELLED, FAILED, MAX_LOST, QUEUED, RUNNING, SUCCEEDED, jobs
+
+LEASE = 30.0
+
+
+def make_store(url: str, schema: str | None) -> JobStore:
+    store = JobStore(create_engine(url), schema=schema)
+    store.create()
+    return store
+
+
+@pytest.fixture
+def store_place(tmp_path, database_url):
+    """Where a store lives: a SQLite file, or a schema of its own on PostgreSQL."""
+    if database_url is None:
+        yield f"sqlite:///{tmp_path / 'jobs.db'}", None
+        return
+    schema = f"tenantry_jobs_{secrets.token_hex(4)}"
+    yield database_url, schema
+    with psycopg.connect(database_url.replace("postgresql+psycopg", "postgresql")) as connection:
+        connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture
+def store(store_place) -> JobStore:
+    return make_store(*store_place)
+
+
+def job(tenant: str = "acme", **fields) -> NewJob:
+    return NewJob(tenant=tenant, module="notes", name="purge", args="[]", **fields)
+
+
+def enqueue(store: JobStore, tenant: str = "acme", max_queued=1000, max_running=2, **fields):
+    return store.enqueue(job(tenant, **fields), max_queued=max_queued, max_running=max_running)[0]
+
+
+def state(store: JobStore, tenant: str, job_id: str) -> str:
+    return store.get(tenant, job_id)["state"]
+
+
+def backlog(store: JobStore, tenant: str, count: int) -> None:
+    """``count`` due jobs of ``tenant``, written at once (enqueueing them one by one would
+    take a minute on SQLite), and the counters set from them."""
+    row = {
+        "tenant": tenant, "module": "notes", "name": "purge", "args": "[]", "key": None,
+        "state": QUEUED, "attempt": 0, "failures": 0, "lost": 0, "retries": 0,
+        "timeout": 600.0, "run_at": 0.0, "enqueued": 0.0, "cancel": False,
+    }  # fmt: skip
+    with store.engine.begin() as connection:
+        connection.execute(jobs.insert(), [{**row, "id": f"{n:032x}"} for n in range(count)])
+    store.recount()
+
+
+def test_a_job_goes_from_queued_to_running_to_succeeded(store):
+    job_id = enqueue(store)
+    assert state(store, "acme", job_id) == QUEUED
+    claimed = store.claim(LEASE)
+    assert (claimed.id, claimed.tenant, claimed.attempt) == (job_id, "acme", 1)
+    assert state(store, "acme", job_id) == RUNNING
+    assert store.finish(job_id, claimed.lease, result={"purged": 3}) == SUCCEEDED
+    shown = store.get("acme", job_id)
+    assert (shown["state"], shown["result"], shown["error"]) == (SUCCEEDED, {"purged": 3}, None)
+    assert shown["enqueued"] <= shown["started"] <= shown["finished"]
+    assert store.claim(LEASE) is None
+    assert store.counts() == {"acme": (0, 0)} == {t: c for t, c in store.recount().items()}
+
+
+def test_another_tenant_does_not_see_a_job(store):
+    job_id = enqueue(store, "acme")
+    assert store.get("globex", job_id) is None
+    assert store.cancel("globex", job_id) is None
+    assert store.list("globex") == ([], 0)
+    assert state(store, "acme", job_id) == QUEUED
+
+
+def test_tenants_take_turns_behind_a_backlog(store):
+    """10 000 of A's jobs queued: B's new job is the next one claimed after A's turn."""
+    enqueue(store, "a", max_queued=20_000, max_running=20_000)
+    backlog(store, "a", 10_000)
+    first = store.claim(LEASE)
+    assert first.tenant == "a"
+    started = time.perf_counter()
+    b_job = enqueue(store, "b")
+    claimed = store.claim(LEASE)
+    took = time.perf_counter() - started
+    assert (claimed.tenant, claimed.id) == ("b", b_job)
+    assert took < 1.0  # the promise; the figure itself is printed by make stress
+    assert store.claim(LEASE).tenant == "a"  # then A again: B has nothing due
+
+
+def test_at_most_max_running_of_a_tenant_run_at_once(store):
+    for _ in range(5):
+        enqueue(store, "acme", max_running=2)
+    enqueue(store, "globex", max_running=2)
+    claimed = [store.claim(LEASE) for _ in range(4)]
+    tenants = [c.tenant if c else None for c in claimed]
+    assert sorted(t for t in tenants if t) == ["acme", "acme", "globex"]
+    assert tenants[-1] is None  # acme at its cap, globex empty
+    done = next(c for c in claimed if c and c.tenant == "acme")
+    store.finish(done.id, done.lease)
+    assert store.claim(LEASE).tenant == "acme"  # a slot came free
+
+
+def test_a_full_queue_refuses_the_next_job(store):
+    for _ in range(3):
+        enqueue(store, "acme", max_queued=3)
+    with pytest.raises(JobQueueFull, match="MAX_QUEUED_JOBS is 3"):
+        enqueue(store, "acme", max_queued=3)
+    enqueue(store, "globex", max_queued=3)  # another tenant's queue is its own
+    claimed = store.claim(LEASE)
+    store.finish(claimed.id, claimed.lease)
+    enqueue(store, "acme", max_queued=3)  # a place came free
+
+
+def test_a_key_names_one_unfinished_job(store):
+    first = enqueue(store, key="nightly")
+    assert store.enqueue(job(key="nightly"), 1000, 2) == (first, False)
+    assert store.enqueue(job("globex", key="nightly"), 1000, 2)[1] is True  # per tenant
+    claimed = store.claim(LEASE, skip=frozenset({"globex"}))
+    assert store.enqueue(job(key="nightly"), 1000, 2) == (first, False)  # running: still it
+    store.finish(claimed.id, claimed.lease)
+    again, new = store.enqueue(job(key="nightly"), 1000, 2)
+    assert new and again != first  # finished: a new one
+
+
+def test_a_delayed_job_waits(store):
+    job_id = enqueue(store, delay=1.5)
+    assert store.claim(LEASE) is None
+    time.sleep(1.6)
+    assert store.claim(LEASE).id == job_id
+
+
+def test_a_failure_is_retried_after_its_delay_then_fails(store):
+    job_id = enqueue(store, retries=1)
+    first = store.claim(LEASE)
+    assert store.finish(job_id, first.lease, error="boom", retry_after=1.0) == QUEUED
+    assert store.claim(LEASE) is None  # not before its delay
+    time.sleep(1.1)
+    second = store.claim(LEASE)
+    assert second.attempt == 2
+    assert store.finish(job_id, second.lease, error="boom again", retry_after=2.0) == FAILED
+    shown = store.get("acme", job_id)
+    assert (shown["state"], shown["error"], shown["attempt"]) == (FAILED, "boom again", 2)
+    assert store.counts()["acme"] == (0, 0)
+
+
+def test_a_lost_runner_hands_its_job_back_without_a_failure(store):
+    job_id = enqueue(store)
+    claimed = store.claim(0.2)
+    assert store.requeue_lost() == 0
+    time.sleep(0.3)
+    assert store.requeue_lost() == 1
+    assert state(store, "acme", job_id) == QUEUED
+    again = store.claim(LEASE)
+    assert (again.id, again.attempt) == (job_id, 2)
+    # The old runner comes back: its lease is gone, so it can change nothing.
+    assert store.heartbeat(job_id, claimed.lease, LEASE) == (False, False)
+    assert store.finish(job_id, claimed.lease, error="late") is None
+    assert store.finish(job_id, again.lease, result=1) == SUCCEEDED
+    assert store.get("acme", job_id)["result"] == 1
+
+
+def test_a_job_that_loses_every_runner_fails_in_the_end(store):
+    job_id = enqueue(store)
+    for _ in range(MAX_LOST):
+        assert store.claim(0.0) is not None
+        time.sleep(0.01)
+        store.requeue_lost()
+    shown = store.get("acme", job_id)
+    assert (shown["state"], shown["error"]) == (FAILED, f"its runner was lost {MAX_LOST} times")
+    assert store.counts()["acme"] == (0, 0)
+
+
+def test_cancel_before_start_and_while_running(store):
+    queued = enqueue(store)
+    running = enqueue(store)
+    assert store.cancel("acme", queued) == "cancelled"
+    claimed = store.claim(LEASE)
+    assert claimed.id == running  # the cancelled one is never claimed
+    assert store.heartbeat(running, claimed.lease, LEASE) == (True, False)
+    assert store.cancel("acme", running) == "stopping"
+    assert store.heartbeat(running, claimed.lease, LEASE, progress=(3, 10)) == (True, True)
+    assert store.get("acme", running)["progress"] == {"done": 3, "total": 10}
+    assert store.finish(running, claimed.lease, cancelled=True) == CANCELLED
+    assert store.cancel("acme", running) == "finished"
+    assert store.counts()["acme"] == (0, 0)
+
+
+def test_list_pages_newest_first_and_purge_keeps_the_recent(store):
+    ids = [enqueue(store) for _ in range(5)]
+    page, total = store.list("acme", limit=2, offset=1)
+    assert total == 5 and [j["id"] for j in page] == ids[::-1][1:3]
+    claimed = store.claim(LEASE)
+    store.finish(claimed.id, claimed.lease)
+    assert store.list("acme", state=SUCCEEDED)[1] == 1
+    assert store.purge(older_than_days=1) == 0
+    with store.engine.begin() as connection:
+        connection.execute(update(jobs).where(jobs.c.id == claimed.id).values(finished=1.0))
+    assert store.purge(older_than_days=1) == 1
+    assert store.list("acme")[1] == 4
+
+
+def test_dropping_a_tenant(store):
+    for _ in range(3):
+        enqueue(store, "acme")
+    running = store.claim(LEASE)
+    enqueue(store, "globex")
+    assert store.drop_tenant("acme", queued_only=True) == 2
+    assert store.heartbeat(running.id, running.lease, LEASE) == (True, True)  # asked to stop
+    assert store.drop_tenant("acme") == 1
+    assert "acme" not in store.counts() and store.list("globex")[1] == 1
+
+
+def claim_all(url: str, schema: str | None, results) -> None:
+    store = JobStore(create_engine(url), schema=schema)
+    mine = []
+    while (claimed := store.claim(LEASE)) is not None:
+        mine.append(claimed.id)
+        store.finish(claimed.id, claimed.lease, result=json.dumps(claimed.id))
+    results.put(mine)
+
+
+def test_processes_claiming_at_once_take_each_job_once(store_place):
+    store = make_store(*store_place)
+    ids = {enqueue(store, f"t{n % 5}", max_running=100) for n in range(200)}
+    results = multiprocessing.get_context("spawn").Queue()
+    workers = [
+        multiprocessing.get_context("spawn").Process(target=claim_all, args=(*store_place, results))
+        for _ in range(4)
+    ]
+    for worker in workers:
+        worker.start()
+    taken = [results.get(timeout=120) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=30)
+    flat = [job_id for mine in taken for job_id in mine]
+    assert sorted(flat) == sorted(ids)  # every job once, none twice
+    assert sum(store.list(f"t{n}", state=SUCCEEDED)[1] for n in range(5)) == len(ids)
+    assert store.recount() == {f"t{n}": (0, 0) for n in range(5)}
