@@ -23,6 +23,7 @@ import tenantry.cli
 from tenantry.client.cli import config_dir
 from tenantry.config import MIN_SECRET_BYTES, TenantConfig
 from tenantry.home.layout import TenantHome
+from tenantry.jobs.place import jobs_store, jobs_url
 from tenantry.server.limits import RateLimits
 from tenantry.server.settings import server_settings, trusted_proxies
 from tenantry.storage.location import storage_location_from_environ
@@ -328,6 +329,14 @@ def _metrics_bind(documented, mp):
     return ("none" if not Server.started else "started"), documented
 
 
+def _jobs_url(documented, mp):
+    """Unset: the jobs in the home's tenants/.jobs.db (a SQLite file)."""
+    (Path.cwd() / "tenants").mkdir()
+    store = jobs_store(Path.cwd() / "tenants")
+    place = Path(store.engine.url.database).relative_to(Path.cwd()).as_posix()
+    return (jobs_url(), place), (parse_env_default(documented), "tenants/.jobs.db")
+
+
 BEHAVIOUR_CHECKS = {
     "TENANTRY_METRICS_TENANTS": _metrics_tenants,
     "TENANTRY_METRICS_BIND": _metrics_bind,
@@ -337,6 +346,7 @@ BEHAVIOUR_CHECKS = {
     "TENANTRY_HOME": _home,
     "TENANTRY_DATABASE_URL": _database_url,
     "TENANTRY_REDIS_URL": _redis_url,
+    "TENANTRY_JOBS_URL": _jobs_url,
     "TENANTRY_TRUSTED_PROXIES": _trusted_proxies,
     "TENANTRY_STORAGE_URL": _storage_url,
     "TENANTRY_S3_ENDPOINT_URL": _s3_endpoint_url,

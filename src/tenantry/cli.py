@@ -3,7 +3,7 @@
 Exit status: 0 success, 1 a check failed, 2 bad usage or invalid input (nothing written).
 A :class:`~tenantry.support.errors.PlatformError` carries its own exit code.
 
-One file of about 700 lines, on purpose: each command is a few lines of click over an
+One file of about 750 lines, on purpose: each command is a few lines of click over an
 operation, and the whole command surface reads in one place, in the order ``--help`` lists
 it. A package of groups would add a registering module and a level to every import chain
 (tests/test_architecture.py keeps those at most 9 files long).
@@ -16,6 +16,7 @@ import dataclasses
 import json
 import os
 import shlex
+import signal
 import sys
 from collections.abc import Iterator
 
@@ -41,6 +42,7 @@ from tenantry.data.users import (
 )
 from tenantry.home.layout import DEFAULT_RETRY_AFTER, HOME_ENV_VAR, HomeError, TenantHome
 from tenantry.home.loader import load_config_class
+from tenantry.jobs.place import jobs_url
 from tenantry.modules.scaffold import ScaffoldError, new_module
 from tenantry.ops.backup import backup_tenant, verify_archive
 from tenantry.ops.checks import check_tenants
@@ -60,6 +62,7 @@ from tenantry.ops.restore import restore_tenant
 from tenantry.ops.stats import tenant_stats
 from tenantry.server.factory import create_app
 from tenantry.server.log import configure_logging, level_from_environ
+from tenantry.server.runner import JobRunner
 from tenantry.server.serving import gunicorn_options, metrics_setup
 from tenantry.server.settings import check_bucket, server_settings
 from tenantry.support.errors import PlatformError
@@ -671,6 +674,28 @@ def serve(ctx, bind, workers, metrics_bind):
         "tenantry.wsgi:application",
     ]  # fmt: skip
     os.execv(sys.executable, argv)
+
+
+@main.command()
+@click.option(
+    "--concurrency",
+    default=2,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Jobs run at once by this worker (each in a process of its own).",
+)
+@click.pass_context
+def worker(ctx, concurrency):
+    """Run the tenants' background jobs (until SIGTERM: running jobs finish first)."""
+    home = _home(ctx)
+    try:
+        jobs_url()
+    except ValueError as exc:
+        raise InputError(str(exc)) from exc
+    runner = JobRunner(home, concurrency=concurrency)
+    signal.signal(signal.SIGTERM, lambda *_: runner.stop())
+    signal.signal(signal.SIGINT, lambda *_: runner.stop())
+    runner.run()
 
 
 @main.group()

@@ -73,6 +73,9 @@ class TenantConfig:
     # Refuse (503) routes of endpoint modules that do not declare their OpenAPI operations,
     # rather than serve them with their path and methods only.
     OPENAPI_STRICT: bool = False
+    MAX_RUNNING_JOBS: int = 2  # the tenant's jobs running at once, across every host
+    MAX_QUEUED_JOBS: int = 1000  # waiting at once; one more is refused (JobQueueFull)
+    JOBS_KEEP_DAYS: int = 7  # finished jobs are shown this long, then removed
 
     DEBUG = False
     TESTING = False

@@ -39,6 +39,7 @@ private to the platform.
 from __future__ import annotations
 
 from tenantry.data.db import Base, TenantDatabase
+from tenantry.jobs.api import JobQueueFull, current_job, job
 from tenantry.storage.errors import InvalidName, OverQuota, TooLarge
 from tenantry.storage.local import Storage, TenantStorage, validate_name
 from tenantry.web.api import (
@@ -62,6 +63,7 @@ __all__ = [
     "Base",
     "InsufficientStorage",
     "InvalidName",
+    "JobQueueFull",
     "OverQuota",
     "Storage",
     "Tenant",
@@ -72,9 +74,11 @@ __all__ = [
     "TooLarge",
     "audit",
     "auth_required",
+    "current_job",
     "current_tenant",
     "current_user",
     "error_response",
+    "job",
     "json_object",
     "no_content",
     "operation",

@@ -64,6 +64,9 @@ def config_class_problems(config_class: type[TenantConfig], slug: str) -> list[s
         "MAX_CONCURRENT_REQUESTS",
         "STORAGE_QUOTA",
         "LOGIN_MAX_FAILURES",
+        "MAX_RUNNING_JOBS",
+        "MAX_QUEUED_JOBS",
+        "JOBS_KEEP_DAYS",
     )
     for limit in limits:
         value = getattr(config_class, limit)

@@ -48,6 +48,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
+from tenantry.jobs.errors import JobQueueFull
 from tenantry.jobs.tables import (
     CANCELLED,
     CLAIM_CANDIDATES,
@@ -62,11 +63,6 @@ from tenantry.jobs.tables import (
     jobs,
     metadata,
 )
-from tenantry.support.errors import PlatformError
-
-
-class JobQueueFull(PlatformError):
-    """The tenant already has its ``MAX_QUEUED_JOBS`` waiting; a route answers 429."""
 
 
 @dataclass(frozen=True)
@@ -199,7 +195,12 @@ class JobStore:
             with connection.begin_nested():
                 connection.execute(
                     insert(job_tenants).values(
-                        tenant=tenant, queued=0, running=0, max_running=max_running, last_claim=0.0
+                        tenant=tenant,
+                        queued=0,
+                        running=0,
+                        max_running=max_running,
+                        last_claim=0.0,
+                        paused_until=0.0,
                     )
                 )
         except IntegrityError:
@@ -212,15 +213,19 @@ class JobStore:
         """Take the next due job of the tenant whose turn it is, leased for
         ``lease_seconds``; None when no tenant (but those in ``skip``) has one it may run."""
         with self.engine.begin() as connection:
+            now = connection.scalar(select(self.now()))
             candidates = (
                 select(job_tenants.c.tenant)
-                .where(job_tenants.c.queued > 0, job_tenants.c.running < job_tenants.c.max_running)
+                .where(
+                    job_tenants.c.queued > 0,
+                    job_tenants.c.running < job_tenants.c.max_running,
+                    job_tenants.c.paused_until <= now,
+                )
                 .order_by(job_tenants.c.last_claim, job_tenants.c.tenant)
                 .limit(CLAIM_CANDIDATES + len(skip))
             )
             if self.postgres:
                 candidates = candidates.with_for_update(skip_locked=True)
-            now = connection.scalar(select(self.now()))
             for (tenant,) in connection.execute(candidates).all():
                 if tenant in skip:
                     continue
@@ -337,6 +342,33 @@ class JobStore:
             )
             return state
 
+    def release(self, job_id: str, lease: str, pause: float | None = None) -> bool:
+        """Hand a claimed job back unrun, counting no failure: its process ended under it
+        (counted as lost), or its tenant cannot run jobs now (``pause`` seconds: the
+        tenant's jobs are not claimed meanwhile). Returns whether the lease was held."""
+        with self.engine.begin() as connection:
+            tenant = connection.scalar(
+                update(jobs)
+                .where(jobs.c.id == job_id, jobs.c.lease == lease, jobs.c.state == RUNNING)
+                .values(
+                    state=QUEUED,
+                    lease=None,
+                    lease_until=None,
+                    lost=jobs.c.lost + (0 if pause is not None else 1),
+                    attempt=jobs.c.attempt - (1 if pause is not None else 0),
+                )
+                .returning(jobs.c.tenant)
+            )
+            if tenant is None:
+                return False
+            values = {"running": job_tenants.c.running - 1, "queued": job_tenants.c.queued + 1}
+            if pause is not None:
+                values["paused_until"] = self.now() + pause
+            connection.execute(
+                update(job_tenants).where(job_tenants.c.tenant == tenant).values(**values)
+            )
+            return True
+
     def requeue_lost(self) -> int:
         """Queue again every running job whose lease ran out (its runner died); a job lost
         :data:`MAX_LOST` times fails instead. Returns how many were found."""
@@ -439,13 +471,14 @@ class JobStore:
 
     # -- housekeeping ----------------------------------------------------------------------
 
-    def purge(self, older_than_days: float) -> int:
-        """Remove finished jobs that finished more than ``older_than_days`` ago."""
+    def purge(self, older_than_days: float, tenant: str | None = None) -> int:
+        """Remove finished jobs (of ``tenant``, or of all) that finished more than
+        ``older_than_days`` ago."""
+        where = [jobs.c.state.in_(FINISHED), jobs.c.finished < self.now() - older_than_days * 86400]
+        if tenant is not None:
+            where.append(jobs.c.tenant == tenant)
         with self.engine.begin() as connection:
-            cutoff = self.now() - older_than_days * 86400
-            return connection.execute(
-                delete(jobs).where(jobs.c.state.in_(FINISHED), jobs.c.finished < cutoff)
-            ).rowcount
+            return connection.execute(delete(jobs).where(*where)).rowcount
 
     def drop_tenant(self, tenant: str, queued_only: bool = False) -> int:
         """Forget a tenant's jobs: all of them (it was deleted), or only those still queued

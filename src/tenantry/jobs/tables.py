@@ -72,4 +72,6 @@ job_tenants = Table(
     Column("running", Integer, nullable=False),
     Column("max_running", Integer, nullable=False),
     Column("last_claim", Float, nullable=False),
+    # A tenant that is disabled, down or not yet migrated: its jobs wait until then.
+    Column("paused_until", Float, nullable=False, default=0.0),
 )

@@ -11,6 +11,7 @@ route table was three quarters of an app's build time and most of its memory.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Mapping
@@ -26,6 +27,8 @@ from tenantry.data.db import tenant_database
 from tenantry.home.env import read_secrets
 from tenantry.home.layout import TenantHome
 from tenantry.home.settings import tenant_modules, tenant_settings
+from tenantry.jobs.api import TenantJobs
+from tenantry.jobs.place import jobs_store
 from tenantry.modules.checks import route_problems, undeclared_notes
 from tenantry.modules.loader import EndpointModule
 from tenantry.server.limits import RequestLimits
@@ -193,6 +196,12 @@ def register_extensions(app: Flask, home: TenantHome, modules: tuple[EndpointMod
         storage=storage,
         modules=tuple(module.key for module in modules),
         reference_checks=tuple(m.file_references for m in modules if m.file_references),
+        jobs=TenantJobs(
+            slug=slug,
+            store=functools.partial(jobs_store, home.tenants_dir),
+            modules=tuple(module.key for module in modules),
+            config=app.config,
+        ),
     )
     database.ensure_current(modules, tenant)
     app.extensions["tenantry.storage"] = storage

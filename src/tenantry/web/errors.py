@@ -14,6 +14,7 @@ from flask import Flask, Response
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
+from tenantry.jobs.errors import JobQueueFull
 from tenantry.storage.errors import ObjectStoreError
 
 log = logging.getLogger(__name__)
@@ -109,9 +110,15 @@ def _storage_unavailable(exc: Exception) -> Response:
     )
 
 
+def _queue_full(exc: JobQueueFull) -> Response:
+    """A route let the tenant's full job queue through: 429, its message says why."""
+    return error_response(429, f"{exc}; try again once some have run.")
+
+
 def register_error_handlers(app: Flask) -> None:
     """Make every error of ``app`` (any status, any blueprint, any exception) JSON."""
 
     app.register_error_handler(HTTPException, http_error_response)
     app.register_error_handler(ObjectStoreError, _storage_unavailable)
+    app.register_error_handler(JobQueueFull, _queue_full)
     app.register_error_handler(Exception, _unexpected_error)

@@ -5,12 +5,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from flask import current_app
 from werkzeug.local import LocalProxy
 
 from tenantry.data.db import TenantDatabase
 from tenantry.storage.local import Storage
+
+
+class Jobs(Protocol):
+    """What ``current_tenant.jobs`` offers (:class:`tenantry.jobs.api.TenantJobs`)."""
+
+    def enqueue(
+        self, function: Callable, *args: Any, key: str | None = None, delay: float | None = None
+    ) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -34,6 +43,8 @@ class Tenant:
     #: probe's result, say): gone with the tenant's app, never seen by another tenant.
     #: Key it by the module's name.
     cache: dict = field(default_factory=dict, repr=False, compare=False)
+    #: The tenant's background jobs: ``current_tenant.jobs.enqueue(job_function, *args)``.
+    jobs: Jobs | None = field(default=None, repr=False, compare=False)
 
     def file_references(self, name: str) -> list[str]:
         """What refers to the tenant's stored file ``name``, as its enabled modules say
