@@ -37,7 +37,7 @@ from pathlib import Path
 
 from flask import Blueprint, request
 
-from tenantry.endpoint import current_job, current_tenant, job
+from tenantry.endpoint import auth_required, current_job, current_tenant, job
 
 blueprint = Blueprint("jobs_probe", __name__)
 
@@ -90,6 +90,12 @@ def enqueue():
     job_id = current_tenant.jobs.enqueue(JOBS[body["job"]], *body.get("args", []),
                                          key=body.get("key"))
     return {"id": job_id}, 202
+
+
+@blueprint.route("/enqueue-mine", methods=["POST"])
+@auth_required()
+def enqueue_mine():
+    return {"id": current_tenant.jobs.enqueue(record, request.get_json()["text"])}, 202
 '''
 
 
@@ -317,3 +323,129 @@ def test_enqueue_refuses_what_could_not_run(jobs_home, tenants, make_tenant):
         assert response.status_code == 429
         assert response.json()["error"] == "too_many_requests"
         assert "MAX_QUEUED_JOBS is 2" in response.json()["message"]
+
+
+def test_the_jobs_routes(jobs_home, tenants, client, add_user, login, tenantry):
+    """GET /jobs (admin), GET and DELETE /jobs/<id> (an admin, or the user who enqueued
+    it); another tenant's job, another user's, or a malformed id: 404."""
+    from tests.conftest import bearer
+
+    add_user("acme", "root", roles=("admin",))
+    add_user("acme", "alice")
+    add_user("acme", "bob")
+    add_user("globex", "boss", roles=("admin",))
+    admin, alice, bob = (bearer(login("acme", name)) for name in ("root", "alice", "bob"))
+    boss = bearer(login("globex", "boss"))
+    mine = client.post("/acme/enqueue-mine", json={"text": "alice's"}, headers=alice).json["id"]
+    other = client.post("/acme/enqueue", json={"job": "record", "args": ["anon"]}).json["id"]
+
+    listed = client.get("/acme/jobs", headers=admin).json
+    assert listed["total"] == 2 and [job["id"] for job in listed["data"]] == [other, mine]
+    assert set(listed["data"][0]) == {
+        "id", "module", "name", "state", "attempt", "progress", "result", "error",
+        "enqueued", "started", "finished",
+    }  # fmt: skip
+    assert listed["data"][0]["enqueued"].endswith("Z") and listed["data"][0]["state"] == "queued"
+    assert client.get("/acme/jobs?state=succeeded", headers=admin).json == {"data": [], "total": 0}
+    assert client.get("/acme/jobs?state=bogus", headers=admin).status_code == 400
+    assert client.get("/acme/jobs", headers=alice).status_code == 403
+    assert client.get("/acme/jobs").status_code == 401
+
+    assert client.get(f"/acme/jobs/{mine}", headers=alice).json["name"] == "record"
+    assert client.get(f"/acme/jobs/{mine}", headers=admin).status_code == 200
+    for who, url in [(bob, f"/acme/jobs/{mine}"), (alice, f"/acme/jobs/{other}"),
+                     (boss, f"/globex/jobs/{mine}"), (admin, "/acme/jobs/nope"),
+                     (admin, "/acme/jobs/" + "0" * 32)]:  # fmt: skip
+        assert client.get(url, headers=who).status_code == 404, url
+        assert client.delete(url, headers=who).status_code == 404, url
+
+    assert client.delete(f"/acme/jobs/{mine}", headers=alice).status_code == 204
+    assert client.get(f"/acme/jobs/{mine}", headers=alice).json["state"] == "cancelled"
+    assert client.delete(f"/acme/jobs/{mine}", headers=alice).status_code == 409
+    audit = client.get("/acme/audit?action=job.cancel", headers=admin).json["data"]
+    assert [(entry["actor"], entry["target"]) for entry in audit] == [("alice", mine)]
+    paths = client.get("/acme/openapi.json").json["paths"]
+    assert {"get"} <= set(paths["/jobs"]) and {"get", "delete"} <= set(paths["/jobs/{job_id}"])
+
+    # The operator's commands, on the same jobs
+    listed = tenantry("jobs", "list", "acme", "--json")
+    assert listed.exit_code == 0, listed.output
+    assert {job["id"]: job["state"] for job in json.loads(listed.output)["data"]} == {
+        mine: "cancelled",
+        other: "queued",
+    }
+    assert tenantry("jobs", "show", "acme", mine).output.startswith(f"id: {mine}")
+    assert tenantry("jobs", "show", "globex", mine).exit_code == 2
+    retried = tenantry("jobs", "retry", "acme", mine)
+    assert retried.exit_code == 0, retried.output
+    new_id = retried.output.split()[-1]
+    assert client.get(f"/acme/jobs/{new_id}", headers=admin).json["state"] == "queued"
+    assert tenantry("jobs", "retry", "acme", other).exit_code == 2  # it did not fail
+    assert tenantry("jobs", "cancel", "acme", other).output == f"job {other}: cancelled\n"
+    assert tenantry("jobs", "cancel", "acme", other).exit_code == 1  # finished now
+    actions = [e["action"] for e in client.get("/acme/audit", headers=admin).json["data"]]
+    assert actions[:3] == ["job.cancel", "job.retry", "job.cancel"]
+
+
+def serve(home, *options) -> tuple[subprocess.Popen, str]:
+    from tests.server import free_port
+
+    port = free_port()
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "tenantry"), "--home", str(home.root), "serve",
+         "--bind", f"127.0.0.1:{port}", "--workers", "1", *options],
+        stdout=subprocess.DEVNULL,
+        stderr=open(home.root / "serve.log", "ab"),  # noqa: SIM115 - closed with the process
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/healthz").status_code == 200:
+                return process, url
+        except httpx.TransportError:
+            time.sleep(0.1)
+    process.kill()
+    raise AssertionError((home.root / "serve.log").read_text())
+
+
+def test_tenantry_serve_runs_the_jobs_itself(jobs_home, tenants):
+    """One host needs no second command; --no-jobs runs none; stopping the server stops
+    its job runner (no process is left)."""
+    home = jobs_home
+    process, url = serve(home, "--no-jobs")
+    try:
+        idle = httpx.post(f"{url}/acme/enqueue", json={"job": "record", "args": ["x"]}).json()["id"]
+        time.sleep(2)
+        assert job_of(home, "acme", idle)["state"] == "queued"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    process, url = serve(home)
+    try:
+        assert wait_for(home, "acme", idle)["state"] == "succeeded"
+        fresh = httpx.post(f"{url}/acme/enqueue", json={"job": "record", "args": ["y"]}).json()[
+            "id"
+        ]
+        assert wait_for(home, "acme", fresh)["state"] == "succeeded"
+    finally:
+        process.terminate()
+        assert process.wait(timeout=60) == 0
+    assert processes_of(home) == []
+
+
+def processes_of(home) -> list[str]:
+    """The command lines of the processes still running for ``home`` (by their
+    TENANTRY_HOME or --home)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            continue
+        if "tenantry" in command and (
+            f"TENANTRY_HOME={home.root}".encode() in environ or f"--home {home.root}" in command
+        ):
+            found.append(command)
+    return found

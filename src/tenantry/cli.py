@@ -3,7 +3,7 @@
 Exit status: 0 success, 1 a check failed, 2 bad usage or invalid input (nothing written).
 A :class:`~tenantry.support.errors.PlatformError` carries its own exit code.
 
-One file of about 750 lines, on purpose: each command is a few lines of click over an
+One file of about 800 lines, on purpose: each command is a few lines of click over an
 operation, and the whole command surface reads in one place, in the order ``--help`` lists
 it. A package of groups would add a registering module and a level to every import chain
 (tests/test_architecture.py keeps those at most 9 files long).
@@ -43,6 +43,7 @@ from tenantry.data.users import (
 from tenantry.home.layout import DEFAULT_RETRY_AFTER, HOME_ENV_VAR, HomeError, TenantHome
 from tenantry.home.loader import load_config_class
 from tenantry.jobs.place import jobs_url
+from tenantry.jobs.tables import STATES as JOB_STATES
 from tenantry.modules.scaffold import ScaffoldError, new_module
 from tenantry.ops.backup import backup_tenant, verify_archive
 from tenantry.ops.checks import check_tenants
@@ -50,6 +51,7 @@ from tenantry.ops.clone import clone_tenant
 from tenantry.ops.delete import delete_tenant
 from tenantry.ops.gc import collect_garbage, remove_leftovers
 from tenantry.ops.hold import require_tenant
+from tenantry.ops.jobs import cancel_job, retry_job, tenant_jobs
 from tenantry.ops.lifecycle import (
     create_tenant,
     describe_tenant,
@@ -61,9 +63,10 @@ from tenantry.ops.migrate import migrate_tenants
 from tenantry.ops.restore import restore_tenant
 from tenantry.ops.stats import tenant_stats
 from tenantry.server.factory import create_app
+from tenantry.server.hooks import SERVE_JOBS_ENV_VAR
 from tenantry.server.log import configure_logging, level_from_environ
 from tenantry.server.runner import JobRunner
-from tenantry.server.serving import gunicorn_options, metrics_setup
+from tenantry.server.serving import gunicorn_options, jobs_setup, metrics_setup
 from tenantry.server.settings import check_bucket, server_settings
 from tenantry.support.errors import PlatformError
 from tenantry.web.auth import guard_of
@@ -532,6 +535,62 @@ def _read_password(from_stdin: bool) -> str:
     return click.prompt("Password", hide_input=True, confirmation_prompt=True)
 
 
+@main.group()
+def jobs() -> None:
+    """List, show, cancel and retry a tenant's background jobs."""
+
+
+@jobs.command("list")
+@click.argument("slug")
+@click.option("--state", type=click.Choice(JOB_STATES), help="Only jobs in this state.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def jobs_list(ctx, slug, state, as_json):
+    home = _home(ctx)
+    page, total = _refusing(tenant_jobs, home, slug).list(state, limit=1000)
+    if as_json:
+        click.echo(json.dumps({"data": page, "total": total}, indent=2))
+        return
+    for job in page:
+        click.echo(
+            f"{job['id']}  {job['state']:<9}  {job['module']}.{job['name']}  {job['enqueued']}"
+        )
+
+
+@jobs.command("show")
+@click.argument("slug")
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def jobs_show(ctx, slug, job_id, as_json):
+    job = _refusing(tenant_jobs, _home(ctx), slug).get(job_id)
+    if job is None:
+        raise InputError(f"{slug} has no job {job_id}")
+    if as_json:
+        click.echo(json.dumps(job, indent=2))
+        return
+    for key, value in job.items():
+        click.echo(f"{key}: {_printable(value)}")
+
+
+@jobs.command("cancel")
+@click.argument("slug")
+@click.argument("job_id")
+@click.pass_context
+def jobs_cancel(ctx, slug, job_id):
+    outcome = _refusing(cancel_job, _home(ctx), slug, job_id)
+    click.echo(f"job {job_id}: " + ("cancelled" if outcome == "cancelled" else "asked to stop"))
+
+
+@jobs.command("retry")
+@click.argument("slug")
+@click.argument("job_id")
+@click.pass_context
+def jobs_retry(ctx, slug, job_id):
+    new_id = _refusing(retry_job, _home(ctx), slug, job_id)
+    click.echo(f"job {job_id} queued again as {new_id}")
+
+
 @main.command()
 @click.argument("slug")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -652,16 +711,31 @@ def _report_per_tenant(results: dict, done) -> None:
     metavar="HOST:PORT",
     help="Serve Prometheus metrics (summed over the workers) at http://HOST:PORT/metrics.",
 )
+@click.option(
+    "--jobs",
+    "jobs_concurrency",
+    default=2,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Background jobs run at once by the server's own job runner.",
+)
+@click.option("--no-jobs", is_flag=True, help="Run no jobs here (run `tenantry worker`s).")
 @click.pass_context
-def serve(ctx, bind, workers, metrics_bind):
-    """Serve every tenant with gunicorn."""
+def serve(ctx, bind, workers, metrics_bind, jobs_concurrency, no_jobs):
+    """Serve every tenant with gunicorn, and run their background jobs."""
     home = _home(ctx)
-    metrics = []
+    hooks: list[str] = []  # gunicorn's --config of tenantry's hooks, when any is needed
     try:
         server_settings()
         check_bucket()
+        jobs_url()
         if metrics_bind:
-            metrics, environment = metrics_setup(metrics_bind)
+            hooks, environment = metrics_setup(metrics_bind)
+            os.environ.update(environment)
+        os.environ.pop(SERVE_JOBS_ENV_VAR, None)
+        if not no_jobs:
+            jobs_hooks, environment = jobs_setup(jobs_concurrency)
+            hooks = hooks or jobs_hooks
             os.environ.update(environment)
     except ValueError as exc:
         raise InputError(str(exc)) from exc
@@ -670,7 +744,7 @@ def serve(ctx, bind, workers, metrics_bind):
         sys.executable, "-m", "gunicorn",
         "--bind", bind,
         *gunicorn_options(workers),
-        *metrics,
+        *hooks,
         "tenantry.wsgi:application",
     ]  # fmt: skip
     os.execv(sys.executable, argv)

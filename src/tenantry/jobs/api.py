@@ -13,9 +13,11 @@ import contextlib
 import contextvars
 import json
 import math
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import g, has_request_context
@@ -131,6 +133,64 @@ class TenantJobs:
             max_running=self.config["MAX_RUNNING_JOBS"],
         )
         return job_id
+
+    def get(self, job_id: str) -> dict | None:
+        """One of the tenant's jobs as the API shows it (times in UTC ISO 8601); None if
+        the tenant has no job of that id."""
+        found = self.store().get(self.slug, job_id) if JOB_ID.fullmatch(job_id) else None
+        return None if found is None else shown(found)
+
+    def list(self, state: str | None = None, limit: int = 50, offset: int = 0):
+        """A page of the tenant's jobs, newest first, and how many match in all."""
+        page, total = self.store().list(self.slug, state, limit, offset)
+        return [shown(found) for found in page], total
+
+    def cancel(self, job_id: str) -> str | None:
+        """``"cancelled"`` (it was queued), ``"stopping"`` (it runs: asked to stop),
+        ``"finished"``; None if the tenant has no job of that id."""
+        return self.store().cancel(self.slug, job_id) if JOB_ID.fullmatch(job_id) else None
+
+    def retry(self, job_id: str) -> str | None:
+        """Queue a failed or cancelled job again, as a new job with the same function and
+        arguments; returns the new id (None if the tenant has no such finished job)."""
+        found = self.store().get(self.slug, job_id) if JOB_ID.fullmatch(job_id) else None
+        if found is None or found["state"] not in ("failed", "cancelled"):
+            return None
+        spec = self.store().spec(self.slug, job_id)
+        new = NewJob(
+            tenant=self.slug,
+            module=found["module"],
+            name=found["name"],
+            args=spec["args"],
+            retries=spec["retries"],
+            timeout=spec["timeout"],
+            enqueued_by=self.actor(),
+        )
+        job_id, _new = self.store().enqueue(
+            new,
+            max_queued=self.config["MAX_QUEUED_JOBS"],
+            max_running=self.config["MAX_RUNNING_JOBS"],
+        )
+        return job_id
+
+
+JOB_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def shown(found: dict) -> dict:
+    """A job as the API and the CLI show it: its times as the audit log writes them."""
+    return {
+        **found,
+        **{
+            key: None if found[key] is None else _utc(found[key])
+            for key in ("enqueued", "started", "finished")
+        },
+    }
+
+
+def _utc(seconds: float) -> str:
+    moment = datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None)
+    return moment.isoformat(timespec="microseconds") + "Z"
 
 
 class JobContext:

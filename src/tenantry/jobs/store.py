@@ -443,6 +443,16 @@ class JobStore:
             ).first()
         return None if row is None else describe(row)
 
+    def spec(self, tenant: str, job_id: str) -> dict | None:
+        """How a job of ``tenant`` was asked for (``args``, ``retries``, ``timeout``)."""
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                select(jobs.c.args, jobs.c.retries, jobs.c.timeout).where(
+                    jobs.c.id == job_id, jobs.c.tenant == tenant
+                )
+            ).first()
+        return None if row is None else dict(row._mapping)
+
     def list(
         self, tenant: str, state: str | None = None, limit: int = 50, offset: int = 0
     ) -> tuple[list[dict], int]:

@@ -14,6 +14,7 @@ QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = (
     "failed",
     "cancelled",
 )
+STATES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
 UNFINISHED = (QUEUED, RUNNING)
 FINISHED = (SUCCEEDED, FAILED, CANCELLED)
 # How many times a job may lose its runner (a process killed mid-job) before it fails: a

@@ -1,7 +1,12 @@
-"""gunicorn server hooks of ``tenantry serve --metrics-bind`` (``--config
-python:tenantry.server.hooks``): the master serves the workers' summed metrics on the
-metrics address, marks a worker's live gauges dead when it exits, and removes the metrics
-folder when the server stops (each start makes a fresh one: nothing piles up)."""
+"""gunicorn server hooks of ``tenantry serve`` (``--config python:tenantry.server.hooks``).
+
+- The jobs: unless ``--no-jobs``, the master starts one ``tenantry worker`` beside its
+  workers when it is ready, starts it again if it dies, and stops it (SIGTERM: its running
+  jobs finish) when the server stops.
+- The metrics (``--metrics-bind``): the master serves the workers' summed metrics on the
+  metrics address, marks a worker's live gauges dead when it exits, and removes the metrics
+  folder when the server stops (each start makes a fresh one: nothing piles up).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,8 @@ import logging
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from socketserver import ThreadingMixIn
@@ -17,6 +24,12 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from tenantry.server.metrics import BIND_ENV_VAR as METRICS_BIND_ENV_VAR
 from tenantry.server.metrics import MULTIPROC_ENV_VAR, exposition
 
+HOOKS_CONFIG = "python:tenantry.server.hooks"
+# Set by `tenantry serve` (to the jobs' concurrency) unless --no-jobs.
+SERVE_JOBS_ENV_VAR = "TENANTRY_SERVE_JOBS"
+# How long a stopping server lets the job runner's running jobs finish; past it they are
+# killed, and their leases hand them to the next runner (none is lost).
+JOBS_STOP_SECONDS = 30
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 SCRAPE_TIMEOUT = 10
 
@@ -73,7 +86,52 @@ def parse_bind(bind: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+class JobRunnerProcess:
+    """The master's ``tenantry worker``: started when the server is ready, started again
+    (after a second) if it ends while the server runs, stopped with the server."""
+
+    def __init__(self, concurrency: str, log):
+        self.argv = [sys.executable, "-m", "tenantry.cli", "worker", "--concurrency", concurrency]
+        self.log = log
+        self.process: subprocess.Popen | None = None
+        self.stopping = threading.Event()
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(self.argv)
+        threading.Thread(target=self._watch, name="tenantry-jobs", daemon=True).start()
+        self.log.info("Running jobs (tenantry worker, pid %s)", self.process.pid)
+
+    def _watch(self) -> None:
+        while not self.stopping.is_set():
+            code = self.process.wait()
+            if self.stopping.is_set():
+                return
+            self.log.error("The job runner ended (exit %s); starting it again", code)
+            if self.stopping.wait(1.0):
+                return
+            self.process = subprocess.Popen(self.argv)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=JOBS_STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+_jobs: JobRunnerProcess | None = None
+
+
 def when_ready(server) -> None:
+    global _jobs
+    concurrency = os.environ.get(SERVE_JOBS_ENV_VAR)
+    if concurrency:
+        _jobs = JobRunnerProcess(concurrency, server.log)
+        _jobs.start()
     bind = os.environ.get(METRICS_BIND_ENV_VAR)
     if not bind or _folder() is None:
         return
@@ -97,6 +155,8 @@ def child_exit(server, worker) -> None:
 
 
 def on_exit(server) -> None:
+    if _jobs is not None:
+        _jobs.stop()
     folder = _folder()
     if folder is not None:
         shutil.rmtree(folder, ignore_errors=True)

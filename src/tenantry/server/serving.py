@@ -14,7 +14,12 @@ from __future__ import annotations
 
 import tempfile
 
-from tenantry.server.hooks import METRICS_BIND_ENV_VAR, metrics_server
+from tenantry.server.hooks import (
+    HOOKS_CONFIG,
+    METRICS_BIND_ENV_VAR,
+    SERVE_JOBS_ENV_VAR,
+    metrics_server,
+)
 from tenantry.server.metrics import MULTIPROC_ENV_VAR, labelled_tenants_limit
 
 # gunicorn's gevent worker, sending downloads with os.sendfile (tenantry.server.worker)
@@ -41,8 +46,15 @@ def metrics_setup(bind: str) -> tuple[list[str], dict[str, str]]:
     except OSError as exc:
         raise ValueError(f"--metrics-bind {bind}: {exc.strerror or exc}") from None
     folder = tempfile.mkdtemp(prefix="tenantry-metrics-")
-    options = ["--config", "python:tenantry.server.hooks"]
+    options = ["--config", HOOKS_CONFIG]
     return options, {MULTIPROC_ENV_VAR: folder, METRICS_BIND_ENV_VAR: bind}
+
+
+def jobs_setup(concurrency: int) -> tuple[list[str], dict[str, str]]:
+    """gunicorn options and environment for the jobs ``tenantry serve`` runs itself: the
+    master starts one ``tenantry worker`` beside its workers (:mod:`tenantry.server.hooks`)
+    and stops it with them."""
+    return ["--config", HOOKS_CONFIG], {SERVE_JOBS_ENV_VAR: str(concurrency)}
 
 
 def gunicorn_options(workers: int) -> list[str]:

@@ -1,8 +1,18 @@
-"""The auth module's routes: login, refresh, logout, users and the audit log."""
+"""The auth module's routes: login, refresh, logout, users, the audit log and the jobs."""
 
 from flask import Blueprint
 
-from tenantry.builtin.auth.resources import AuditLog, Login, Logout, Me, Refresh, UserByName, Users
+from tenantry.builtin.auth.resources import (
+    AuditLog,
+    JobItem,
+    JobList,
+    Login,
+    Logout,
+    Me,
+    Refresh,
+    UserByName,
+    Users,
+)
 from tenantry.endpoint import TenantApi
 
 blueprint = Blueprint("auth", __name__)
@@ -14,3 +24,5 @@ api.add_resource(Logout, "/auth/logout")
 api.add_resource(Users, "/users")
 api.add_resource(UserByName, "/users/<string:username>")
 api.add_resource(AuditLog, "/audit")
+api.add_resource(JobList, "/jobs")
+api.add_resource(JobItem, "/jobs/<string:job_id>")

@@ -27,11 +27,12 @@ from tenantry.data.users import (
     seconds_locked_out,
     update_user,
 )
-from tenantry.endpoint import TenantResource, json_object, no_content, query_number
+from tenantry.endpoint import TenantResource, audit, json_object, no_content, query_number
 from tenantry.web.auth import (
     auth_required,
     authenticate,
     current_identity,
+    current_user,
     forget_holders,
     hash_password,
     issue_token,
@@ -321,3 +322,113 @@ def _since() -> str | None:
         return format_time(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
     except (ValueError, OverflowError):
         raise BadRequest("since must be an ISO 8601 time, e.g. 2026-12-01T09:30:00Z.") from None
+
+
+JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
+MAX_JOBS_PAGE = 100
+TIME = {"type": "string", "format": "date-time"}
+JOB = schema_object(
+    {
+        "id": STRING,
+        "module": STRING,
+        "name": STRING,
+        "state": {"type": "string", "enum": list(JOB_STATES)},
+        "attempt": INTEGER,
+        "progress": {
+            "oneOf": [
+                schema_object({"done": INTEGER, "total": INTEGER}, ("done", "total")),
+                {"type": "null"},
+            ]
+        },
+        "result": {},
+        "error": {"type": ["string", "null"]},
+        "enqueued": TIME,
+        "started": {"type": ["string", "null"], "format": "date-time"},
+        "finished": {"type": ["string", "null"], "format": "date-time"},
+    },
+    ("id", "module", "name", "state", "attempt", "progress", "result", "error", "enqueued"),
+)
+NO_SUCH_JOB = "No job of this tenant has that id."
+
+
+class JobList(TenantResource):
+    openapi = {
+        "get": operation(
+            "The tenant's background jobs, newest first; `total` counts all matches (admin)",
+            {
+                200: schema_object(
+                    {"data": {"type": "array", "items": JOB}, "total": INTEGER},
+                    ("data", "total"),
+                )
+            },
+            errors=(400, 403),
+            parameters=(
+                {
+                    "name": "state",
+                    "in": "query",
+                    "schema": {"type": "string", "enum": list(JOB_STATES)},
+                },
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_JOBS_PAGE},
+                },
+                {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+            ),
+        )
+    }
+    method_decorators = [auth_required("admin")]
+
+    def get(self):
+        state = request.args.get("state")
+        if state is not None and state not in JOB_STATES:
+            raise BadRequest(f"state must be one of {', '.join(JOB_STATES)}.")
+        page, total = self.tenant.jobs.list(
+            state,
+            limit=query_number("limit", 50, 1, MAX_JOBS_PAGE),
+            offset=query_number("offset", 0, 0, 2**31),
+        )
+        return {"data": [_public(job) for job in page], "total": total}
+
+
+class JobItem(TenantResource):
+    openapi = {
+        "get": operation(
+            "One background job (an admin, or the user whose request enqueued it)",
+            {200: JOB},
+            errors=(404,),
+        ),
+        "delete": operation(
+            "Cancel a job: 204 if it was queued, 202 if it runs (asked to stop), 409 if it "
+            "had finished (an admin, or the user whose request enqueued it)",
+            {204: None, 202: schema_object({"id": STRING, "state": STRING}, ("id", "state"))},
+            errors=(404, 409),
+        ),
+    }
+    method_decorators = [auth_required()]
+
+    def get(self, job_id: str):
+        return _public(self._visible(job_id))
+
+    def delete(self, job_id: str):
+        self._visible(job_id)
+        outcome = self.tenant.jobs.cancel(job_id)
+        if outcome == "finished":
+            raise Conflict("The job had already finished.")
+        with self.database.transaction() as session:
+            audit(session, "job.cancel", job_id)
+        if outcome == "stopping":
+            return {"id": job_id, "state": "running"}, 202
+        return no_content()
+
+    def _visible(self, job_id: str) -> dict:
+        """The job, if this user may see it; else 404, as for another tenant's job."""
+        job = self.tenant.jobs.get(job_id)
+        user = current_user()
+        if job is None or ("admin" not in user.roles and job["enqueued_by"] != user.username):
+            raise NotFound(NO_SUCH_JOB)
+        return job
+
+
+def _public(job: dict) -> dict:
+    return {key: value for key, value in job.items() if key != "enqueued_by"}
