@@ -329,6 +329,23 @@ def _metrics_bind(documented, mp):
     return ("none" if not Server.started else "started"), documented
 
 
+def _serve_jobs(documented, mp):
+    """Unset (a plain gunicorn, or serve --no-jobs): the master starts no job runner."""
+    from tenantry.server import hooks
+
+    class Server:
+        class log:
+            @staticmethod
+            def info(*args):
+                pass
+
+    mp.delenv(hooks.SERVE_JOBS_ENV_VAR, raising=False)
+    mp.delenv(hooks.METRICS_BIND_ENV_VAR, raising=False)
+    mp.setattr(hooks, "_jobs", None)
+    hooks.when_ready(Server)
+    return ("none" if hooks._jobs is None else "started"), documented
+
+
 def _jobs_url(documented, mp):
     """Unset: the jobs in the home's tenants/.jobs.db (a SQLite file)."""
     (Path.cwd() / "tenants").mkdir()
@@ -347,6 +364,7 @@ BEHAVIOUR_CHECKS = {
     "TENANTRY_DATABASE_URL": _database_url,
     "TENANTRY_REDIS_URL": _redis_url,
     "TENANTRY_JOBS_URL": _jobs_url,
+    "TENANTRY_SERVE_JOBS": _serve_jobs,
     "TENANTRY_TRUSTED_PROXIES": _trusted_proxies,
     "TENANTRY_STORAGE_URL": _storage_url,
     "TENANTRY_S3_ENDPOINT_URL": _s3_endpoint_url,
