@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from tenantry.data.db import tenant_database
 from tenantry.home.layout import DATABASE_URL_ENV_VAR, TenantHome
 from tenantry.ops.lifecycle import create_tenant
 from tenantry.server.dispatch import TenantDispatcher
+from tenantry.server.hooks import SERVE_JOBS_ENV_VAR
 from tenantry.server.log import RequestLog
 from tenantry.server.registry import TenantRegistry
 from tenantry.storage.location import STORAGE_URL_ENV_VAR, StorageLocation
@@ -366,3 +368,11 @@ def refuse_writes(home: TenantHome, slug: str, table: str) -> None:
                     )
     finally:
         database.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _no_serve_jobs_left():
+    """``tenantry serve`` run in-process (its exec stubbed) sets the variable that makes a
+    gunicorn master start a job runner; no later test's server may inherit it."""
+    yield
+    os.environ.pop(SERVE_JOBS_ENV_VAR, None)

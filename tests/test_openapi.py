@@ -9,7 +9,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from tenantry.web.openapi import build_paths, undeclared_routes
 
-SAMPLE = {"name": "report.csv", "username": "alice"}
+SAMPLE = {"name": "report.csv", "username": "alice", "job_id": "0" * 32}
 
 
 def concrete(path: str) -> str:

@@ -314,7 +314,7 @@ def _metrics_tenants(documented, mp):
 
 
 def _metrics_bind(documented, mp):
-    from tenantry.server.hooks import METRICS_BIND_ENV_VAR, when_ready
+    from tenantry.server.hooks import METRICS_BIND_ENV_VAR, SERVE_JOBS_ENV_VAR, when_ready
 
     class Server:  # the master's hook starts no metrics server when none is asked for
         started = False
@@ -325,6 +325,7 @@ def _metrics_bind(documented, mp):
                 Server.started = True
 
     mp.delenv(METRICS_BIND_ENV_VAR, raising=False)
+    mp.delenv(SERVE_JOBS_ENV_VAR, raising=False)  # no job runner either
     when_ready(Server)
     return ("none" if not Server.started else "started"), documented
 

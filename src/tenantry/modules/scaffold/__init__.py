@@ -40,7 +40,7 @@ MAX_LENGTH = min(32 - len("_0001"), 63 - len(f"{VERSION_TABLE_PREFIX}tenantry__p
 # Names a module cannot take: the built-ins' (module names and blueprint names), and the
 # first path segments of their routes (a module's route is /NAME).
 # /healthz on a tenant's own host is the platform's health check.
-RESERVED = frozenset((*BUILTIN_NAMES, *INTERNAL_NAMES, "api", "audit", "users", "healthz"))
+RESERVED = frozenset((*BUILTIN_NAMES, *INTERNAL_NAMES, "api", "audit", "jobs", "users", "healthz"))
 
 
 class ScaffoldError(InputRefused):
