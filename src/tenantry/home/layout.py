@@ -37,6 +37,9 @@ DEFAULT_RETRY_AFTER = 300
 # touches the marker every WRITES_HELD_HEARTBEAT seconds, and a marker older than
 # WRITES_HELD_STALE (its process was killed) no longer holds anything.
 WRITES_HELD_HEARTBEAT = 2.0
+# How often a worker re-reads a tenant's markers (its files, disabled, down, writes held):
+# a hold is seen by every worker's next request once this long has passed.
+MARKER_RECHECK_SECONDS = 1.0
 WRITES_HELD_STALE = 10.0
 WRITES_HELD_RETRY_AFTER = 10
 HOME_HINT = f"point --home (or {HOME_ENV_VAR}) at the folder that holds config/ and tenants/"

@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from tenantry.home.layout import WRITES_HELD_HEARTBEAT, TenantHome
+from tenantry.home.layout import MARKER_RECHECK_SECONDS, WRITES_HELD_HEARTBEAT, TenantHome
 from tenantry.ops.errors import OperationRefused, UnknownTenant
 from tenantry.support.atomic import PRIVATE_DIR
 from tenantry.support.locking import file_lock_if_free
@@ -18,6 +18,8 @@ from tenantry.support.locking import file_lock_if_free
 LOCKS = ".locks"
 # How long an operation waits for another one on the same tenant (a sweep, say) to end.
 LOCK_WAIT = 2.0
+# Beyond a re-check interval, before an operation that holds writes begins its work.
+HOLD_MARGIN = 0.1
 
 
 @contextlib.contextmanager
@@ -43,8 +45,13 @@ def operation_lock(home: TenantHome, slug: str, wait: float = LOCK_WAIT) -> Iter
 @contextlib.contextmanager
 def writes_held(home: TenantHome, *slugs_or_folders: str | Path) -> Iterator[None]:
     """Hold the writes of tenants (by slug) or of tenant folders being built: their
-    markers say so to every worker (within its 1 s re-check) until the block ends, kept
-    fresh by a heartbeat so that a killed operation stops holding them on its own."""
+    markers say so to every worker until the block ends, kept fresh by a heartbeat so that
+    a killed operation stops holding them on its own.
+
+    The block begins one re-check interval after the markers are written, so that every
+    worker's next request has seen them: a write that arrives once the operation works
+    answers 503. (A write already in flight then may still finish: see docs/tenant-life.md,
+    *Writes held*.)"""
     markers = [
         home.writes_held_marker(item) if isinstance(item, str) else item / "writes-held"
         for item in slugs_or_folders
@@ -63,6 +70,7 @@ def writes_held(home: TenantHome, *slugs_or_folders: str | Path) -> Iterator[Non
     heartbeat = threading.Thread(target=beat, name="tenantry-writes-held", daemon=True)
     heartbeat.start()
     try:
+        time.sleep(MARKER_RECHECK_SECONDS + HOLD_MARGIN)
         yield
     finally:
         stop.set()

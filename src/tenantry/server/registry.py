@@ -22,7 +22,7 @@ from flask import Flask
 
 from tenantry.config import TenantConfigError, is_valid_slug
 from tenantry.home.hosts import HostIndex, normalised_hosts
-from tenantry.home.layout import HomeError, TenantHome
+from tenantry.home.layout import MARKER_RECHECK_SECONDS, HomeError, TenantHome
 from tenantry.home.loader import load_config_class
 from tenantry.server.metrics import current as current_metrics
 from tenantry.support.errors import PlatformError
@@ -31,7 +31,7 @@ from tenantry.support.locking import file_lock_if_free
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_LOADED_APPS = 500
-DEFAULT_CHECK_INTERVAL = 1.0
+DEFAULT_CHECK_INTERVAL = MARKER_RECHECK_SECONDS
 # With check_interval 0 (tests), hosts are still looked for only this often.
 MIN_WATCH_INTERVAL = 0.05
 # The server removes expired snapshots and zips this often (well within the design rules'
