@@ -22,6 +22,7 @@ from typing import Any
 
 from flask import g, has_request_context
 
+from tenantry.data.audit import format_time
 from tenantry.jobs.errors import JobQueueFull
 from tenantry.jobs.store import JobStore, NewJob
 
@@ -182,15 +183,12 @@ def shown(found: dict) -> dict:
     return {
         **found,
         **{
-            key: None if found[key] is None else _utc(found[key])
+            key: None
+            if found[key] is None
+            else format_time(datetime.fromtimestamp(found[key], UTC))
             for key in ("enqueued", "started", "finished")
         },
     }
-
-
-def _utc(seconds: float) -> str:
-    moment = datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None)
-    return moment.isoformat(timespec="microseconds") + "Z"
 
 
 class JobContext:
