@@ -230,6 +230,53 @@ def test_dropping_a_tenant(store):
     assert "acme" not in store.counts() and store.list("globex")[1] == 1
 
 
+def test_a_schedule_period_is_taken_once(store):
+    def scheduled(period, key="schedule:notes.purge"):
+        return store.enqueue_scheduled(
+            job(key=key), "notes.purge", period, max_queued=1000, max_running=2
+        )
+
+    first = scheduled(600)
+    assert first is not None and state(store, "acme", first) == QUEUED
+    assert scheduled(600) is None and scheduled(0) is None  # taken, and an earlier one too
+    assert scheduled(1200) == first  # a later period finds the run still unfinished: no second
+    claimed = store.claim(LEASE)
+    store.finish(claimed.id, claimed.lease)
+    third = scheduled(1800)
+    assert third not in (None, first) and store.list("acme")[1] == 2
+    assert store.enqueue_scheduled(
+        job("globex"), "notes.purge", 1800, max_queued=1000, max_running=2
+    )  # another tenant's schedule of that name is its own
+    with pytest.raises(JobQueueFull):
+        store.enqueue_scheduled(job(), "notes.other", 600, max_queued=1, max_running=2)
+    assert store.enqueue_scheduled(job(), "notes.other", 600, max_queued=5, max_running=2)
+    assert abs(store.clock() - time.time()) < 5
+
+
+def schedule_all(url: str, schema: str | None, results) -> None:
+    store = JobStore(create_engine(url), schema=schema)
+    won = [
+        period
+        for period in range(0, 40)
+        if store.enqueue_scheduled(job(), "notes.purge", period, max_queued=1000, max_running=2)
+    ]
+    results.put(won)
+
+
+def test_processes_taking_periods_at_once_take_each_once(store_place):
+    make_store(*store_place)
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    workers = [context.Process(target=schedule_all, args=(*store_place, results)) for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    won = [period for _ in workers for period in results.get(timeout=120)]
+    for worker in workers:
+        worker.join(timeout=30)
+    assert len(won) == len(set(won))  # no period twice
+    assert won and max(won) == 39
+
+
 def claim_all(url: str, schema: str | None, results) -> None:
     store = JobStore(create_engine(url), schema=schema)
     mine = []

@@ -59,6 +59,7 @@ from tenantry.jobs.tables import (
     RUNNING,
     SUCCEEDED,
     UNFINISHED,
+    job_schedules,
     job_tenants,
     jobs,
     metadata,
@@ -128,54 +129,104 @@ class JobStore:
 
         :raises JobQueueFull: the tenant has ``max_queued`` jobs waiting.
         """
-        # Sorted by when it was made (a tie-break among jobs of one moment), unguessable.
-        job_id = f"{time.time_ns():016x}{secrets.token_hex(8)}"
         try:
             with self.engine.begin() as connection:
-                if job.key is not None:
-                    found = self._unfinished_with_key(connection, job.tenant, job.key)
-                    if found is not None:
-                        return found, False
-                counts = self._tenant_row(connection, job.tenant, max_running)
-                if counts.queued >= max_queued:
-                    raise JobQueueFull(
-                        f"tenant {job.tenant} has {counts.queued} jobs waiting (MAX_QUEUED_JOBS "
-                        f"is {max_queued})"
-                    )
-                now = self.now()
-                connection.execute(
-                    insert(jobs).values(
-                        id=job_id,
-                        tenant=job.tenant,
-                        module=job.module,
-                        name=job.name,
-                        args=job.args,
-                        key=job.key,
-                        state=QUEUED,
-                        attempt=0,
-                        failures=0,
-                        lost=0,
-                        retries=job.retries,
-                        timeout=job.timeout,
-                        run_at=now + job.delay,
-                        enqueued=now,
-                        cancel=False,
-                        enqueued_by=job.enqueued_by,
-                    )
-                )
-                connection.execute(
-                    update(job_tenants)
-                    .where(job_tenants.c.tenant == job.tenant)
-                    .values(queued=job_tenants.c.queued + 1, max_running=max_running)
-                )
+                return self._enqueue(connection, job, max_queued, max_running)
         except IntegrityError:
-            # Another process queued the same key between our look and our insert.
+            return self._raced_key(job), False
+
+    def enqueue_scheduled(
+        self, job: NewJob, schedule: str, period: int, max_queued: int, max_running: int
+    ) -> str | None:
+        """Queue ``job`` as the run of ``schedule`` for ``period`` (its start, in seconds
+        since the epoch), unless that period or a later one was taken already: returns the
+        job's id (or that of the schedule's unfinished job, when ``job.key`` names one), or
+        None when another runner took the period first. Taking the period and queueing
+        its job are one transaction, so a period is never taken without its job.
+
+        :raises JobQueueFull: the tenant has ``max_queued`` jobs waiting (the period stays
+            free: a later look takes it when there is room).
+        """
+        try:
             with self.engine.begin() as connection:
-                found = self._unfinished_with_key(connection, job.tenant, job.key)
-            if found is None:
-                raise
-            return found, False
+                try:
+                    with connection.begin_nested():
+                        connection.execute(
+                            insert(job_schedules).values(
+                                tenant=job.tenant, name=schedule, period=-1
+                            )
+                        )
+                except IntegrityError:
+                    pass  # it was taken before, for some period
+                taken = connection.execute(
+                    update(job_schedules)
+                    .where(
+                        job_schedules.c.tenant == job.tenant,
+                        job_schedules.c.name == schedule,
+                        job_schedules.c.period < period,
+                    )
+                    .values(period=period)
+                ).rowcount
+                if not taken:
+                    return None
+                return self._enqueue(connection, job, max_queued, max_running)[0]
+        except IntegrityError:
+            return None  # the job's key raced another queueing: that one runs this period
+
+    def _enqueue(self, connection, job: NewJob, max_queued: int, max_running: int):
+        # Sorted by when it was made (a tie-break among jobs of one moment), unguessable.
+        job_id = f"{time.time_ns():016x}{secrets.token_hex(8)}"
+        if job.key is not None:
+            found = self._unfinished_with_key(connection, job.tenant, job.key)
+            if found is not None:
+                return found, False
+        counts = self._tenant_row(connection, job.tenant, max_running)
+        if counts.queued >= max_queued:
+            raise JobQueueFull(
+                f"tenant {job.tenant} has {counts.queued} jobs waiting (MAX_QUEUED_JOBS "
+                f"is {max_queued})"
+            )
+        now = self.now()
+        connection.execute(
+            insert(jobs).values(
+                id=job_id,
+                tenant=job.tenant,
+                module=job.module,
+                name=job.name,
+                args=job.args,
+                key=job.key,
+                state=QUEUED,
+                attempt=0,
+                failures=0,
+                lost=0,
+                retries=job.retries,
+                timeout=job.timeout,
+                run_at=now + job.delay,
+                enqueued=now,
+                cancel=False,
+                enqueued_by=job.enqueued_by,
+            )
+        )
+        connection.execute(
+            update(job_tenants)
+            .where(job_tenants.c.tenant == job.tenant)
+            .values(queued=job_tenants.c.queued + 1, max_running=max_running)
+        )
         return job_id, True
+
+    def _raced_key(self, job: NewJob) -> str:
+        # Another process queued the same key between our look and our insert.
+        with self.engine.begin() as connection:
+            found = self._unfinished_with_key(connection, job.tenant, job.key)
+        if found is None:
+            raise RuntimeError(f"job key {job.key!r} of {job.tenant} clashed, then vanished")
+        return found
+
+    def clock(self) -> float:
+        """The database's time, in seconds since the epoch: every host's runners agree on
+        it, whatever their own clocks say."""
+        with self.engine.connect() as connection:
+            return float(connection.scalar(select(self.now())))
 
     def _unfinished_with_key(self, connection, tenant: str, key: str | None) -> str | None:
         return connection.scalar(
@@ -510,6 +561,7 @@ class JobStore:
                 return removed
             removed = connection.execute(delete(jobs).where(jobs.c.tenant == tenant)).rowcount
             connection.execute(delete(job_tenants).where(job_tenants.c.tenant == tenant))
+            connection.execute(delete(job_schedules).where(job_schedules.c.tenant == tenant))
             return removed
 
     def recount(self) -> dict[str, tuple[int, int]]:

@@ -1,11 +1,24 @@
-"""The tables of the job store: ``jobs``, and ``job_tenants``, each tenant's counters and turn.
+"""The tables of the job store: ``jobs``; ``job_tenants``, each tenant's counters and turn;
+``job_schedules``, the last period each tenant's schedule was run for.
 
 The same tables on SQLite and PostgreSQL (:mod:`tenantry.jobs.store` uses them alike).
 """
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Column, Float, Index, Integer, MetaData, String, Table, Text, text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    text,
+)
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = (
     "queued",
@@ -75,4 +88,15 @@ job_tenants = Table(
     Column("last_claim", Float, nullable=False),
     # A tenant that is disabled, down or not yet migrated: its jobs wait until then.
     Column("paused_until", Float, nullable=False, default=0.0),
+)
+
+# One row per (tenant, schedule): the period (its start, in seconds since the epoch) it was
+# last queued for. A runner takes a period by moving it forward, so one period is taken once
+# however many runners on however many hosts look at it.
+job_schedules = Table(
+    "job_schedules",
+    metadata,
+    Column("tenant", String(63), primary_key=True),
+    Column("name", String(200), primary_key=True),
+    Column("period", BigInteger, nullable=False),
 )
