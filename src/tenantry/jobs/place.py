@@ -51,5 +51,5 @@ def forget_stores() -> None:
     """Drop this process's stores (a forked child must not use its parent's connections)."""
     with _lock:
         for store in _stores.values():
-            store.engine.dispose(close=False)
+            store.after_fork()
         _stores.clear()

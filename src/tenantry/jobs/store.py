@@ -108,6 +108,11 @@ class JobStore:
             event.listen(engine, "connect", _sqlite_connect)
             event.listen(engine, "begin", _sqlite_begin)
 
+    def after_fork(self) -> None:
+        """Let go of the connections this process inherited (without closing them: they
+        are its parent's)."""
+        self.engine.dispose(close=False)
+
     def create(self) -> None:
         """Make the tables (and the schema) if they are not there."""
         with self.engine.begin() as connection:
