@@ -14,6 +14,7 @@ import re
 import tempfile
 from datetime import timedelta
 from pathlib import Path
+from types import MappingProxyType
 
 import click
 import click.core
@@ -128,7 +129,10 @@ def parse_env_default(text: str) -> object:
 
 
 def same(documented: object, actual: object) -> bool:
-    """Equal and of the same type (so ``True`` is no ``1`` and ``1`` no ``1.0``)."""
+    """Equal and of the same type (so ``True`` is no ``1`` and ``1`` no ``1.0``); a
+    read-only mapping is written as the dict it shows."""
+    if isinstance(actual, MappingProxyType):
+        actual = dict(actual)
     return type(documented) is type(actual) and documented == actual
 
 

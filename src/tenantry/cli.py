@@ -46,6 +46,7 @@ from tenantry.jobs.place import jobs_url
 from tenantry.jobs.tables import STATES as JOB_STATES
 from tenantry.modules.scaffold import ScaffoldError, new_module
 from tenantry.ops.backup import backup_tenant, verify_archive
+from tenantry.ops.backups import list_backups
 from tenantry.ops.checks import check_tenants
 from tenantry.ops.clone import clone_tenant
 from tenantry.ops.delete import delete_tenant
@@ -293,6 +294,22 @@ def tenants_backup(ctx, slug, out, no_files):
     click.echo(path)
 
 
+@_tenant_command("backups")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+def tenants_backups(ctx, slug, as_json):
+    """List SLUG's scheduled backups (BACKUP_EVERY), oldest first: name, size, where.
+
+    `tenants restore NAME` takes a listed name as well as a path."""
+    found = _refusing(list_backups, _home(ctx), slug)
+    if as_json:
+        click.echo(json.dumps([vars(stored) for stored in found]))
+        return
+    if not found:
+        click.echo(f"{slug} has no scheduled backups (set BACKUP_EVERY in config/{slug}.py)")
+    for stored in found:
+        click.echo(f"{stored.name}  {stored.size:>12}  {stored.where}")
+
+
 @tenants.command("verify")
 @click.argument("archive", type=click.Path(dir_okay=False))
 def tenants_verify(archive):
@@ -309,12 +326,13 @@ def tenants_verify(archive):
 
 
 @tenants.command("restore")
-@click.argument("archive", type=click.Path(dir_okay=False))
+@click.argument("archive")
 @click.option("--as", "as_slug", help="Restore as a copy under this slug, with a fresh key.")
 @click.option("--force", is_flag=True, help="Replace the existing tenant (atomically).")
 @click.pass_context
 def tenants_restore(ctx, archive, as_slug, force):
-    """Recreate a tenant from ARCHIVE, after checking every member.
+    """Recreate a tenant from ARCHIVE (a file, or a name `tenants backups` lists), after
+    checking every member.
 
     An older database revision is migrated forward; a newer one is refused. With
     --force, the tenant there keeps serving until the restored one is complete."""

@@ -7,7 +7,9 @@ are in :mod:`tenantry.home.settings`."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import timedelta
+from types import MappingProxyType
 
 from tenantry.support.errors import PlatformError
 
@@ -76,6 +78,11 @@ class TenantConfig:
     MAX_RUNNING_JOBS: int = 2  # the tenant's jobs running at once, across every host
     MAX_QUEUED_JOBS: int = 1000  # waiting at once; one more is refused (JobQueueFull)
     JOBS_KEEP_DAYS: int = 7  # finished jobs are shown this long, then removed
+    # Per schedule, "<module>.<name>": None turns it off, {"every": N} or {"cron": "M H D M W"}
+    # changes when it runs.
+    SCHEDULES: Mapping[str, object] = MappingProxyType({})
+    BACKUP_EVERY: int | None = None  # seconds between scheduled backups (None: none)
+    BACKUP_KEEP: int = 7  # scheduled backups kept; older ones are removed
 
     DEBUG = False
     TESTING = False

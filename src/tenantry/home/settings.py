@@ -18,6 +18,7 @@ from tenantry.config import (
     TenantConfig,
     TenantConfigError,
 )
+from tenantry.jobs.schedules import Schedule, tenant_schedules
 from tenantry.modules.loader import (
     EndpointModule,
     EndpointModuleError,
@@ -67,6 +68,7 @@ def config_class_problems(config_class: type[TenantConfig], slug: str) -> list[s
         "MAX_RUNNING_JOBS",
         "MAX_QUEUED_JOBS",
         "JOBS_KEEP_DAYS",
+        "BACKUP_KEEP",
     )
     for limit in limits:
         value = getattr(config_class, limit)
@@ -78,6 +80,13 @@ def config_class_problems(config_class: type[TenantConfig], slug: str) -> list[s
         value = getattr(config_class, lifespan)
         if not isinstance(value, timedelta) or value <= timedelta(0):
             problems.append(f"{lifespan} must be a positive timedelta")
+    every = config_class.BACKUP_EVERY
+    if every is not None and (
+        not isinstance(every, int) or isinstance(every, bool) or every < MIN_BACKUP_EVERY
+    ):
+        problems.append(
+            f"BACKUP_EVERY must be None or a whole number of seconds >= {MIN_BACKUP_EVERY}"
+        )
     if not isinstance(config_class.OPENAPI_STRICT, bool):
         problems.append("OPENAPI_STRICT must be True or False")
     for flag in PRODUCTION_FLAGS:
@@ -87,6 +96,9 @@ def config_class_problems(config_class: type[TenantConfig], slug: str) -> list[s
             )
     return problems
 
+
+# Scheduled backups hold the tenant's writes while they run: not more often than this.
+MIN_BACKUP_EVERY = 60
 
 # Flask settings a tenant may not turn on: each lets an error escape as a traceback.
 PRODUCTION_FLAGS = ("DEBUG", "TESTING", "PROPAGATE_EXCEPTIONS")
@@ -192,10 +204,10 @@ def tenant_settings(
         problems.append(f"{', '.join(misplaced)} {verb} in config/{slug}.py, not in .env")
     defaults: dict = {}
     if not problems:
-        defaults, setting_problems = module_settings(
-            config_class, tenant_modules(config_class), secrets
-        )
+        modules = tenant_modules(config_class)
+        defaults, setting_problems = module_settings(config_class, modules, secrets)
         problems += setting_problems
+        problems += schedules_of(config_class, modules)[1]
     if problems:
         raise TenantConfigError(slug, problems)
 
@@ -211,6 +223,15 @@ def tenant_settings(
         SESSION_COOKIE_NAME=f"tenantry-{slug}",
     )
     return settings
+
+
+def schedules_of(
+    config_class: type[TenantConfig], modules: tuple[EndpointModule, ...]
+) -> tuple[tuple[Schedule, ...], list[str]]:
+    """The tenant's schedules (its modules', as its ``SCHEDULES`` changes them) and what is
+    wrong with ``SCHEDULES``."""
+    declared = tuple(schedule for module in modules for schedule in module.schedules)
+    return tenant_schedules(declared, config_class.SCHEDULES)
 
 
 def parse_rate_limit(value: str):

@@ -24,20 +24,12 @@ from flask import g, has_request_context
 
 from tenantry.data.audit import format_time
 from tenantry.jobs.errors import JobQueueFull
+from tenantry.jobs.spec import DEFAULT_TIMEOUT, JobSpec
 from tenantry.jobs.store import JobStore, NewJob
 
-DEFAULT_TIMEOUT = 600.0
 MAX_KEY_LENGTH = 200
 # How often a running job's ``cancelled`` asks the store (it is read in loops).
 CANCEL_CHECK_SECONDS = 1.0
-
-
-@dataclass(frozen=True)
-class JobSpec:
-    """How a ``@job`` function runs: tries after a failure, and its time limit."""
-
-    retries: int = 0
-    timeout: float = DEFAULT_TIMEOUT
 
 
 def job(function: Callable | None = None, *, retries: int = 0, timeout: float = DEFAULT_TIMEOUT):
@@ -60,6 +52,16 @@ def job(function: Callable | None = None, *, retries: int = 0, timeout: float = 
         return function
 
     return declare(function) if function is not None else declare
+
+
+def platform_job(timeout: float = DEFAULT_TIMEOUT):
+    """Declare one of the platform's own jobs: called with the home, then its arguments."""
+
+    def declare(function: Callable) -> Callable:
+        function.tenantry_job = JobSpec(timeout=float(timeout), platform=True)
+        return function
+
+    return declare
 
 
 def json_arguments(args: tuple) -> str:

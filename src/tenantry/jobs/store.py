@@ -59,10 +59,13 @@ from tenantry.jobs.tables import (
     RUNNING,
     SUCCEEDED,
     UNFINISHED,
+    describe,
     job_schedules,
     job_tenants,
     jobs,
     metadata,
+    sqlite_begin,
+    sqlite_connect,
 )
 
 
@@ -105,8 +108,8 @@ class JobStore:
             self.engine = engine.execution_options(schema_translate_map={None: schema})
         self.schema = schema
         if not self.postgres:
-            event.listen(engine, "connect", _sqlite_connect)
-            event.listen(engine, "begin", _sqlite_begin)
+            event.listen(engine, "connect", sqlite_connect)
+            event.listen(engine, "begin", sqlite_begin)
 
     def after_fork(self) -> None:
         """Let go of the connections this process inherited (without closing them: they
@@ -589,40 +592,6 @@ class JobStore:
                     .values(queued=queued, running=running)
                 )
         return counted
-
-
-def describe(row) -> dict:
-    """A job as the API and the CLI show it (times as floats; the caller formats them)."""
-    progress = None if row.total is None else {"done": row.done, "total": row.total}
-    return {
-        "id": row.id,
-        "module": row.module,
-        "name": row.name,
-        "state": row.state,
-        "attempt": row.attempt,
-        "progress": progress,
-        "result": None if row.result is None else json.loads(row.result),
-        "error": row.error,
-        "enqueued": row.enqueued,
-        "started": row.started,
-        "finished": row.finished,
-        "enqueued_by": row.enqueued_by,
-    }
-
-
-def _sqlite_connect(dbapi_connection, _record) -> None:
-    # Transactions are begun by _sqlite_begin, as BEGIN IMMEDIATE: a claim reads then
-    # writes, and two processes that both read before either writes would take one job.
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
-
-
-def _sqlite_begin(connection) -> None:
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 __all__ = [

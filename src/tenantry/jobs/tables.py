@@ -6,6 +6,8 @@ The same tables on SQLite and PostgreSQL (:mod:`tenantry.jobs.store` uses them a
 
 from __future__ import annotations
 
+import json
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -100,3 +102,37 @@ job_schedules = Table(
     Column("name", String(200), primary_key=True),
     Column("period", BigInteger, nullable=False),
 )
+
+
+def describe(row) -> dict:
+    """A job as the API and the CLI show it (times as floats; the caller formats them)."""
+    progress = None if row.total is None else {"done": row.done, "total": row.total}
+    return {
+        "id": row.id,
+        "module": row.module,
+        "name": row.name,
+        "state": row.state,
+        "attempt": row.attempt,
+        "progress": progress,
+        "result": None if row.result is None else json.loads(row.result),
+        "error": row.error,
+        "enqueued": row.enqueued,
+        "started": row.started,
+        "finished": row.finished,
+        "enqueued_by": row.enqueued_by,
+    }
+
+
+def sqlite_connect(dbapi_connection, _record) -> None:
+    # Transactions are begun by sqlite_begin, as BEGIN IMMEDIATE: a claim reads then
+    # writes, and two processes that both read before either writes would take one job.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def sqlite_begin(connection) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")

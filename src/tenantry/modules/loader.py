@@ -27,6 +27,7 @@ from werkzeug.routing import BaseConverter
 
 from tenantry.config import ALL_BLUEPRINTS, TenantConfig
 from tenantry.data.db import PG_MAX_NAME, Base
+from tenantry.jobs.schedules import Schedule, module_schedules
 from tenantry.support.errors import PlatformError
 
 BUILTIN_PACKAGE = "tenantry.builtin"
@@ -70,6 +71,7 @@ class EndpointModule:
     seed: Callable | None = None  # seed(tenant): its first rows, once per tenant
     # stats(database, tables): its figures for `tenants stats`, read without writing
     stats: Callable | None = None
+    schedules: tuple[Schedule, ...] = ()  # its jobs run once per period for each tenant
 
     @property
     def is_builtin(self) -> bool:
@@ -246,6 +248,8 @@ def _describe(name: str, module: ModuleType) -> EndpointModule:
     for hook in ("file_references", "sweep", "seed", "stats"):
         if getattr(module, hook, None) is not None and not callable(getattr(module, hook)):
             problems.append(f"`{hook}` must be callable")
+    schedules, schedule_problems = module_schedules(name, getattr(module, "schedules", None))
+    problems += schedule_problems
     package = _package_of(module)
     if not problems:
         problems += _model_problems()
@@ -264,6 +268,7 @@ def _describe(name: str, module: ModuleType) -> EndpointModule:
         sweep=getattr(module, "sweep", None),
         seed=getattr(module, "seed", None),
         stats=getattr(module, "stats", None),
+        schedules=schedules,
     )
 
 

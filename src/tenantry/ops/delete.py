@@ -13,6 +13,7 @@ from tenantry.home.layout import TenantHome
 from tenantry.ops.backup import default_archive_name, write_backup
 from tenantry.ops.errors import OperationFailed, failure_reason
 from tenantry.ops.hold import operation_lock, require_tenant, writes_held
+from tenantry.ops.jobs import drop_jobs
 from tenantry.ops.staging import TRASH, Staging, drop_schema, objects_of
 from tenantry.storage.errors import ObjectStoreError
 from tenantry.support.atomic import PRIVATE_DIR
@@ -66,6 +67,7 @@ def delete(home: TenantHome, slug: str, keep_backup: bool = True) -> Path | None
                 ) from None
         HostIndex(home).refresh()
         _drop_objects(home, slug)
+        drop_jobs(home, slug)
     return archive
 
 

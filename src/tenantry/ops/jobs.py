@@ -3,6 +3,8 @@ request gets, without building the tenant's app, and each change in its audit lo
 
 from __future__ import annotations
 
+import logging
+
 from tenantry.config import TenantConfig, TenantConfigError
 from tenantry.home.layout import TenantHome
 from tenantry.home.loader import load_config_class
@@ -11,6 +13,8 @@ from tenantry.jobs.place import jobs_store
 from tenantry.ops.errors import OperationFailed, TenantError
 from tenantry.ops.hold import require_tenant
 from tenantry.ops.record import record_action
+
+log = logging.getLogger(__name__)
 
 
 def tenant_jobs(home: TenantHome, slug: str) -> TenantJobs:
@@ -54,3 +58,16 @@ def retry_job(home: TenantHome, slug: str, job_id: str) -> str:
         raise TenantError(f"{slug} has no failed or cancelled job {job_id}")
     record_action(home, slug, "job.retry", job_id)
     return new_id
+
+
+def drop_jobs(home: TenantHome, slug: str, queued_only: bool = False) -> int:
+    """Forget the jobs of a tenant that was deleted (all of them), or of one a restore
+    replaced (those still queued: they were asked for by the tenant that is gone; running
+    ones are asked to stop). Returns how many went. A store that cannot be reached is
+    logged, not raised: the tenant's change is done, and a runner drops a deleted
+    tenant's jobs when it meets them."""
+    try:
+        return jobs_store(home.tenants_dir).drop_tenant(slug, queued_only=queued_only)
+    except Exception:
+        log.exception("the jobs of %s could not be dropped", slug)
+        return 0

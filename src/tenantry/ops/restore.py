@@ -49,9 +49,11 @@ from tenantry.ops.archive import (
     ArchiveError,
     ArchiveReader,
 )
+from tenantry.ops.backups import open_listed_backup
 from tenantry.ops.errors import OperationFailed, OperationRefused, failure_reason
 from tenantry.ops.gc import collect_garbage
 from tenantry.ops.hold import operation_lock, writes_held
+from tenantry.ops.jobs import drop_jobs
 from tenantry.ops.rows import (
     SKIPPED_TABLES,
     VERSION_TABLES,
@@ -182,6 +184,11 @@ def restore(
         raise OperationRefused(f"invalid slug {as_slug!r}")
     try:
         source = open(archive, "rb")  # noqa: SIM115 (closed below)
+    except FileNotFoundError:
+        # A scheduled backup, named as `tenants backups` lists it.
+        source = open_listed_backup(home, str(archive))
+        if source is None:
+            raise OperationRefused(f"{archive} does not exist") from None
     except OSError as exc:
         raise OperationRefused(f"{archive} cannot be read: {exc.strerror or exc}") from None
     with source:
@@ -247,6 +254,8 @@ def _restore(
                 if not replacing:
                     forget_unmade(home, slug)
                 raise
+            if replacing:
+                drop_jobs(home, slug, queued_only=True)
     rows = manifest.get("rows")
     result.files = rows.get("stored_files", 0) if isinstance(rows, dict) else 0
     return result

@@ -18,9 +18,11 @@ from tenantry.home.layout import TenantHome
 from tenantry.ops.errors import OperationFailed
 from tenantry.ops.staging import COMMITTED, RESTORING, Staging, is_committed, link_blob, put_back
 from tenantry.storage.local import TenantStorage
-from tenantry.support.atomic import write_atomically
+from tenantry.support.atomic import PRIVATE_DIR, write_atomically
 
 RENAME_EXCHANGE = 2
+# A tenant's scheduled backups, in its folder (tenantry.ops.backups).
+BACKUPS_FOLDER = "backups"
 AT_FDCWD = -100
 
 
@@ -123,6 +125,7 @@ def _swap_in_folder(staging: Staging, instance: Path) -> None:
     for marker in ("disabled", "maintenance", "writes-held"):  # the deployment's state
         with contextlib.suppress(FileNotFoundError):
             shutil.copy2(instance / marker, staging.tenant / marker)
+    _keep_backups(instance, staging.tenant)
     (staging.tenant / COMMITTED).write_text(staging.token + "\n")
     if _exchange(staging.tenant, instance):
         return
@@ -140,6 +143,20 @@ def _swap_in_folder(staging: Staging, instance: Path) -> None:
                 f"back: it is at {old}; move it to {instance}"
             ) from None
         raise
+
+
+def _keep_backups(instance: Path, new: Path) -> None:
+    """The scheduled backups stay with the tenant's slot, not with the folder swapped out
+    (a restore is often of one of them): linked into the new folder, not moved, so the
+    old folder keeps them until the swap is done."""
+    try:
+        archives = list(os.scandir(instance / BACKUPS_FOLDER))
+    except FileNotFoundError:
+        return
+    (new / BACKUPS_FOLDER).mkdir(mode=PRIVATE_DIR, exist_ok=True)
+    for entry in archives:
+        if entry.is_file():
+            link_blob(Path(entry.path), new / BACKUPS_FOLDER / entry.name)
 
 
 def _rename_schemas(home: TenantHome, aside: dict[str, str], new: str, slug: str) -> None:

@@ -34,6 +34,7 @@ OTHER = "_other"
 # Which tenants have a label of their own: one slug per line, shared by the workers.
 LABELS_FILE = "tenant-labels.txt"
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+JOB_DURATION_BUCKETS = (0.01, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 600, 1800, 3600)
 REJECTION_REASONS = ("concurrency", "rate", "quota", "body")
 
 
@@ -78,6 +79,23 @@ class Metrics:
             "tenantry_loaded_apps", "Tenant apps held by the workers.", multiprocess_mode="livesum"
         )
         self.builds = Counter("tenantry_app_builds_total", "Tenant apps built.")
+        self.jobs = Counter(
+            "tenantry_jobs_total",
+            "Job attempts ended, by tenant and outcome (succeeded, failed, cancelled, "
+            "retried, lost).",
+            ["tenant", "outcome"],
+        )
+        self.queued = Gauge(
+            "tenantry_jobs_queued",
+            "Jobs waiting, by tenant.",
+            ["tenant"],
+            multiprocess_mode="livemostrecent",
+        )
+        self.job_duration = Histogram(
+            "tenantry_job_duration_seconds",
+            "Time a job attempt ran (all tenants).",
+            buckets=JOB_DURATION_BUCKETS,
+        )
 
     def label(self, slug: str) -> str:
         """The tenant label of ``slug``: its own, or ``_other`` past the limit. Decided
@@ -132,6 +150,25 @@ class Metrics:
     def set_loaded(self, count: int) -> None:
         try:
             self.loaded.set(count)
+        except Exception:
+            self._failed()
+
+    def job(self, slug: str, outcome: str, seconds: float) -> None:
+        try:
+            self.jobs.labels(self.label(slug), outcome).inc()
+            self.job_duration.observe(seconds)
+        except Exception:
+            self._failed()
+
+    def set_queued(self, counts: dict[str, int]) -> None:
+        """The queued jobs per tenant (tenants past the label limit summed as ``_other``)."""
+        try:
+            labelled: dict[str, int] = {}
+            for slug, queued in counts.items():
+                label = self.label(slug)
+                labelled[label] = labelled.get(label, 0) + queued
+            for label, queued in labelled.items():
+                self.queued.labels(label).set(queued)
         except Exception:
             self._failed()
 

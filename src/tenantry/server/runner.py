@@ -12,6 +12,8 @@ of its own, forked for that one job:
 - **At least once.** The child keeps its claim's lease fresh; a child that dies under a job
   hands it back at once, and a runner that dies (``kill -9``, a host lost) stops renewing
   the leases of its jobs, which another runner queues again once they run out.
+- **Schedules.** Each runner queues its home's due scheduled runs
+  (:mod:`tenantry.server.scheduler`); the store lets one runner take each period.
 - **Only when the tenant can.** A disabled or down tenant's jobs wait; a tenant that
   cannot be built (its tables not current, its config broken) waits too; a deleted
   tenant's jobs are dropped.
@@ -31,10 +33,14 @@ from dataclasses import dataclass
 from tenantry.config import TenantConfig, TenantConfigError
 from tenantry.home.layout import TenantHome
 from tenantry.home.loader import load_config_class
-from tenantry.jobs.api import JobContext, JobSpec, running
+from tenantry.jobs.api import JobContext, running
 from tenantry.jobs.place import forget_stores, jobs_store
+from tenantry.jobs.spec import JobSpec
 from tenantry.jobs.store import Claimed, JobStore
+from tenantry.ops.backup_schedule import backup_schedules
+from tenantry.server import metrics
 from tenantry.server.factory import create_app
+from tenantry.server.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +48,7 @@ LEASE_SECONDS = 30.0
 HEARTBEAT_SECONDS = 10.0
 POLL_SECONDS = 0.2
 REQUEUE_EVERY = 5.0
+SCHEDULE_EVERY = 1.0
 PURGE_EVERY = 3600.0
 # A tenant that cannot run jobs now is asked again after this long.
 PAUSE_SECONDS = 5.0
@@ -56,6 +63,7 @@ class Running:
 
     claimed: Claimed
     pid: int
+    started: float
     deadline: float
 
 
@@ -68,8 +76,10 @@ class JobRunner:
         self.store = store or jobs_store(home.tenants_dir)
         self.running: dict[int, Running] = {}
         self._stopping = threading.Event()
+        self.scheduler = Scheduler(home, self.store, platform=backup_schedules)
         self._next_requeue = 0.0
         self._next_purge = 0.0
+        self._next_schedule = 0.0
 
     def stop(self) -> None:
         """Take no new job; the running ones finish (or are handed back by their leases)."""
@@ -90,11 +100,20 @@ class JobRunner:
 
     def _housekeeping(self) -> None:
         now = time.monotonic()
+        if now >= self._next_schedule and not self._stopping.is_set():
+            self._next_schedule = now + SCHEDULE_EVERY
+            try:
+                self.scheduler.tick()
+            except Exception:  # a store away for a moment: the next tick tries again
+                log.exception("queueing the scheduled jobs failed")
         if now >= self._next_requeue:
             self._next_requeue = now + REQUEUE_EVERY
             found = self.store.requeue_lost()
             if found:
                 log.warning("%d jobs lost their runner: queued again", found)
+            counting = metrics.current()
+            if counting is not None:
+                counting.set_queued({slug: q for slug, (q, _r) in self.store.counts().items()})
         if now >= self._next_purge:
             self._next_purge = now + PURGE_EVERY
             for slug in self.home.slugs():
@@ -116,7 +135,8 @@ class JobRunner:
                 code = run_in_child(self.home, claimed)
             finally:
                 os._exit(code)
-        self.running[pid] = Running(claimed, pid, time.monotonic() + claimed.timeout)
+        started = time.monotonic()
+        self.running[pid] = Running(claimed, pid, started, started + claimed.timeout)
 
     def _reap(self) -> None:
         for pid, job in list(self.running.items()):
@@ -126,12 +146,13 @@ class JobRunner:
                     os.kill(pid, signal.SIGKILL)
                     os.waitpid(pid, 0)
                     del self.running[pid]
-                    self.store.finish(
+                    state = self.store.finish(
                         job.claimed.id,
                         job.claimed.lease,
                         error=f"timed out after {job.claimed.timeout:g} s",
                         retry_after=backoff(job.claimed.attempt),
                     )
+                    self._ended(job, state)
                 continue
             del self.running[pid]
             code = os.waitstatus_to_exitcode(status)
@@ -140,6 +161,31 @@ class JobRunner:
             elif code != DONE and self.store.release(job.claimed.id, job.claimed.lease):
                 # the process died under the job: at least once, it runs again
                 log.warning("the process of job %s ended (%s): queued again", job.claimed.id, code)
+                self._ended(job, "lost")
+            elif code == DONE:
+                self._ended(job, None)
+
+    def _ended(self, job: Running, state: str | None) -> None:
+        """Count an attempt's outcome (``state`` None: the job's process recorded it)."""
+        counting = metrics.current()
+        if counting is None:
+            return
+        if state is None:
+            found = self.store.get(job.claimed.tenant, job.claimed.id)
+            state = found["state"] if found is not None else None
+        outcome = OUTCOMES.get(state)
+        if outcome is not None:
+            counting.job(job.claimed.tenant, outcome, time.monotonic() - job.started)
+
+
+# A job's state after an attempt, as tenantry_jobs_total counts the attempt.
+OUTCOMES = {
+    "succeeded": "succeeded",
+    "failed": "failed",
+    "cancelled": "cancelled",
+    "queued": "retried",
+    "lost": "lost",
+}
 
 
 def backoff(attempt: int) -> float:
@@ -184,7 +230,10 @@ def run_in_child(home: TenantHome, claimed: Claimed) -> int:
     with app.app_context(), running(context):
         try:
             function = job_function(claimed)
-            result = function(*json.loads(claimed.args))
+            arguments = json.loads(claimed.args)
+            if function.tenantry_job.platform:
+                arguments.insert(0, home)
+            result = function(*arguments)
             json.dumps(result, allow_nan=False)  # :raises: the result is no JSON value
         except Exception as exc:  # the job's own failure: recorded, never a traceback
             error = f"{type(exc).__name__}: {exc}"

@@ -259,6 +259,31 @@ class TenantObjects:
             removed += 1
         return removed
 
+    # --- scheduled backups: archives under backups/ ------------------------------------------
+
+    def put_backup(self, path: Path, name: str) -> int:
+        """Stream a finished archive into ``backups/<name>`` (whole or absent); returns its
+        size."""
+        with open(path, "rb") as source:
+            chunks = iter(lambda: source.read(READ_CHUNK), b"")
+            return self.store.put_stream(self._key("backups", name), chunks, max_size=1 << 62).size
+
+    def backups(self) -> list[tuple[str, int]]:
+        """The archives under ``backups/``: (name, size), by name."""
+        prefix = self._key("backups", "")
+        found = ((info.key[len(prefix) :], info.size) for info in self.store.list(prefix))
+        return sorted((name, size) for name, size in found if "/" not in name)
+
+    def open_backup(self, name: str) -> ObjectFile:
+        """An archive under ``backups/``, to read. :raises FileNotFoundError:"""
+        try:
+            return _opened(self.store.open(self._key("backups", name)), name)
+        except NoSuchObject:
+            raise FileNotFoundError(name) from None
+
+    def drop_backup(self, name: str) -> None:
+        self.store.delete(self._key("backups", name))
+
     # --- clean-up ----------------------------------------------------------------------------
 
     def sweep_incoming(self, older_than: float = STALE_UPLOAD_SECONDS) -> int:
