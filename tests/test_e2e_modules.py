@@ -4,6 +4,7 @@ README tutorial run exactly as written."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -112,3 +113,9 @@ def test_the_readme_tutorial_runs_as_written(home, tutorial_bin):
     assert '"text": "buy milk"' in lines[0]
     assert '"notes": [{"id": 1, "text": "buy milk"' in lines[1]
     assert '"error": "not_found"' in lines[2]
+    job = json.loads(lines[3])
+    assert (job["name"], job["state"], job["result"]) == (
+        "summarise_notes",
+        "succeeded",
+        {"notes": 1, "words": 2},
+    )

@@ -476,6 +476,40 @@ def test_a_module_that_keeps_the_first_tenants_state_is_caught(home, write_modul
     assert f"GET /leak: a request of iso-b used iso-a's {kind}" in problems, problems
 
 
+LEAKY_JOB = """
+from flask import Blueprint
+
+from tenantry.endpoint import current_tenant, job
+
+blueprint = Blueprint("{name}", __name__)
+_kept = {{}}
+
+
+@job
+def tidy():
+    # The same mistake in a job: a tenant's database kept for "the next run".
+    _kept.setdefault("database", current_tenant.database).current_revision()
+
+
+@job
+def count(limit):
+    return _kept.setdefault("config", current_tenant.config)["SLUG"][:limit]
+
+
+schedules = {{"tidy": {{"every": 3600, "job": tidy}}}}
+"""
+
+
+def test_a_job_that_keeps_the_first_tenants_state_is_caught(home, write_module):
+    """The schedules' jobs are run for A, B, A like the routes, and so are the jobs the
+    caller names, with their arguments."""
+    leaky = write_module(LEAKY_JOB)
+    module = importlib.import_module(leaky)
+    problems = isolation_problems(home, ("landing", leaky), jobs=[(module.count, (3,))])
+    assert f"job {leaky}.tidy: a job of iso-b used iso-a's database" in problems, problems
+    assert f"job {leaky}.count: a job of iso-b used iso-a's config" in problems, problems
+
+
 def test_without_the_check_a_kept_storage_serves_one_tenants_root_to_another(
     home, client, make_tenant, write_module
 ):

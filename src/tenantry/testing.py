@@ -25,6 +25,8 @@ that touched the other's config, database or storage.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import secrets
 from collections.abc import Callable, Iterable, Iterator
@@ -39,11 +41,16 @@ from werkzeug.test import Client
 from tenantry.data.db import tenant_database
 from tenantry.data.users import create_user
 from tenantry.home.layout import DATABASE_URL_ENV_VAR, TenantHome
+from tenantry.home.loader import load_config_class
+from tenantry.home.settings import schedules_of, tenant_modules
+from tenantry.jobs.api import JobContext, json_arguments, running
+from tenantry.jobs.place import jobs_store
 from tenantry.modules.checks import sample_path
 from tenantry.ops.lifecycle import create_tenant
 from tenantry.server.dispatch import TenantDispatcher
 from tenantry.server.log import RequestLog
 from tenantry.server.registry import TenantRegistry
+from tenantry.server.runner import LEASE_SECONDS, run_claimed
 from tenantry.web.auth import guard_of
 
 __all__ = ["BufferedClient", "TestTenant", "isolation_problems", "make_test_tenant"]
@@ -115,9 +122,26 @@ class TestTenant:
             raise RuntimeError(f"login failed: {response.status_code} {response.get_data()}")
         return response.json["access_token"]
 
+    def run_jobs(self) -> list[dict]:
+        """Run the tenant's due jobs now, in this process, as a runner would (in its app,
+        as the current job, the outcome recorded), until none is due; returns them as
+        ``GET /jobs/<id>`` shows them. A failed job with retries left waits its backoff:
+        it is not run again by the same call."""
+        store = jobs_store(self.home.tenants_dir)
+        others = frozenset(slug for slug in self.home.slugs() if slug != self.slug)
+        ran = []
+        while (claimed := store.claim(LEASE_SECONDS, skip=others)) is not None:
+            run_claimed(self.app, self.home, store, claimed, lost=_lease_lost)
+            ran.append(claimed.id)
+        return [self.app.extensions["tenantry.tenant"].jobs.get(job_id) for job_id in ran]
+
     def headers(self, role: str = "user", username: str | None = None) -> dict[str, str]:
         """``Authorization`` headers of a new user with ``role``."""
         return {"Authorization": f"Bearer {self.token(role, username)}"}
+
+
+def _lease_lost() -> None:
+    raise RuntimeError("a job's lease was lost while run_jobs ran it")
 
 
 def make_test_tenant(
@@ -192,13 +216,14 @@ class _Spy:
     def __init__(self):
         self.problems: list[str] = []
         self.request = "-"
+        self.kind = "request"
 
     def check(self, owner: str, what: str) -> None:
         if not has_app_context():
             return
         serving = current_app.extensions["tenantry.tenant"].slug
         if serving != owner:
-            problem = f"{self.request}: a request of {serving} used {owner}'s {what}"
+            problem = f"{self.request}: a {self.kind} of {serving} used {owner}'s {what}"
             if problem not in self.problems:
                 self.problems.append(problem)
 
@@ -293,19 +318,39 @@ def _watch(app: Flask, spy: _Spy) -> None:
     )
 
 
+def _schedules(home: TenantHome, slug: str) -> list:
+    config_class = load_config_class(home, slug)
+    return list(schedules_of(config_class, tenant_modules(config_class))[0])
+
+
+def _run_job(app: Flask, function: Callable, args: tuple) -> None:
+    """Run one job as the runner's job process does, minus the process: in the tenant's
+    app, as the current job; its failure is the job's own (recorded, not raised)."""
+    context = JobContext(secrets.token_hex(16), 1, lambda progress: False)
+    # A job that fails is no isolation problem (its leak would be): its error is the job's.
+    with app.app_context(), running(context), contextlib.suppress(Exception):
+        function(*json.loads(json_arguments(args)))
+
+
 def isolation_problems(
     home: TenantHome,
     blueprints: Iterable[str],
     requests: Iterable[tuple[str, str, dict | None]] = (),
     slugs: tuple[str, str] = ("iso-a", "iso-b"),
+    jobs: Iterable[tuple[Callable, tuple]] = (),
 ) -> list[str]:
     """Serve two new tenants of ``home`` that enable ``blueprints`` and share their routes,
-    and report every request of one that used the other's config, database or storage.
+    and report every request or job of one that used the other's config, database or
+    storage.
 
     Every route of the modules is requested with each method (sample path values, an empty
     JSON body, an admin's token), in the order A, B, A, so that state kept from the first
     tenant's request shows in the second's; then each of ``requests`` (``(method, path,
-    json)``, path relative to the tenant root) the same way. Empty means no leak was seen.
+    json)``, path relative to the tenant root) the same way. Then every job the modules'
+    schedules run, and each of ``jobs`` (``(function, args)``), is run in-process for A, B,
+    A, as a runner would run it for each tenant (a real runner runs each job in a process
+    of its own, so a global does not outlive a job there; this finds the code that relies
+    on it). Empty means no leak was seen.
     """
     registry = TenantRegistry(home, check_interval=3600)
     try:
@@ -327,6 +372,12 @@ def isolation_problems(
             for tenant in (tenants[0], tenants[1], tenants[0]):
                 spy.request = f"{method} {path}"
                 tenant.client.open(path, method=method, json=body, headers=headers[tenant.slug])
+        scheduled = [(schedule.job, ()) for schedule in _schedules(home, slugs[0])]
+        spy.kind = "job"
+        for function, args in [*scheduled, *jobs]:
+            for app in (apps[0], apps[1], apps[0]):
+                spy.request = f"job {function.__module__}.{function.__qualname__}"
+                _run_job(app, function, args)
         return problems + spy.problems
     finally:
         registry.close()

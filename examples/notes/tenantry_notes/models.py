@@ -66,3 +66,9 @@ def notes_per_owner(database: TenantDatabase) -> dict[int, int]:
     with database.transaction() as session:
         query = select(Note.owner_id, func.count()).group_by(Note.owner_id)
         return {owner: count for owner, count in session.execute(query)}
+
+
+def purge_notes_before(database: TenantDatabase, cutoff: datetime) -> int:
+    """Remove every note written before ``cutoff``; returns how many went."""
+    with database.transaction() as session:
+        return session.execute(delete(Note).where(Note.created < cutoff)).rowcount

@@ -19,6 +19,7 @@ from tenantry.endpoint import (
     no_content,
     operation,
 )
+from tenantry_notes.jobs import summarise_notes
 from tenantry_notes.models import (
     NoteLimitReached,
     add_note,
@@ -53,6 +54,10 @@ class Notes(BaseModel):
 
 class NotesPerUser(BaseModel):
     users: dict[str, int]
+
+
+class Queued(BaseModel):
+    id: str = Field(description="The job's id: GET /jobs/{job_id} shows how it goes")
 
 
 NOTE_ID = {
@@ -118,3 +123,17 @@ class AllNotes(TenantResource):
     def get(self):
         counts = notes_per_owner(self.database)
         return {"users": {str(owner): count for owner, count in sorted(counts.items())}}
+
+
+class NoteSummary(NoteResource):
+    openapi = {
+        "post": operation(
+            "Count your notes and words in the background", {202: Queued}, errors=(429,)
+        )
+    }
+
+    def post(self):
+        # One summary per user at a time: asking again returns the unfinished one's id.
+        user_id = current_user().id
+        job_id = self.tenant.jobs.enqueue(summarise_notes, user_id, key=f"summary-{user_id}")
+        return {"id": job_id}, 202

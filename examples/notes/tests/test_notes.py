@@ -1,6 +1,12 @@
 """The notes module's own tests, on tenantry.testing's fixtures (a module author's view)."""
 
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import update
+
 from tenantry.testing import isolation_problems
+from tenantry_notes import models, schedules
+from tenantry_notes.jobs import purge_old_notes, summarise_notes
 from tenantry_notes.resources import Note, Notes, NotesPerUser
 
 
@@ -95,7 +101,8 @@ def test_the_routes_are_in_the_openapi_document(tenantry_tenant):
 
 def test_the_module_keeps_no_tenant_state(tenantry_home):
     writes = [("POST", "/notes", {"text": "hello"}), ("GET", "/notes/1", None)]
-    assert isolation_problems(tenantry_home, ("landing", "notes"), requests=writes) == []
+    jobs = [(summarise_notes, (1,))]  # the schedule's purge is run without being named
+    assert isolation_problems(tenantry_home, ("landing", "notes"), requests=writes, jobs=jobs) == []
 
 
 def test_answers_are_what_the_openapi_document_declares(tenantry_tenant):
@@ -113,3 +120,40 @@ def test_answers_are_what_the_openapi_document_declares(tenantry_tenant):
     assert listed["schema"]["properties"]["notes"]["items"] == {"$ref": "#/components/schemas/Note"}
     assert spec["components"]["schemas"]["Note"]["required"] == ["id", "text", "created"]
     assert "400" in post["responses"]
+
+
+def test_a_summary_runs_as_a_job_of_the_tenant(tenantry_tenant):
+    """POST /notes/summary queues the job; run_jobs runs it as a worker would; GET /jobs/<id>
+    shows its progress and result to the user who asked, and to no one at another tenant."""
+    shop = tenantry_tenant("shop", blueprints=("notes",))
+    other = tenantry_tenant("other", blueprints=("notes",))
+    user = shop.headers("user", username="sam")
+    for text in ("buy milk", "call the bank today"):
+        shop.client.post("/notes", json={"text": text}, headers=user)
+    queued = shop.client.post("/notes/summary", json={}, headers=user)
+    assert queued.status_code == 202
+    job_id = queued.json["id"]
+    # Asked again while it waits: the same job (its key), not a second one.
+    assert shop.client.post("/notes/summary", json={}, headers=user).json["id"] == job_id
+    (ran,) = shop.run_jobs()
+    assert (ran["id"], ran["state"]) == (job_id, "succeeded")
+    shown = shop.client.get(f"/jobs/{job_id}", headers=user).json
+    assert shown["result"] == {"notes": 2, "words": 6}
+    assert shown["progress"] == {"done": 2, "total": 2}
+    assert other.client.get(f"/jobs/{job_id}", headers=other.headers("admin")).status_code == 404
+
+
+def test_the_purge_schedule_removes_only_old_notes(tenantry_tenant):
+    assert schedules["purge"]["job"] is purge_old_notes
+    shop = tenantry_tenant("shop", blueprints=("notes",), settings={"NOTES_KEEP_DAYS": 1})
+    user = shop.headers("user")
+    for text in ("old", "kept"):
+        shop.client.post("/notes", json={"text": text}, headers=user)
+    with shop.app.extensions["tenantry.db"].transaction() as session:
+        two_days_ago = datetime.now(UTC) - timedelta(days=2)
+        session.execute(
+            update(models.Note).where(models.Note.text == "old").values(created=two_days_ago)
+        )
+    with shop.app.app_context():
+        assert purge_old_notes() == {"purged": 1}  # a job is a plain function in its app
+    assert [n["text"] for n in shop.client.get("/notes", headers=user).json["notes"]] == ["kept"]

@@ -210,14 +210,25 @@ def run_in_child(home: TenantHome, claimed: Claimed) -> int:
     except Exception as exc:
         log.warning("job %s waits: %s cannot be built: %s", claimed.id, claimed.tenant, exc)
         return TENANT_UNAVAILABLE
+    try:
+        # Another runner has the job now: this attempt's outcome does not count.
+        run_claimed(app, home, store, claimed, lost=lambda: os._exit(DONE))
+    finally:
+        app.extensions["tenantry.db"].dispose()
+    return DONE
+
+
+def run_claimed(app, home: TenantHome, store: JobStore, claimed: Claimed, lost) -> None:
+    """Run a claimed job in ``app`` (its tenant's), as the current job, keeping its lease
+    fresh, and record its outcome; ``lost()`` is called if the lease was lost meanwhile."""
     lock = threading.Lock()
     stop = threading.Event()
 
     def beat(progress: tuple[int, int] | None) -> bool:
         with lock:
             held, cancel = store.heartbeat(claimed.id, claimed.lease, LEASE_SECONDS, progress)
-        if not held:  # another runner has it now: this attempt's outcome does not count
-            os._exit(DONE)
+        if not held:
+            lost()
         return cancel
 
     def keep_lease() -> None:
@@ -239,7 +250,6 @@ def run_in_child(home: TenantHome, claimed: Claimed) -> int:
             error = f"{type(exc).__name__}: {exc}"
         finally:
             stop.set()
-            app.extensions["tenantry.db"].dispose()
     cancelled = context.cancelled
     with lock:
         store.finish(
@@ -250,7 +260,6 @@ def run_in_child(home: TenantHome, claimed: Claimed) -> int:
             retry_after=backoff(claimed.attempt),
             cancelled=cancelled,
         )
-    return DONE
 
 
 def job_function(claimed: Claimed):
