@@ -15,7 +15,7 @@ import time
 import pytest
 
 from tenantry.jobs.place import jobs_store
-from tenantry.jobs.store import NewJob
+from tenantry.jobs.records import NewJob
 from tenantry.ops.backup_schedule import take_backup
 from tenantry.ops.backups import list_backups
 from tenantry.ops.delete import delete_tenant

@@ -1,12 +1,13 @@
-"""The job store on both SQL backends: fair turns, caps, leases, keys, retries, cancel.
+"""The job store on every backend: fair turns, caps, leases, keys, retries, cancel.
 
 These are the guarantees every runner builds on, tested against the store itself on a
-SQLite file and on a PostgreSQL schema; several processes claiming at once are in the test
-that forks.
+SQLite file, on a PostgreSQL schema and under a prefix of its own on Redis; several
+processes claiming at once are in the test that forks.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import multiprocessing
 import secrets
@@ -14,23 +15,68 @@ import time
 
 import psycopg
 import pytest
+import redis
 from sqlalchemy import create_engine, update
 
+from tenantry.jobs.redis_store import RedisJobStore
 from tenantry.jobs.store import JobQueueFull, JobStore, NewJob
 from tenantry.jobs.tables import CANCELLED, FAILED, MAX_LOST, QUEUED, RUNNING, SUCCEEDED, jobs
+from tests import postgres
 
 LEASE = 30.0
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+Store = JobStore | RedisJobStore
+
+# Each test runs on each store. The SQL ones take conftest's database_url, so that its
+# guard sees the PostgreSQL runs; Redis takes SQLite's (unused: no database is made), so
+# the guard counts the Redis runs with SQLite's.
+pytestmark = pytest.mark.parametrize(
+    ("database_url", "job_backend"),
+    [
+        pytest.param("sqlite", "sql", id="sqlite"),
+        pytest.param(postgres.PARAM_ID, "sql", id=postgres.PARAM_ID),
+        pytest.param("sqlite", "redis", id="redis"),
+    ],
+    indirect=True,
+)
 
 
-def make_store(url: str, schema: str | None) -> JobStore:
-    store = JobStore(create_engine(url), schema=schema)
+def open_store(url: str, place: str | None) -> Store:
+    """The store at ``url``: ``place`` is its PostgreSQL schema, or its Redis prefix."""
+    if url.startswith("redis://"):
+        return RedisJobStore(url, prefix=place)
+    return JobStore(create_engine(url), schema=place)
+
+
+def make_store(url: str, place: str | None) -> Store:
+    store = open_store(url, place)
     store.create()
     return store
 
 
 @pytest.fixture
-def store_place(tmp_path, database_url):
-    """Where a store lives: a SQLite file, or a schema of its own on PostgreSQL."""
+def job_backend(request) -> str:
+    """Which kind of store: "sql" (the database_url's) or "redis"."""
+    if request.param == "redis":
+        try:
+            redis.Redis.from_url(REDIS_URL).ping()
+        except redis.RedisError as exc:
+            pytest.skip(f"Redis is not reachable at {REDIS_URL}: {exc}")
+    return request.param
+
+
+@pytest.fixture
+def store_place(tmp_path, database_url, job_backend):
+    """Where a store lives: a SQLite file, a schema of its own on PostgreSQL, or keys
+    under a prefix of its own on Redis."""
+    if job_backend == "redis":
+        prefix = f"tenantry:test:{secrets.token_hex(4)}:"
+        yield REDIS_URL, prefix
+        client = redis.Redis.from_url(REDIS_URL)
+        while found := list(itertools.islice(client.scan_iter(f"{prefix}*", count=1000), 1000)):
+            client.delete(*found)
+        return
     if database_url is None:
         yield f"sqlite:///{tmp_path / 'jobs.db'}", None
         return
@@ -41,7 +87,7 @@ def store_place(tmp_path, database_url):
 
 
 @pytest.fixture
-def store(store_place) -> JobStore:
+def store(store_place) -> Store:
     return make_store(*store_place)
 
 
@@ -49,17 +95,23 @@ def job(tenant: str = "acme", **fields) -> NewJob:
     return NewJob(tenant=tenant, module="notes", name="purge", args="[]", **fields)
 
 
-def enqueue(store: JobStore, tenant: str = "acme", max_queued=1000, max_running=2, **fields):
+def enqueue(store: Store, tenant: str = "acme", max_queued=1000, max_running=2, **fields):
     return store.enqueue(job(tenant, **fields), max_queued=max_queued, max_running=max_running)[0]
 
 
-def state(store: JobStore, tenant: str, job_id: str) -> str:
+def state(store: Store, tenant: str, job_id: str) -> str:
     return store.get(tenant, job_id)["state"]
 
 
-def backlog(store: JobStore, tenant: str, count: int) -> None:
+def backlog(store: Store, tenant: str, count: int, max_running: int = 20_000) -> None:
     """``count`` due jobs of ``tenant``, written at once (enqueueing them one by one would
-    take a minute on SQLite), and the counters set from them."""
+    take a minute on SQLite), and the counters set from them. Redis has no table to write:
+    there they are enqueued one by one (a few seconds), with room for them all in the queue
+    and ``max_running`` as the test's first job set it."""
+    if isinstance(store, RedisJobStore):
+        for _ in range(count):
+            enqueue(store, tenant, max_queued=10**9, max_running=max_running)
+        return
     row = {
         "tenant": tenant, "module": "notes", "name": "purge", "args": "[]", "key": None,
         "state": QUEUED, "attempt": 0, "failures": 0, "lost": 0, "retries": 0,
@@ -149,6 +201,16 @@ def test_a_delayed_job_waits(store):
     assert store.claim(LEASE).id == job_id
 
 
+def test_tenants_whose_jobs_all_wait_do_not_starve_the_others(store):
+    """Forty tenants with only delayed jobs come first in turn; a tenant behind them with
+    a job due still gets it claimed."""
+    for n in range(40):
+        enqueue(store, f"early-{n:02d}", delay=3600)
+    due = enqueue(store, "zz-late")
+    claimed = store.claim(LEASE)
+    assert claimed is not None and claimed.id == due
+
+
 def test_a_failure_is_retried_after_its_delay_then_fails(store):
     job_id = enqueue(store, retries=1)
     first = store.claim(LEASE)
@@ -213,10 +275,19 @@ def test_list_pages_newest_first_and_purge_keeps_the_recent(store):
     store.finish(claimed.id, claimed.lease)
     assert store.list("acme", state=SUCCEEDED)[1] == 1
     assert store.purge(older_than_days=1) == 0
-    with store.engine.begin() as connection:
-        connection.execute(update(jobs).where(jobs.c.id == claimed.id).values(finished=1.0))
+    finished_long_ago(store, "acme", claimed.id)
     assert store.purge(older_than_days=1) == 1
     assert store.list("acme")[1] == 4
+
+
+def finished_long_ago(store: Store, tenant: str, job_id: str) -> None:
+    """Make a finished job look as if it finished in 1970."""
+    if isinstance(store, RedisJobStore):
+        store.redis.hset(f"{store.prefix}job:{job_id}", "finished", "1.0")
+        store.redis.zadd(f"{store.prefix}finished:{tenant}", {job_id: 1.0})
+        return
+    with store.engine.begin() as connection:
+        connection.execute(update(jobs).where(jobs.c.id == job_id).values(finished=1.0))
 
 
 def test_dropping_a_tenant(store):
@@ -253,8 +324,8 @@ def test_a_schedule_period_is_taken_once(store):
     assert abs(store.clock() - time.time()) < 5
 
 
-def schedule_all(url: str, schema: str | None, results) -> None:
-    store = JobStore(create_engine(url), schema=schema)
+def schedule_all(url: str, place: str | None, results) -> None:
+    store = open_store(url, place)
     won = [
         period
         for period in range(0, 40)
@@ -277,8 +348,8 @@ def test_processes_taking_periods_at_once_take_each_once(store_place):
     assert won and max(won) == 39
 
 
-def claim_all(url: str, schema: str | None, results) -> None:
-    store = JobStore(create_engine(url), schema=schema)
+def claim_all(url: str, place: str | None, results) -> None:
+    store = open_store(url, place)
     mine = []
     while (claimed := store.claim(LEASE)) is not None:
         mine.append(claimed.id)

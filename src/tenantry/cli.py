@@ -42,7 +42,7 @@ from tenantry.data.users import (
 )
 from tenantry.home.layout import DEFAULT_RETRY_AFTER, HOME_ENV_VAR, HomeError, TenantHome
 from tenantry.home.loader import load_config_class
-from tenantry.jobs.place import jobs_url
+from tenantry.jobs.place import check_place
 from tenantry.jobs.tables import STATES as JOB_STATES
 from tenantry.modules.scaffold import ScaffoldError, new_module
 from tenantry.ops.backup import backup_tenant, verify_archive
@@ -746,7 +746,7 @@ def serve(ctx, bind, workers, metrics_bind, jobs_concurrency, no_jobs):
     try:
         server_settings()
         check_bucket()
-        jobs_url()
+        _refusing(check_place, home.tenants_dir)
         if metrics_bind:
             hooks, environment = metrics_setup(metrics_bind)
             os.environ.update(environment)
@@ -780,10 +780,7 @@ def serve(ctx, bind, workers, metrics_bind, jobs_concurrency, no_jobs):
 def worker(ctx, concurrency):
     """Run the tenants' background jobs (until SIGTERM: running jobs finish first)."""
     home = _home(ctx)
-    try:
-        jobs_url()
-    except ValueError as exc:
-        raise InputError(str(exc)) from exc
+    _refusing(check_place, home.tenants_dir)
     runner = JobRunner(home, concurrency=concurrency)
     signal.signal(signal.SIGTERM, lambda *_: runner.stop())
     signal.signal(signal.SIGINT, lambda *_: runner.stop())

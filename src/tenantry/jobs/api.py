@@ -24,8 +24,8 @@ from flask import g, has_request_context
 
 from tenantry.data.audit import format_time
 from tenantry.jobs.errors import JobQueueFull
+from tenantry.jobs.records import NewJob, Store
 from tenantry.jobs.spec import DEFAULT_TIMEOUT, JobSpec
-from tenantry.jobs.store import JobStore, NewJob
 
 MAX_KEY_LENGTH = 200
 # How often a running job's ``cancelled`` asks the store (it is read in loops).
@@ -89,7 +89,7 @@ class TenantJobs:
     """``current_tenant.jobs``: enqueue the tenant's jobs."""
 
     slug: str
-    store: Callable[[], JobStore]
+    store: Callable[[], Store]
     modules: tuple[str, ...]
     config: dict = field(repr=False)
     actor: Callable[[], str | None] = field(default=request_user, repr=False)

@@ -31,7 +31,6 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from dataclasses import dataclass
 
 from sqlalchemy import (
     Engine,
@@ -49,6 +48,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from tenantry.jobs.errors import JobQueueFull
+from tenantry.jobs.records import Claimed, NewJob, describe
 from tenantry.jobs.tables import (
     CANCELLED,
     CLAIM_CANDIDATES,
@@ -59,7 +59,6 @@ from tenantry.jobs.tables import (
     RUNNING,
     SUCCEEDED,
     UNFINISHED,
-    describe,
     job_schedules,
     job_tenants,
     jobs,
@@ -67,35 +66,6 @@ from tenantry.jobs.tables import (
     sqlite_begin,
     sqlite_connect,
 )
-
-
-@dataclass(frozen=True)
-class NewJob:
-    """A job as it is enqueued: whose, what, with which arguments (JSON text)."""
-
-    tenant: str
-    module: str
-    name: str
-    args: str
-    key: str | None = None
-    delay: float = 0.0
-    retries: int = 0
-    timeout: float = 600.0
-    enqueued_by: str | None = None
-
-
-@dataclass(frozen=True)
-class Claimed:
-    """A job a runner took: run it, keep its lease fresh, then finish it with ``lease``."""
-
-    id: str
-    tenant: str
-    module: str
-    name: str
-    args: str
-    attempt: int
-    timeout: float
-    lease: str
 
 
 class JobStore:
@@ -273,12 +243,24 @@ class JobStore:
         ``lease_seconds``; None when no tenant (but those in ``skip``) has one it may run."""
         with self.engine.begin() as connection:
             now = connection.scalar(select(self.now()))
+            # Only tenants with a job due: those whose jobs all wait (a delay, a retry's
+            # backoff) must not fill the candidates and starve the tenants behind them.
+            has_due = (
+                select(jobs.c.id)
+                .where(
+                    jobs.c.tenant == job_tenants.c.tenant,
+                    jobs.c.state == QUEUED,
+                    jobs.c.run_at <= now,
+                )
+                .exists()
+            )
             candidates = (
                 select(job_tenants.c.tenant)
                 .where(
                     job_tenants.c.queued > 0,
                     job_tenants.c.running < job_tenants.c.max_running,
                     job_tenants.c.paused_until <= now,
+                    has_due,
                 )
                 .order_by(job_tenants.c.last_claim, job_tenants.c.tenant)
                 .limit(CLAIM_CANDIDATES + len(skip))

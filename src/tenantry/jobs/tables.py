@@ -6,8 +6,6 @@ The same tables on SQLite and PostgreSQL (:mod:`tenantry.jobs.store` uses them a
 
 from __future__ import annotations
 
-import json
-
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -102,25 +100,6 @@ job_schedules = Table(
     Column("name", String(200), primary_key=True),
     Column("period", BigInteger, nullable=False),
 )
-
-
-def describe(row) -> dict:
-    """A job as the API and the CLI show it (times as floats; the caller formats them)."""
-    progress = None if row.total is None else {"done": row.done, "total": row.total}
-    return {
-        "id": row.id,
-        "module": row.module,
-        "name": row.name,
-        "state": row.state,
-        "attempt": row.attempt,
-        "progress": progress,
-        "result": None if row.result is None else json.loads(row.result),
-        "error": row.error,
-        "enqueued": row.enqueued,
-        "started": row.started,
-        "finished": row.finished,
-        "enqueued_by": row.enqueued_by,
-    }
 
 
 def sqlite_connect(dbapi_connection, _record) -> None:

@@ -18,8 +18,10 @@ log = logging.getLogger(__name__)
 
 
 def tenant_jobs(home: TenantHome, slug: str) -> TenantJobs:
-    """The jobs of ``slug``. :raises UnknownTenant:"""
+    """The jobs of ``slug``. :raises UnknownTenant: :raises JobsPlaceError: the home
+    keeps its jobs elsewhere than TENANTRY_JOBS_URL says."""
     require_tenant(home, slug)
+    jobs_store(home.tenants_dir)  # the place checked now, not at the first question
     try:
         config_class = load_config_class(home, slug)
     except TenantConfigError:

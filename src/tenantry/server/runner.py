@@ -35,8 +35,8 @@ from tenantry.home.layout import TenantHome
 from tenantry.home.loader import load_config_class
 from tenantry.jobs.api import JobContext, running
 from tenantry.jobs.place import forget_stores, jobs_store
+from tenantry.jobs.records import Claimed, Store
 from tenantry.jobs.spec import JobSpec
-from tenantry.jobs.store import Claimed, JobStore
 from tenantry.ops.backup_schedule import backup_schedules
 from tenantry.server import metrics
 from tenantry.server.factory import create_app
@@ -70,7 +70,7 @@ class Running:
 class JobRunner:
     """Runs the jobs of ``home``, at most ``concurrency`` at once, until :meth:`stop`."""
 
-    def __init__(self, home: TenantHome, concurrency: int = 2, store: JobStore | None = None):
+    def __init__(self, home: TenantHome, concurrency: int = 2, store: Store | None = None):
         self.home = home
         self.concurrency = concurrency
         self.store = store or jobs_store(home.tenants_dir)
@@ -218,7 +218,7 @@ def run_in_child(home: TenantHome, claimed: Claimed) -> int:
     return DONE
 
 
-def run_claimed(app, home: TenantHome, store: JobStore, claimed: Claimed, lost) -> None:
+def run_claimed(app, home: TenantHome, store: Store, claimed: Claimed, lost) -> None:
     """Run a claimed job in ``app`` (its tenant's), as the current job, keeping its lease
     fresh, and record its outcome; ``lost()`` is called if the lease was lost meanwhile."""
     lock = threading.Lock()

@@ -2,7 +2,7 @@
 
 Every runner has one (a home's runners on every host), and each looks at every tenant;
 the job store lets one of them take each (tenant, schedule, period), in the transaction
-that queues its job (:meth:`tenantry.jobs.store.JobStore.enqueue_scheduled`), so a period
+that queues its job (:meth:`tenantry.jobs.store.Store.enqueue_scheduled`), so a period
 runs once however many runners look. A schedule's job has the key ``schedule:<name>``:
 while one run is still queued or running, the next period adds none (runs do not pile up
 behind a slow one).
@@ -25,8 +25,8 @@ from tenantry.home.layout import TenantHome
 from tenantry.home.loader import load_config_class
 from tenantry.home.settings import schedules_of, tenant_modules
 from tenantry.jobs.errors import JobQueueFull
+from tenantry.jobs.records import NewJob, Store
 from tenantry.jobs.schedules import Schedule
-from tenantry.jobs.store import JobStore, NewJob
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class Scheduler:
     def __init__(
         self,
         home: TenantHome,
-        store: JobStore,
+        store: Store,
         platform: Callable[[type[TenantConfig]], tuple[Schedule, ...]] = lambda config: (),
     ):
         self.home = home
