@@ -91,6 +91,9 @@ def run(tries: int, backlog: int, jobs_url: str | None) -> dict:
         log = open(Path(temp) / "workers.log", "w")  # noqa: SIM115 - closed below
         workers = [start_worker(root, env, log) for _ in range(2)]
         waits, a_queued, killed = [], [], False
+        deadline = time.monotonic() + 60  # the workers up: their first jobs of aa done
+        while store.list("aa", state="succeeded", limit=1)[1] < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
         try:
             for attempt in range(tries):
                 if attempt == tries // 2:

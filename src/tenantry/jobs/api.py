@@ -213,6 +213,12 @@ class JobContext:
         self._asked = time.monotonic()
 
     @property
+    def saw_cancel(self) -> bool:
+        """Whether the job was told of a cancel (it returned because of it), without
+        asking the store again."""
+        return self._cancelled
+
+    @property
     def cancelled(self) -> bool:
         if not self._cancelled and time.monotonic() - self._asked >= CANCEL_CHECK_SECONDS:
             self._cancelled = self._beat(None)

@@ -137,6 +137,14 @@ def _open(tenants_dir: os.PathLike[str], url: str | None, prefix: str) -> Store:
     return JobStore(engine, schema=JOBS_SCHEMA)
 
 
+def after_fork() -> None:
+    """In a forked child: keep this process's stores (their tables are made, their place
+    checked) but let go of the parent's connections; new ones are opened as needed."""
+    with _lock:
+        for store in _stores.values():
+            store.after_fork()
+
+
 def forget_stores() -> None:
     """Drop this process's stores (a forked child must not use its parent's connections)."""
     with _lock:

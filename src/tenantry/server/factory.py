@@ -64,6 +64,21 @@ def create_app(config_class: type[TenantConfig], home: TenantHome) -> Flask:
     return app
 
 
+def prepare_route_kit(modules: tuple[EndpointModule, ...]) -> None:
+    """Build the shared routes of these modules now, on an app of no tenant, so that the
+    apps built later (in this process, or in processes forked from it: a job runner's)
+    take them ready-made.
+
+    :raises RuntimeError: as :func:`register_blueprints`.
+    """
+    if tuple(module.key for module in modules) in _route_kits:
+        return
+    app = TenantFlask("tenantry", static_folder=None)
+    configure_routing(app)
+    register_error_handlers(app)
+    register_blueprints(app, modules)
+
+
 def require_declarations(app: Flask) -> None:
     """A tenant that sets ``OPENAPI_STRICT`` serves no route its module left undeclared.
 

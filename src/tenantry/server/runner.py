@@ -25,6 +25,7 @@ import importlib
 import json
 import logging
 import os
+import select
 import signal
 import threading
 import time
@@ -33,20 +34,23 @@ from dataclasses import dataclass
 from tenantry.config import TenantConfig, TenantConfigError
 from tenantry.home.layout import TenantHome
 from tenantry.home.loader import load_config_class
+from tenantry.home.settings import tenant_modules
 from tenantry.jobs.api import JobContext, running
-from tenantry.jobs.place import forget_stores, jobs_store
+from tenantry.jobs.place import after_fork, jobs_store
 from tenantry.jobs.records import Claimed, Store
 from tenantry.jobs.spec import JobSpec
 from tenantry.ops.backup_schedule import backup_schedules
 from tenantry.server import metrics
-from tenantry.server.factory import create_app
+from tenantry.server.factory import create_app, prepare_route_kit
 from tenantry.server.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
 
 LEASE_SECONDS = 30.0
 HEARTBEAT_SECONDS = 10.0
-POLL_SECONDS = 0.2
+# How often an idle runner asks the store for a job; a busy one takes the next job as
+# soon as one of its jobs' processes ends (it waits on their pipes, not on a clock).
+POLL_SECONDS = 0.1
 REQUEUE_EVERY = 5.0
 SCHEDULE_EVERY = 1.0
 PURGE_EVERY = 3600.0
@@ -65,6 +69,7 @@ class Running:
     pid: int
     started: float
     deadline: float
+    ended: int  # a pipe's read end: readable (at its end) once the process has exited
 
 
 class JobRunner:
@@ -90,13 +95,21 @@ class JobRunner:
             self._reap()
             self._housekeeping()
             if self._stopping.is_set() or len(self.running) >= self.concurrency:
-                time.sleep(POLL_SECONDS)
+                self._wait(POLL_SECONDS)
                 continue
             claimed = self.store.claim(LEASE_SECONDS)
             if claimed is None:
-                time.sleep(POLL_SECONDS)
+                self._wait(POLL_SECONDS)
                 continue
             self._start(claimed)
+
+    def _wait(self, seconds: float) -> None:
+        """Until one of the jobs' processes ends, or ``seconds`` pass."""
+        ended = [job.ended for job in self.running.values()]
+        if ended:
+            select.select(ended, [], [], seconds)
+        else:
+            time.sleep(seconds)
 
     def _housekeeping(self) -> None:
         now = time.monotonic()
@@ -128,15 +141,29 @@ class JobRunner:
         if not self.home.is_enabled(slug) or self.home.maintenance(slug) is not None:
             self.store.release(claimed.id, claimed.lease, pause=PAUSE_SECONDS)
             return
+        self._prepare_routes(slug)
+        ended, still = os.pipe()
         pid = os.fork()
         if pid == 0:  # the job's own process: it never returns
+            os.close(ended)
             code = TENANT_UNAVAILABLE
             try:
                 code = run_in_child(self.home, claimed)
             finally:
-                os._exit(code)
+                os._exit(code)  # `still` closes with the process: the runner wakes
+        os.close(still)
         started = time.monotonic()
-        self.running[pid] = Running(claimed, pid, started, started + claimed.timeout)
+        self.running[pid] = Running(claimed, pid, started, started + claimed.timeout, ended)
+
+    def _prepare_routes(self, slug: str) -> None:
+        """The tenant's modules' routes built here, once per set of modules, so that each
+        job's process inherits them instead of compiling them again (they hold nothing
+        of a tenant). A tenant whose modules cannot be had is left to its job's process,
+        which says why and hands the job back."""
+        try:
+            prepare_route_kit(tenant_modules(load_config_class(self.home, slug)))
+        except Exception:  # the job's own process meets the same problem and reports it
+            return
 
     def _reap(self) -> None:
         for pid, job in list(self.running.items()):
@@ -145,6 +172,7 @@ class JobRunner:
                 if time.monotonic() > job.deadline:
                     os.kill(pid, signal.SIGKILL)
                     os.waitpid(pid, 0)
+                    os.close(job.ended)
                     del self.running[pid]
                     state = self.store.finish(
                         job.claimed.id,
@@ -154,6 +182,7 @@ class JobRunner:
                     )
                     self._ended(job, state)
                 continue
+            os.close(job.ended)
             del self.running[pid]
             code = os.waitstatus_to_exitcode(status)
             if code == TENANT_UNAVAILABLE:
@@ -203,7 +232,7 @@ def _keep_days(home: TenantHome, slug: str) -> int:
 def run_in_child(home: TenantHome, claimed: Claimed) -> int:
     """Run one job in this (forked) process and record its outcome; the exit status."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    forget_stores()  # the parent's connections are the parent's
+    after_fork()  # the parent's connections are the parent's
     store = jobs_store(home.tenants_dir)
     try:
         app = create_app(load_config_class(home, claimed.tenant), home)
@@ -250,7 +279,8 @@ def run_claimed(app, home: TenantHome, store: Store, claimed: Claimed, lost) -> 
             error = f"{type(exc).__name__}: {exc}"
         finally:
             stop.set()
-    cancelled = context.cancelled
+    # A cancel the job never looked at does not undo what it did: it succeeded.
+    cancelled = context.saw_cancel
     with lock:
         store.finish(
             claimed.id,
