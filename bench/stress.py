@@ -3,7 +3,8 @@
 Each scenario runs one attack on tenant ``target`` for a few seconds while a probe asks
 another tenant (``victim``) for ``GET /`` every 50 ms on a fresh connection, and prints
 the victim's p50/p99 and errors, what the attacker was answered, and the workers' peak
-RSS. Loopback only, bounded in time and count.
+RSS. Loopback only, bounded in time and count. Then the jobs scenario
+(:mod:`bench.stress_jobs`) on the embedded store and on Redis.
 
     python -m bench.stress [--seconds 10] [--baseline REV]
 
@@ -28,6 +29,8 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
+
+from bench.stress_jobs import run as run_jobs_stress
 
 REPO = Path(__file__).resolve().parent.parent
 PASSWORD = "stress-password-1"  # noqa: S105 (a throwaway home)
@@ -335,6 +338,11 @@ def main() -> None:
                 )
     tables.append(table("now", run_all(REPO / "src", args.seconds, "now")))
     print("\n\n".join(tables))
+    # Jobs: tenant B's new job behind tenant A's 10 000, a worker killed halfway.
+    for jobs_url in (None, "redis://127.0.0.1:6379/0"):
+        print("\njobs, fairness and a killed worker:")
+        for key, value in run_jobs_stress(tries=50, backlog=10_000, jobs_url=jobs_url).items():
+            print(f"  {key}: {value}")
 
 
 if __name__ == "__main__":

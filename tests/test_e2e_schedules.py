@@ -9,24 +9,33 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import signal
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
-from tenantry.jobs.place import jobs_store
+from tenantry.jobs.place import JOBS_URL_ENV_VAR, forget_stores, jobs_store
 from tenantry.jobs.records import NewJob
 from tenantry.ops.backup_schedule import take_backup
 from tenantry.ops.backups import list_backups
 from tenantry.ops.delete import delete_tenant
 from tenantry.ops.restore import restore_tenant
-from tests.test_e2e_jobs import (  # noqa: F401 - fixtures
-    jobs_home,
+from tests import postgres
+from tests.test_e2e_jobs import MODULE as JOBS_MODULE
+from tests.test_e2e_jobs import (
+    jobs_home,  # noqa: F401 - a fixture, used by name
+    notes,
     start_worker,
     stop_worker,
+    wait_for,
 )
 
 pytestmark = pytest.mark.e2e
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
 
 MODULE = "schedule_probe"
 SOURCE = '''
@@ -168,3 +177,48 @@ def test_scheduled_backups_are_kept_listed_and_restored(schedule_home, make_tena
     assert refused.exit_code != 0 and "not among the scheduled backups" in refused.output
     delete_tenant(home, "globex", keep_backup=False)
     assert store.list("globex")[1] == 0  # a deleted tenant's jobs are dropped at once
+
+
+@pytest.mark.parametrize("database_url", [postgres.PARAM_ID], indirect=True)
+def test_two_hosts_on_postgresql_and_redis(schedule_home, make_tenant, monkeypatch):
+    """Two hosts' workers, tenants on PostgreSQL and jobs on Redis: each period of each
+    tenant's schedule runs once across both; a worker killed with its job (a host lost)
+    loses no job: it runs again, on the other one, within 60 s."""
+    home = schedule_home
+    monkeypatch.setenv(JOBS_URL_ENV_VAR, REDIS_URL)
+    forget_stores()
+    for slug in ("acme", "globex"):
+        make_tenant(slug, blueprints=("landing", MODULE, JOBS_MODULE))
+    store = jobs_store(home.tenants_dir)
+    workers = [start_worker(home), start_worker(home)]
+    try:
+        wait_until(lambda: ticks(home, "acme") and ticks(home, "globex"), 15, "first ticks")
+        slow, _ = store.enqueue(
+            NewJob("acme", JOBS_MODULE, "slow", '["report", 3]'), max_queued=10, max_running=2
+        )
+        wait_until(lambda: notes(home, "acme"), 15, "the slow job's start")
+        running = next(w for w in workers if _children(w.pid))
+        os.killpg(running.pid, signal.SIGKILL)  # the worker and the job's process
+        running.wait()
+        killed = time.monotonic()
+        job = wait_for(home, "acme", slow, timeout=60)
+        assert time.monotonic() - killed < 60
+        time.sleep(4)  # more periods, now on one host
+    finally:
+        for worker in workers:
+            stop_worker(worker)
+    assert (job["state"], job["attempt"], job["result"]) == ("succeeded", 2, "report")
+    for slug in ("acme", "globex"):
+        runs = ticks(home, slug)
+        assert store.list(slug, state="succeeded")[1] >= len(runs)
+        gaps = [later["at"] - earlier["at"] for earlier, later in itertools.pairwise(runs)]
+        assert len(runs) >= 5 and min(gaps) > 1.0, (slug, gaps)  # every 2 s, never twice
+    for slug in ("acme", "globex"):
+        store.drop_tenant(slug)
+
+
+def _children(pid: int) -> list[str]:
+    try:
+        return (Path(f"/proc/{pid}/task/{pid}/children")).read_text().split()
+    except OSError:
+        return []
