@@ -23,7 +23,8 @@ import pytest
 from tenantry.jobs.place import JOBS_SCHEMA, JOBS_URL_ENV_VAR, forget_stores, jobs_store
 from tenantry.ops.delete import delete_tenant
 from tenantry.ops.lifecycle import set_enabled
-from tests.server import GunicornServer
+from tests.server import GunicornServer, free_port
+from tests.test_e2e_metrics import scrape, total
 
 pytestmark = pytest.mark.e2e
 
@@ -388,8 +389,6 @@ def test_the_jobs_routes(jobs_home, tenants, client, add_user, login, tenantry):
 
 
 def serve(home, *options) -> tuple[subprocess.Popen, str]:
-    from tests.server import free_port
-
     port = free_port()
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / "tenantry"), "--home", str(home.root), "serve",
@@ -449,3 +448,33 @@ def processes_of(home) -> list[str]:
         ):
             found.append(command)
     return found
+
+
+def test_the_servers_metrics_count_the_jobs(jobs_home, tenants):
+    """`tenantry serve --metrics-bind`: its job runner counts each attempt's outcome by
+    tenant, the attempts' durations, and each tenant's queued jobs."""
+    home = jobs_home
+    port = free_port()
+    process, url = serve(home, "--metrics-bind", f"127.0.0.1:{port}")
+    try:
+        done = httpx.post(f"{url}/acme/enqueue", json={"job": "record", "args": ["m"]})
+        failed = httpx.post(f"{url}/globex/enqueue", json={"job": "always_fails"})
+        wait_for(home, "acme", done.json()["id"])
+        wait_for(home, "globex", failed.json()["id"])
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            samples = scrape(port)
+            if (
+                total(samples, "tenantry_jobs_queued", tenant="acme") == 0
+                and any(name == "tenantry_jobs_queued" for name, _labels in samples)
+                and total(samples, "tenantry_jobs_total") >= 2
+            ):
+                break
+            time.sleep(0.5)
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+    assert total(samples, "tenantry_jobs_total", tenant="acme", outcome="succeeded") == 1
+    assert total(samples, "tenantry_jobs_total", tenant="globex", outcome="failed") == 1
+    assert total(samples, "tenantry_job_duration_seconds_count") == 2
+    assert ("tenantry_jobs_queued", (("tenant", "acme"),)) in samples
