@@ -7,7 +7,6 @@ count the runs from the outside; the job store's own test proves the period race
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import signal
@@ -19,6 +18,7 @@ import pytest
 
 from tenantry.jobs.place import JOBS_URL_ENV_VAR, forget_stores, jobs_store
 from tenantry.jobs.records import NewJob
+from tenantry.jobs.schedules import Schedule
 from tenantry.ops.backup_schedule import take_backup
 from tenantry.ops.backups import list_backups
 from tenantry.ops.delete import delete_tenant
@@ -106,21 +106,28 @@ def test_each_period_runs_once_across_two_workers(schedule_home, make_tenant):
     workers = [start_worker(home), start_worker(home)]
     try:
         wait_until(lambda: ticks(home, "acme"), 15, "acme's first tick")
-        time.sleep(12)
+        time.sleep(8)
     finally:
         for worker in workers:
             stop_worker(worker)
-    acme, globex = ticks(home, "acme"), ticks(home, "globex")
-    assert {tick["tenant"] for tick in acme} == {"acme"}
-    assert len({tick["job"] for tick in acme}) == len(acme)  # each run its own job
-    # Every 2 s over about 12 s: 6 or 7 periods, never two runs in one.
-    assert 5 <= len(acme) <= 8, [round(t["at"] % 100, 1) for t in acme]
-    gaps = [later["at"] - earlier["at"] for earlier, later in itertools.pairwise(acme)]
-    assert min(gaps) > 1.0, gaps  # two runs of one period would be close together
-    assert 2 <= len(globex) <= 5, len(globex)
-    assert ticks(home, "initech") == []
     store = jobs_store(home.tenants_dir)
-    assert store.list("acme")[1] == len(acme)  # nothing queued twice, nothing still waiting
+    acme = periods(store, "acme", every=2)
+    globex = periods(store, "globex", every=4)
+    assert {tick["tenant"] for tick in ticks(home, "acme")} == {"acme"}
+    assert len(ticks(home, "acme")) == len(acme)  # each run queued once, and run once
+    # Every 2 s over about 8 s, never two runs for one period.
+    assert len(acme) == len(set(acme)) and 4 <= len(acme) <= 7, acme
+    assert len(globex) == len(set(globex)) and 2 <= len(globex) <= 4, globex
+    assert ticks(home, "initech") == []
+
+
+def periods(store, slug: str, every: float) -> list[int]:
+    """The period each of ``slug``'s runs of the tick schedule was queued for, from when it
+    was queued (the scheduler queues a period's run once that period is due, in the
+    moment it reads the clock)."""
+    schedule = Schedule(f"{MODULE}.tick", lambda: None, every=every)
+    runs, _ = store.list(slug, limit=100)
+    return sorted(schedule.due(slug, run["enqueued"]) for run in runs if run["name"] == "tick")
 
 
 def test_a_new_tenant_s_schedule_starts_within_10_s(schedule_home, make_tenant):
@@ -209,10 +216,9 @@ def test_two_hosts_on_postgresql_and_redis(schedule_home, make_tenant, monkeypat
             stop_worker(worker)
     assert (job["state"], job["attempt"], job["result"]) == ("succeeded", 2, "report")
     for slug in ("acme", "globex"):
-        runs = ticks(home, slug)
-        assert store.list(slug, state="succeeded")[1] >= len(runs)
-        gaps = [later["at"] - earlier["at"] for earlier, later in itertools.pairwise(runs)]
-        assert len(runs) >= 5 and min(gaps) > 1.0, (slug, gaps)  # every 2 s, never twice
+        ticked = periods(store, slug, every=2)
+        enqueued = sorted(run["enqueued"] for run in store.list(slug, limit=100)[0])
+        assert len(ticked) >= 5 and len(ticked) == len(set(ticked)), (slug, ticked, enqueued)
     for slug in ("acme", "globex"):
         store.drop_tenant(slug)
 

@@ -46,8 +46,10 @@ from tenantry.server.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
 
-LEASE_SECONDS = 30.0
-HEARTBEAT_SECONDS = 10.0
+# A lost runner's jobs run again once their lease runs out and a runner looks (every
+# REQUEUE_EVERY): within 20 s, well inside the promised minute.
+LEASE_SECONDS = 15.0
+HEARTBEAT_SECONDS = 5.0
 # How often an idle runner asks the store for a job; a busy one takes the next job as
 # soon as one of its jobs' processes ends (it waits on their pipes, not on a clock).
 POLL_SECONDS = 0.1
