@@ -12,6 +12,8 @@ import io
 import json
 import os
 import stat
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -953,3 +955,33 @@ def test_a_user_id_handed_out_again_after_a_restore_is_not_the_old_tokens_user(
     )
     # The case this guards: carol has bob's old id (the restored counter handed it out).
     assert jwt.decode(bob, options={"verify_signature": False})["id"] == carol.id
+
+
+def _peak_rss_of(argv: list[str]) -> tuple[int, str, int]:
+    """Run ``argv``; its exit status, output, and peak memory (KiB)."""
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    _pid, status, usage = os.wait4(process.pid, 0)
+    output = process.stdout.read().decode()
+    process.stdout.close()
+    return os.waitstatus_to_exitcode(status), output, usage.ru_maxrss
+
+
+@pytest.mark.parametrize("kind", [tarfile.GNUTYPE_LONGNAME, tarfile.XHDTYPE])
+def test_an_extended_header_claiming_400_mib_is_refused_in_flat_memory(home, tmp_path, kind):
+    """A 400 KB archive whose first header is a GNU long name (or a pax header) claiming
+    the 400 MiB of zeros that follow: tarfile would read them into memory before any check;
+    verify refuses the header at once, in the memory of an ordinary run."""
+    info = tarfile.TarInfo("././@LongLink")
+    info.type = kind
+    info.size = 400 * 1024**2
+    archive = tmp_path / "claim.tar.gz"
+    with gzip.open(archive, "wb") as out:  # 400 MiB of zeros: about 400 KB compressed
+        out.write(info.tobuf(tarfile.GNU_FORMAT))
+        for _ in range(400):
+            out.write(bytes(1024**2))
+    assert archive.stat().st_size < 1024**2
+    tenantry_bin = str(Path(sys.executable).parent / "tenantry")
+    code, output, peak = _peak_rss_of([tenantry_bin, "tenants", "verify", str(archive)])
+    assert code == 1 and "extended header claims 419430400 bytes" in output, output
+    _code, _output, ordinary = _peak_rss_of([tenantry_bin, "--version"])
+    assert peak < ordinary + 50 * 1024, (peak, ordinary)  # KiB: no 400 MiB read

@@ -53,6 +53,10 @@ STORE_RATIO = 0.9
 BLOCK = tarfile.BLOCKSIZE
 # Zeros a tar writer may pad its end with (tar pads to 10 KiB records).
 MAX_TRAILING = 64 * 1024
+# The most a GNU long-name or pax extended header may hold. tarfile reads such a header's
+# claimed size into memory before any check of ours: an archive of 400 KB claiming a
+# 400 MiB name would take 1.3 GB. Names here are short; a pax header carries a few.
+MAX_EXTENDED_HEADER = 64 * 1024
 
 
 class ArchiveError(PlatformError):
@@ -211,6 +215,25 @@ def _check_manifest(manifest: object) -> dict:
     return manifest
 
 
+class _CappedTarInfo(tarfile.TarInfo):
+    """A tar header whose long-name and pax extensions are refused past
+    :data:`MAX_EXTENDED_HEADER`, before tarfile reads them."""
+
+    def _proc_gnulong(self, tar):  # tarfile's own hook, for GNU long names and links
+        self._refuse_large(tar)
+        return super()._proc_gnulong(tar)
+
+    def _proc_pax(self, tar):  # tarfile's own hook, for pax extended headers
+        self._refuse_large(tar)
+        return super()._proc_pax(tar)
+
+    def _refuse_large(self, tar) -> None:
+        if self.size > MAX_EXTENDED_HEADER:
+            raise tarfile.HeaderError(
+                f"an extended header claims {self.size} bytes (at most {MAX_EXTENDED_HEADER})"
+            )
+
+
 class ArchiveReader:
     """Reads an archive member by member, checking each against the manifest.
 
@@ -225,7 +248,7 @@ class ArchiveReader:
         self.stream = _Tail(self.gzip)
         try:
             self.tar = tarfile.open(  # noqa: SIM115 (close())
-                fileobj=self.stream, mode="r|", bufsize=CHUNK
+                fileobj=self.stream, mode="r|", bufsize=CHUNK, tarinfo=_CappedTarInfo
             )
             first = self.tar.next()
         except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
