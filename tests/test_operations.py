@@ -22,6 +22,7 @@ import pytest
 
 from tenantry.data.db import SCHEMA_REVISION, tenant_database
 from tenantry.home.layout import TenantHome
+from tenantry.home.loader import load_config_class
 from tenantry.ops import archive as archive_format
 from tenantry.ops.backup import backup_tenant, verify_archive
 from tenantry.ops.delete import delete_tenant
@@ -193,6 +194,25 @@ def test_clone_copies_everything_with_a_fresh_key(home, acme, client, add_user, 
     assert tenantry("tenants", "clone", "acme", "initech").exit_code == 2
     assert tenantry("tenants", "clone", "nobody", "other").exit_code == 2
     assert tenantry("tenants", "clone", "acme", "Bad_Slug").exit_code == 2
+
+
+def test_a_copy_never_takes_a_host_written_in_another_case(home, client, make_tenant, tenantry):
+    """HOSTS = ("Hoster.Example",) routes Host: hoster.example; a clone or a restore --as
+    of that tenant must not take it, whatever the case or a final dot."""
+    make_tenant("hoster")
+    config = home.config_file("hoster")
+    config.write_text(config.read_text() + '    HOSTS = ("Hoster.Example.",)\n')
+    assert tenantry("tenants", "check", "hoster").exit_code == 0
+    assert client.get("/", headers={"Host": "hoster.example"}).json["tenant"] == "hoster"
+    cloned = tenantry("tenants", "clone", "hoster", "copy")
+    assert cloned.exit_code == 0 and "hosts not carried" in cloned.output, cloned.output
+    archive = backup_tenant(home, "hoster", home.root)
+    restored = restore_tenant(home, archive, as_slug="other-copy")
+    assert any("hosts not carried" in note for note in restored.notes)
+    for slug in ("copy", "other-copy"):
+        assert load_config_class(home, slug).HOSTS == ()
+    assert tenantry("tenants", "check").exit_code == 0
+    assert client.get("/", headers={"Host": "HOSTER.example:8443"}).json["tenant"] == "hoster"
 
 
 @pytest.mark.usefixtures("storage_backend")

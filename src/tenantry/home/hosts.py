@@ -25,8 +25,17 @@ INDEX_FILE = ".hosts.json"
 INDEX_VERSION = 1
 
 
+def normal_host(host: str) -> str:
+    """A host name in the one form every comparison uses: lower case, no port, no final
+    dot (``Acme.Example:8443.`` and ``acme.example`` are one host)."""
+    name, colon, port = host.rpartition(":")
+    if colon and port.isdigit() and not host.endswith("]"):
+        host = name
+    return host.rstrip(".").lower()
+
+
 def normalised_hosts(hosts) -> tuple[str, ...]:
-    return tuple(str(host).lower() for host in hosts)
+    return tuple(normal_host(str(host)) for host in hosts)
 
 
 class HostIndex:

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from tenantry.config import ALL_BLUEPRINTS, TenantConfig, TenantConfigError, is_valid_slug
 from tenantry.data.db import schema_name, tenant_database
 from tenantry.home.env import new_secret_key, write_new_secret_key
+from tenantry.home.hosts import normalised_hosts
 from tenantry.home.layout import TenantHome
 from tenantry.home.loader import load_config_class
 from tenantry.home.settings import (
@@ -99,7 +100,7 @@ def create_tenant(
         raise TenantError(f"tenant {slug!r} already exists")
     if name is not None and not is_text(name):
         raise TenantError("the name must be valid text")
-    hosts = tuple(host.lower() for host in hosts)
+    hosts = normalised_hosts(hosts)
     for host in hosts:
         if not HOST_PATTERN.fullmatch(host):
             raise TenantError(f"invalid host {host!r}")

@@ -32,7 +32,7 @@ from tenantry.home.env import (
     read_secrets,
     with_new_secret_key,
 )
-from tenantry.home.hosts import HostIndex
+from tenantry.home.hosts import HostIndex, normalised_hosts
 from tenantry.home.layout import TenantHome
 from tenantry.home.loader import load_config_file
 from tenantry.home.settings import (
@@ -118,9 +118,9 @@ def _rewrite_config(source: str, old: str, new: str, drop_hosts: bool) -> str:
     :raises OperationFailed: the module does not have the lines tenantry writes.
     """
 
-    def replace(pattern: str, line: str, text: str, required: bool = True) -> str:
-        found = re.subn(pattern, line, text, count=1, flags=re.MULTILINE)
-        if required and found[1] != 1:
+    def replace(pattern: str, line: str, text: str, required: bool = True, count=1) -> str:
+        found = re.subn(pattern, line, text, count=count, flags=re.MULTILINE)
+        if required and not found[1]:
             raise OperationFailed(
                 "the config module has no line like the ones tenantry writes "
                 f"({pattern!r}): copy it by hand"
@@ -138,14 +138,18 @@ def _rewrite_config(source: str, old: str, new: str, drop_hosts: bool) -> str:
         rf"^class {class_name(old)}\(", f"class {class_name(new)}(", text, required=False
     )
     if drop_hosts:
-        text = replace(r"^(\s+)HOSTS = .*$", r"\1HOSTS = ()", text)
+        text = replace(r"^(\s+)HOSTS\s*=.*$", r"\1HOSTS = ()", text, count=0)
     return text
 
 
 def _taken_hosts(home: TenantHome, hosts, besides: str) -> list[str]:
     index = HostIndex(home, persist=False)
     index.refresh()
-    return sorted(h for h in hosts if any(slug != besides for slug in index.claims.get(h, ())))
+    return sorted(
+        host
+        for host in normalised_hosts(hosts)
+        if any(slug != besides for slug in index.claims.get(host, ()))
+    )
 
 
 def require_new_slot(home: TenantHome, slug: str, hint: str = ": --force replaces it") -> None:
@@ -473,9 +477,16 @@ def _restored_config(
         notes.append(f"hosts not carried (another tenant has them): {', '.join(taken)}")
     text = _rewrite_config(text, original, slug, drop_hosts=bool(taken))
     try:
-        return load_config_file(_write_config(staging, text), slug), text
+        config_class = load_config_file(_write_config(staging, text), slug)
     except TenantConfigError as exc:
         raise OperationFailed("; ".join(exc.problems)) from None
+    still = _taken_hosts(home, config_class.HOSTS, besides=slug)
+    if still:  # HOSTS set in a way the rewrite does not know: never take a live host
+        raise OperationFailed(
+            f"the copy would take hosts of another tenant ({', '.join(still)}): copy the "
+            "config module by hand"
+        )
+    return config_class, text
 
 
 def _write_config(staging: Staging, text: str) -> Path:

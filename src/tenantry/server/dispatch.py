@@ -9,6 +9,7 @@ from typing import Protocol
 from flask import Response
 from werkzeug.exceptions import NotFound
 
+from tenantry.home.hosts import normal_host
 from tenantry.home.layout import WRITES_HELD_RETRY_AFTER
 from tenantry.server.log import set_request_tenant
 from tenantry.web.errors import error_response
@@ -44,11 +45,7 @@ class Registry(Protocol):
 
 def request_host(environ) -> str:
     """The request's host name, lower case, without a port."""
-    host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
-    name, colon, port = host.rpartition(":")
-    if colon and port.isdigit() and not host.endswith("]"):
-        host = name
-    return host.rstrip(".").lower()  # "acme.localhost." is the same host, fully qualified
+    return normal_host(environ.get("HTTP_HOST") or environ.get("SERVER_NAME", ""))
 
 
 def serve_tenant(registry: Registry, slug: str, environ, start_response):
