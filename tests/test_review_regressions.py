@@ -63,6 +63,36 @@ def test_hostile_json_is_400_not_500(client, acme, add_user, login, body):
         assert response.json["error"] == "bad_request"
 
 
+NUL = "\x00"
+# Every JSON route of the built-ins, with a body whose strings reach the database.
+NUL_BODIES = [
+    ("POST", "/auth/login", {"username": f"alice{NUL}", "password": "correct-horse-1"}),
+    ("POST", "/users", {"username": f"n{NUL}", "password": "long-password-1", "roles": []}),
+    ("PATCH", "/users/alice", {"password": f"long-password{NUL}1"}),
+    ("POST", "/files/a.txt/link", {"expires_in": 60, f"k{NUL}": 1}),
+    ("POST", "/api/datasets", {"name": "d", "description": f"x{NUL}", "files": ["a.txt"]}),
+    ("POST", "/api/datasets", {"name": "d", "files": ["a.txt"], "uses": [f"u{NUL}"]}),
+    ("POST", "/api/datasets/download", {"datasets": [f"x{NUL}"]}),
+]
+
+
+def test_nul_is_a_400_on_every_json_route_and_in_the_url(client, acme, add_user, login):
+    """PostgreSQL cannot hold NUL in text (it was a 500 there) and SQLite can: both
+    backends refuse it alike, in a body's strings and keys, a path or a query."""
+    add_user(acme, "alice", roles=("admin",))
+    admin = bearer(login(acme, "alice"))
+    client.put("/acme/files/a.txt", data=b"hello", headers=admin)
+    for method, path, body in NUL_BODIES:
+        response = client.open(f"/acme{path}", method=method, json=body, headers=admin)
+        assert response.status_code == 400, (path, body, response.json)
+        assert response.json["error"] == "bad_request" and "NUL" in response.json["message"]
+    for url in ("/acme/users/al%00ice", "/acme/api/datasets/x%00", "/acme/audit?action=%00"):
+        response = client.get(url, headers=admin)
+        assert (response.status_code, response.json["error"]) == (400, "bad_request"), url
+    users = client.get("/acme/users", headers=admin).json["users"]
+    assert [user["username"] for user in users] == ["alice"]  # nothing was written
+
+
 def test_creating_a_user_with_an_overlong_password_is_400(client, acme, add_user, login):
     add_user(acme, "alice", roles=("admin",))
     response = client.post(

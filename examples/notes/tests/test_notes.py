@@ -157,3 +157,13 @@ def test_the_purge_schedule_removes_only_old_notes(tenantry_tenant):
     with shop.app.app_context():
         assert purge_old_notes() == {"purged": 1}  # a job is a plain function in its app
     assert [n["text"] for n in shop.client.get("/notes", headers=user).json["notes"]] == ["kept"]
+
+
+def test_a_nul_character_is_refused_like_any_bad_text(tenantry_tenant):
+    """json_object refuses NUL in any string for every module: PostgreSQL cannot store
+    it, and SQLite would; the two backends answer alike."""
+    shop = tenantry_tenant("shop", blueprints=("notes",))
+    user = shop.headers("user")
+    response = shop.client.post("/notes", json={"text": "buy\x00milk"}, headers=user)
+    assert (response.status_code, response.json["error"]) == (400, "bad_request")
+    assert shop.client.get("/notes", headers=user).json["notes"] == []

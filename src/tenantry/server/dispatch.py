@@ -61,10 +61,20 @@ def serve_tenant(registry: Registry, slug: str, environ, start_response):
         return error_response(503, TENANT_DOWN, retry)(environ, start_response)
     if tenant.app is None:
         return error_response(503, TENANT_UNAVAILABLE)(environ, start_response)
+    if "\x00" in environ.get("PATH_INFO", "") or _query_holds_nul(environ):
+        return error_response(400, NUL_IN_URL)(environ, start_response)
     if tenant.writes_held and environ.get("REQUEST_METHOD") not in READ_METHODS:
         retry = [("Retry-After", str(WRITES_HELD_RETRY_AFTER))]
         return error_response(503, WRITES_HELD, retry)(environ, start_response)
     return tenant.app(environ, start_response)
+
+
+NUL_IN_URL = "The request's path and query may not hold the NUL character (%00)."
+
+
+def _query_holds_nul(environ) -> bool:
+    query = environ.get("QUERY_STRING", "")
+    return "%00" in query or "\x00" in query
 
 
 def _health(environ, start_response, registry: Registry):

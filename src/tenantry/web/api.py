@@ -125,8 +125,8 @@ def json_object(model=None, optional=False):
     :raises RequestEntityTooLarge: the body is over ``MAX_JSON_BODY``: refused from its
         Content-Length before any of it is read, or as soon as a chunked body passes it.
     :raises BadRequest: not JSON, not an object, nested too deep, or holding strings that
-        are not valid Unicode (lone surrogates from ``\\ud800`` escapes); or cut off; or
-        not valid for ``model`` (its ``fields`` list each failing field).
+        are not valid Unicode (lone surrogates from ``\\ud800`` escapes) or hold NUL; or
+        cut off; or not valid for ``model`` (its ``fields`` list each failing field).
     """
     raw = _bounded_body(current_app.config["MAX_JSON_BODY"])
     if optional and not raw:
@@ -139,9 +139,26 @@ def json_object(model=None, optional=False):
             body = None
         if not isinstance(body, dict) or not valid_text:
             raise BadRequest("The request body must be a JSON object.")
+        if _holds_nul(body):
+            raise BadRequest(NUL_REFUSED)
     if model is None:
         return body
     return validate(model, body, "The request body", {"tenant": serving_tenant()})
+
+
+# PostgreSQL cannot store it in text, SQLite stores it and C code stops at it: refused on
+# both, so that the two backends give one answer.
+NUL_REFUSED = "The request body may not hold the NUL character (\\u0000) in any string."
+
+
+def _holds_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(key) or _holds_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(item) for item in value)
+    return False
 
 
 def query_object(model: type[M]) -> M:
