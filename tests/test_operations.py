@@ -285,6 +285,26 @@ def test_backup_without_files_restores_users_and_no_dangling_files(
     assert client.get("/bare/files", headers=bearer(token)).json["total"] == 0
 
 
+def test_restoring_a_no_files_archive_over_a_tenant_asks_before_its_files_go(
+    home, acme, client, add_user, login, tmp_path, tenantry
+):
+    """verify and restore say the archive holds no files; restore --force of it over a
+    tenant with files is refused (nothing changes) unless --discard-files says so."""
+    before = fill(client, add_user, login)
+    path = Path(
+        tenantry("tenants", "backup", "acme", "--no-files", "--out", str(tmp_path)).output.strip()
+    )
+    verified = tenantry("tenants", "verify", str(path))
+    assert verified.exit_code == 0 and "no files: made with --no-files" in verified.output
+    refused = tenantry("tenants", "restore", str(path), "--force")
+    assert refused.exit_code == 2 and "add --discard-files" in refused.output
+    assert state(client, "acme", before["token"])["files"] == before["files"]
+    done = tenantry("tenants", "restore", str(path), "--force", "--discard-files")
+    assert done.exit_code == 0 and "the archive holds no files" in done.output, done.output
+    token = logged_in(client, login, "acme")
+    assert client.get("/acme/files", headers=bearer(token)).json["total"] == 0
+
+
 def test_writes_are_held_while_a_backup_runs_and_reads_go_on(home, acme, client, add_user, login):
     from tenantry.ops.hold import writes_held
 

@@ -319,9 +319,10 @@ def tenants_verify(archive):
     manifest = _refusing(verify_archive, archive)
     revisions = manifest.get("revisions")
     revision = revisions.get("alembic_version") if isinstance(revisions, dict) else None
+    files = "" if manifest.get("files") else ", no files: made with --no-files"
     click.echo(
         f"{archive}: ok (tenant {manifest.get('slug')}, {len(manifest['members'])} members, "
-        f"database revision {revision}, made {manifest.get('created')})"
+        f"database revision {revision}, made {manifest.get('created')}{files})"
     )
 
 
@@ -329,15 +330,22 @@ def tenants_verify(archive):
 @click.argument("archive")
 @click.option("--as", "as_slug", help="Restore as a copy under this slug, with a fresh key.")
 @click.option("--force", is_flag=True, help="Replace the existing tenant (atomically).")
+@click.option(
+    "--discard-files",
+    is_flag=True,
+    help="With --force and an archive made with --no-files: the tenant's files go.",
+)
 @click.pass_context
-def tenants_restore(ctx, archive, as_slug, force):
+def tenants_restore(ctx, archive, as_slug, force, discard_files):
     """Recreate a tenant from ARCHIVE (a file, or a name `tenants backups` lists), after
     checking every member.
 
     An older database revision is migrated forward; a newer one is refused. With
     --force, the tenant there keeps serving until the restored one is complete."""
     home = _home(ctx, creating=True)
-    restored = _refusing(restore_tenant, home, archive, as_slug=as_slug, force=force)
+    restored = _refusing(
+        restore_tenant, home, archive, as_slug=as_slug, force=force, discard_files=discard_files
+    )
     for note in restored.notes:
         click.echo(f"note: {note}", err=True)
     click.echo(f"restored tenant {restored.slug} ({restored.users} users, {restored.files} files)")

@@ -78,17 +78,19 @@ def restore_tenant(
     archive: str | os.PathLike[str],
     as_slug: str | None = None,
     force: bool = False,
+    discard_files: bool = False,
 ):
     """Recreate the tenant of ``archive`` (as ``as_slug``, with a fresh SECRET_KEY),
-    replacing an existing one only with ``force`` (atomically). Returns what was restored
-    (slug, users, files, notes).
+    replacing an existing one only with ``force`` (atomically; with an archive made
+    without files, only with ``discard_files`` too: the tenant's files would go). Returns
+    what was restored (slug, users, files, notes).
 
     :raises TenantError: invalid slug, an existing tenant without ``force``, an unreadable
         file. :raises OperationFailed: the archive is damaged or newer than this tenantry;
         nothing changed.
     """
     home.check_backend()
-    return restore(home, Path(archive), as_slug, force)
+    return restore(home, Path(archive), as_slug, force, discard_files)
 
 
 def _check_revisions(revisions: object) -> dict[str, str]:
@@ -176,7 +178,11 @@ class Restored:
 
 
 def restore(
-    home: TenantHome, archive: Path, as_slug: str | None = None, force: bool = False
+    home: TenantHome,
+    archive: Path,
+    as_slug: str | None = None,
+    force: bool = False,
+    discard_files: bool = False,
 ) -> Restored:
     """Recreate a tenant from an archive (see the module's docstring).
 
@@ -198,7 +204,7 @@ def restore(
     with source:
         try:
             with ArchiveReader(source) as reader:
-                restored = _restore(home, reader, archive.name, as_slug, force)
+                restored = _restore(home, reader, archive.name, as_slug, force, discard_files)
         except ArchiveError as exc:
             raise OperationFailed(f"{archive}: {exc}") from None
     sweep_after(home, restored.slug)
@@ -206,7 +212,12 @@ def restore(
 
 
 def _restore(
-    home: TenantHome, reader: ArchiveReader, archive_name: str, as_slug: str | None, force: bool
+    home: TenantHome,
+    reader: ArchiveReader,
+    archive_name: str,
+    as_slug: str | None,
+    force: bool,
+    discard_files: bool = False,
 ) -> Restored:
     manifest = reader.manifest
     original = manifest.get("slug")
@@ -226,6 +237,12 @@ def _restore(
         replacing = force and home.exists(slug)
         if not replacing:
             require_new_slot(home, slug)  # again, now that no other operation can take it
+        elif not manifest.get("files") and not discard_files:
+            raise OperationRefused(
+                f"{archive_name} holds no files (a backup made with --no-files): restoring "
+                f"it over {slug} would delete every file {slug} has; add --discard-files "
+                "to do that"
+            )
         # A write to the tenant being replaced would be lost with it: held from the start.
         holding = writes_held(home, slug) if replacing else contextlib.nullcontext()
         with holding, Staging.create(home, slug) as staging:
@@ -262,6 +279,10 @@ def _restore(
                 drop_jobs(home, slug, queued_only=True)
     rows = manifest.get("rows")
     result.files = rows.get("stored_files", 0) if isinstance(rows, dict) else 0
+    if not manifest.get("files"):
+        result.notes.append(
+            "the archive holds no files (made with --no-files): the tenant has none"
+        )
     return result
 
 
