@@ -1025,3 +1025,51 @@ def test_an_extended_header_claiming_400_mib_is_refused_in_flat_memory(home, tmp
     assert code == 1 and "extended header claims 419430400 bytes" in output, output
     _code, _output, ordinary = _peak_rss_of([tenantry_bin, "--version"])
     assert peak < ordinary + 50 * 1024, (peak, ordinary)  # KiB: no 400 MiB read
+
+
+def _with_row_change(table: str, column: str, value):
+    """An archive change: the first row of ``table`` gets ``value`` in ``column``."""
+
+    def change(manifest, members):
+        lines = members[f"database/{table}.jsonl"].decode().splitlines()
+        header = json.loads(lines[0])
+        row = json.loads(lines[1])
+        row[header["columns"].index(column)] = value
+        members[f"database/{table}.jsonl"] = (
+            "\n".join([lines[0], json.dumps(row), *lines[2:]]).encode() + b"\n"
+        )
+
+    return change
+
+
+def test_restore_checks_every_row_as_the_api_would_before_writing(
+    home, acme, client, add_user, login, tmp_path, tenantry
+):
+    """A hostile archive passes verify (its sha256s are right) but not restore: a stored
+    file whose blob is a path, a username the API refuses, a number past 64 bits, a NUL,
+    a sequence past 64 bits. Each exits 1 naming the row; nothing is made."""
+    fill(client, add_user, login)
+    path = backup_tenant(home, acme, tmp_path)
+
+    def huge_sequence(manifest, members):
+        manifest["sequences"]["users"]["value"] = 2**70
+
+    cases = {
+        "blob path": (_with_row_change("stored_files", "sha256", "../../tenant.db"), "sha256"),
+        "file name": (_with_row_change("stored_files", "name", "../x"), "stored_files.jsonl"),
+        "username": (_with_row_change("users", "username", "bad name"), "users.jsonl line 2"),
+        "huge id": (_with_row_change("users", "id", 2**70), "out of range"),
+        "nul": (_with_row_change("users", "password_hash", "x\u0000y"), "holds NUL"),
+        "a flag": (_with_row_change("users", "active", "yes"), "true or false"),
+        "sequence": (huge_sequence, "out of range"),
+    }
+    for label, (change, expected) in cases.items():
+        bad = rewrite(path, tmp_path / f"{label}.tar.gz", change)
+        assert tenantry("tenants", "verify", str(bad)).exit_code == 0, label
+        result = tenantry("tenants", "restore", str(bad), "--as", "hostile")
+        assert result.exit_code == 1, (label, result.output)
+        assert expected in result.output and "Traceback" not in result.output, (
+            label,
+            result.output,
+        )
+        assert not home.exists("hostile")

@@ -146,6 +146,19 @@ def is_usable_password(value: object) -> bool:
     return True
 
 
+def user_row_problem(table: str, row: dict) -> str | None:
+    """What is wrong with a row of the ``users`` table that an archive brings (its
+    username and roles, as the API would take them); None for any other table's."""
+    if table != User.__tablename__:
+        return None
+    if "username" in row and not is_username(row["username"]):
+        return f"username {str(row['username'])[:60]!r} is not a username"
+    roles = row.get("roles")
+    if roles is not None and not set(str(roles).split(",")) <= set(ROLES):
+        return f"roles {str(roles)[:60]!r} are not {', '.join(ROLES)}"
+    return None
+
+
 def validate_new_user(username: object, password: object, roles: object) -> None:
     """:raises UserError: naming the first field that is wrong."""
     if not is_username(username):

@@ -72,6 +72,8 @@ class EndpointModule:
     # stats(database, tables): its figures for `tenants stats`, read without writing
     stats: Callable | None = None
     schedules: tuple[Schedule, ...] = ()  # its jobs run once per period for each tenant
+    # check_row(table, row): what is wrong with a row of its tables an archive brings
+    check_row: Callable | None = None
 
     @property
     def is_builtin(self) -> bool:
@@ -245,7 +247,7 @@ def _describe(name: str, module: ModuleType) -> EndpointModule:
         isinstance(c, type) and issubclass(c, BaseConverter) for c in converters.values()
     ):
         problems.append("`converters` must map names to werkzeug BaseConverter classes")
-    for hook in ("file_references", "sweep", "seed", "stats"):
+    for hook in ("file_references", "sweep", "seed", "stats", "check_row"):
         if getattr(module, hook, None) is not None and not callable(getattr(module, hook)):
             problems.append(f"`{hook}` must be callable")
     schedules, schedule_problems = module_schedules(name, getattr(module, "schedules", None))
@@ -269,6 +271,7 @@ def _describe(name: str, module: ModuleType) -> EndpointModule:
         seed=getattr(module, "seed", None),
         stats=getattr(module, "stats", None),
         schedules=schedules,
+        check_row=getattr(module, "check_row", None),
     )
 
 

@@ -27,6 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from tenantry.config import TenantConfigError, is_valid_slug
 from tenantry.data import audit
 from tenantry.data.db import MIGRATIONS_DIR, SCHEMA_REVISION, Base, TenantDatabase, tenant_database
+from tenantry.data.users import user_row_problem
 from tenantry.home.env import (
     parse_env,
     read_secrets,
@@ -55,6 +56,7 @@ from tenantry.ops.gc import collect_garbage
 from tenantry.ops.hold import operation_lock, writes_held
 from tenantry.ops.jobs import drop_jobs
 from tenantry.ops.rows import (
+    MAX_INTEGER,
     SKIPPED_TABLES,
     VERSION_TABLES,
     count_rows,
@@ -305,6 +307,9 @@ def _check_sequences(sequences: object) -> dict[str, dict]:
         for counter in sequences.values()
     ):
         raise ArchiveError("the manifest's sequences are not {table: {column, value}}")
+    for table, counter in sequences.items():
+        if not 0 <= counter["value"] <= MAX_INTEGER:
+            raise ArchiveError(f"the manifest's sequence of {table!r:.60} is out of range")
     return sequences
 
 
@@ -538,7 +543,7 @@ def migrate_and_load(
             else:
                 with database.engine.begin() as connection:
                     Base.metadata.create_all(connection, tables=module.tables(), checkfirst=True)
-        load_tables(database, tables, sequences)
+        load_tables(database, tables, sequences, check_row=functools.partial(_row_problem, modules))
         database.upgrade(modules)
         if blobs is not None:
             _check_blobs(database, blobs)
@@ -567,6 +572,16 @@ def _modules_with_tables(modules: tuple, names: set[str], revisions: dict[str, s
         return any(table.name in names for table in module.tables())
 
     return [module for module in found.values() if archived(module)]
+
+
+def _row_problem(modules: tuple, table: str, row: dict) -> str | None:
+    """A restored row checked by the rules of the platform (users) and of each module (its
+    ``check_row``, for its own tables)."""
+    problem = user_row_problem(table, row)
+    for module in modules:
+        if problem is None and module.check_row is not None:
+            problem = module.check_row(table, row)
+    return problem
 
 
 def _check_blobs(database: TenantDatabase, blobs: Path) -> None:

@@ -9,10 +9,11 @@ import base64
 import datetime as dt
 import json
 import re
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
-from sqlalchemy import Integer, MetaData, func, select, text
+from sqlalchemy import Boolean, Integer, MetaData, String, func, select, text
 
 from tenantry.data.db import TenantDatabase
 from tenantry.ops.errors import OperationFailed
@@ -75,11 +76,19 @@ def reflect_tables(connection, schema: str | None):
 
 
 def load_tables(
-    database: TenantDatabase, tables: list[tuple[str, Path]], sequences: dict[str, dict]
+    database: TenantDatabase,
+    tables: list[tuple[str, Path]],
+    sequences: dict[str, dict],
+    check_row: Callable[[str, dict], str | None] = lambda table, row: None,
 ) -> None:
     """Insert the rows of each JSON-lines table file into the (migrated, empty) database,
     parents before children, in one transaction; then set the id counters past every id
-    the tenant ever handed out."""
+    the tenant ever handed out. Every row is checked first: each value against its
+    column (its type, a whole number within 64 bits, text without NUL), then the row by
+    ``check_row`` (the rules of the module that owns the table; a problem, or None).
+
+    :raises OperationFailed: naming the first row that fails (nothing is committed).
+    """
     with database.engine.begin() as connection:
         metadata = reflect_tables(connection, database.schema)
         by_name = tables_by_name(metadata)
@@ -91,7 +100,7 @@ def load_tables(
                     "it: install the module it came from"
                 )
         for name, path in sorted(tables, key=lambda item: order[item[0]]):
-            _load_table(connection, by_name[name], path)
+            _load_table(connection, by_name[name], path, check_row)
         for name, _path in tables:
             _set_counter(connection, database, by_name[name], sequences.get(name))
 
@@ -128,7 +137,7 @@ def _set_counter(connection, database: TenantDatabase, table, recorded: dict | N
             )
 
 
-def _load_table(connection, table, path: Path) -> None:
+def _load_table(connection, table, path: Path, check_row) -> None:
     with open(path, "rb") as lines:
         try:
             header = json.loads(lines.readline())
@@ -151,6 +160,9 @@ def _load_table(connection, table, path: Path) -> None:
                     name: _decode(value, kind, column)
                     for name, value, kind, column in zip(names, values, kinds, columns, strict=True)
                 }
+                problem = _value_problem(row, columns) or check_row(table.name, row)
+                if problem:
+                    raise ValueError(problem)
             except (ValueError, TypeError, ArithmeticError) as exc:
                 raise OperationFailed(
                     f"database/{table.name}.jsonl line {number} is invalid: {exc}"
@@ -161,6 +173,34 @@ def _load_table(connection, table, path: Path) -> None:
                 batch = []
         if batch:
             connection.execute(table.insert(), batch)
+
+
+# The widest whole number a column of either backend holds (PostgreSQL's BIGINT).
+MAX_INTEGER = 2**63 - 1
+
+
+def _value_problem(row: dict, columns) -> str | None:
+    """What is wrong with a value for its column: text that is not text or holds NUL, a
+    number that is not a whole number or does not fit in 64 bits, a flag not a flag."""
+    for column in columns:
+        value = row[column.name]
+        if value is None:
+            continue
+        kind = column.type
+        if isinstance(kind, Boolean):
+            if not isinstance(value, bool):
+                return f"{column.name} must be true or false"
+        elif isinstance(kind, Integer):
+            if isinstance(value, bool) or not isinstance(value, int):
+                return f"{column.name} must be a whole number"
+            if not -MAX_INTEGER <= value <= MAX_INTEGER:
+                return f"{column.name} is out of range"
+        elif isinstance(kind, String):
+            if not isinstance(value, str):
+                return f"{column.name} must be text"
+            if "\x00" in value:
+                return f"{column.name} holds NUL"
+    return None
 
 
 def tables_by_name(metadata) -> dict:

@@ -4,6 +4,7 @@ one-time links (dataset zips too) and uploads in progress."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -14,7 +15,15 @@ from sqlalchemy import BigInteger, DateTime, Float, Integer, Select, String, del
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tenantry.builtin.links.models import OneTimeLink, drop_orphans, link_file, quietly
-from tenantry.endpoint import Base, OverQuota, Storage, TenantDatabase, audit, validate_name
+from tenantry.endpoint import (
+    Base,
+    InvalidName,
+    OverQuota,
+    Storage,
+    TenantDatabase,
+    audit,
+    validate_name,
+)
 
 # A reservation a killed worker never released stops counting after this long (the same
 # age at which its temp file counts as a left-over).
@@ -47,6 +56,25 @@ class FileRecord(Base):
 
     def info(self) -> dict:
         return {**self.summary(), "sha256": self.sha256}
+
+
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def check_row(table: str, row: dict) -> str | None:
+    """What is wrong with a stored file's row an archive brings: its name, as an upload's
+    would be checked; its sha256, the name of its blob (never a path); its size."""
+    if table != FileRecord.__tablename__:
+        return None
+    try:
+        validate_name(row.get("name"))
+    except InvalidName:
+        return f"name {str(row.get('name'))[:60]!r} is not a file name"
+    if not isinstance(row.get("sha256"), str) or not SHA256_HEX.fullmatch(row["sha256"]):
+        return f"sha256 {str(row.get('sha256'))[:70]!r} is not a sha256"
+    if not isinstance(row.get("size"), int) or row["size"] < 0:
+        return "size must be a whole number of bytes"
+    return None
 
 
 def list_files(database: TenantDatabase) -> list[FileRecord]:
