@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -125,6 +126,27 @@ def test_lockout_is_shared_by_both_workers(server):
         assert response.status_code == 429
         assert int(response.headers["retry-after"]) >= 60
     assert login(server, "acme", "alice")
+
+
+def test_concurrent_wrong_passwords_are_checked_at_most_the_limit(server):
+    """Bursts of 32 wrong passwords at once for one username, over both workers: exactly
+    LOGIN_MAX_FAILURES (10) are ever checked (401) before the lock-out; the others are
+    429 (the lock-out, or the tenant's concurrency limit), and so is the right password."""
+    wrong = {"username": "bob", "password": "wrong-password"}
+
+    def attempt(_):
+        response = fresh("POST", f"{server.url}/acme/auth/login", json=wrong)
+        locked = response.status_code == 429 and "failed logins" in response.json()["message"]
+        return "locked" if locked else response.status_code
+
+    outcomes = []
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        while "locked" not in outcomes and len(outcomes) < 32 * 8:
+            outcomes += pool.map(attempt, range(32))
+    assert outcomes.count(401) == 10, outcomes
+    assert set(outcomes) <= {401, 429, "locked"}
+    right = {"username": "bob", "password": PASSWORD}
+    assert fresh("POST", f"{server.url}/acme/auth/login", json=right).status_code == 429
 
 
 def test_cookie_token_is_ignored_over_http(server):

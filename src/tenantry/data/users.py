@@ -408,24 +408,14 @@ def log_out(database: TenantDatabase, username: str, jti: str, expires_at: int) 
         audit.record(session, "auth.logout", username)
 
 
-def seconds_locked_out(database: TenantDatabase, username: str) -> int:
-    """Seconds left of ``username``'s lock-out (0 when it may try to log in)."""
-    now = time.time()
-    with database.transaction() as session:
-        row = session.get(LoginFailure, username)
-        if row is None or row.locked_until is None:
-            return 0
-        if row.locked_until <= now:
-            session.delete(row)
-            return 0
-        return max(1, round(row.locked_until - now))
-
-
-def record_login_failure(
+def begin_login(
     database: TenantDatabase, username: str, max_failures: int, lockout_seconds: float
-) -> None:
-    """Count a failed login (atomically, across workers) and record it; lock out at
-    ``max_failures``."""
+) -> int:
+    """Count a login attempt of ``username`` before its password is checked, in one
+    statement every worker's attempts queue on; returns the seconds of lock-out left (0:
+    the attempt may go on). The attempt counts as a failure until :func:`record_login`
+    forgets them, so at most ``max_failures`` passwords are ever checked between two
+    lock-outs, however many requests arrive at once."""
     now = time.time()
     count = (
         database.insert(LoginFailure)
@@ -434,9 +424,33 @@ def record_login_failure(
             index_elements=[LoginFailure.username],
             set_={"failures": LoginFailure.failures + 1, "last_failure": now},
         )
+        .returning(LoginFailure.failures, LoginFailure.locked_until)
     )
     with database.transaction() as session:
-        session.execute(count)
+        # A lock-out that ended starts the count afresh.
+        session.execute(
+            delete(LoginFailure).where(
+                LoginFailure.username == username, LoginFailure.locked_until <= now
+            )
+        )
+        failures, locked_until = session.execute(count).one()
+        if locked_until is None and failures > max_failures:
+            locked_until = now + lockout_seconds
+            session.execute(
+                update(LoginFailure)
+                .where(LoginFailure.username == username)
+                .values(locked_until=locked_until)
+            )
+        return 0 if locked_until is None else max(1, round(locked_until - now))
+
+
+def record_login_failure(
+    database: TenantDatabase, username: str, max_failures: int, lockout_seconds: float
+) -> None:
+    """Record a failed login (counted already by :func:`begin_login`); the attempt that
+    reaches ``max_failures`` locks the username out."""
+    now = time.time()
+    with database.transaction() as session:
         session.execute(
             update(LoginFailure)
             .where(

@@ -16,6 +16,7 @@ from tenantry.data.users import (
     UnknownUser,
     UserError,
     UserExists,
+    begin_login,
     create_user,
     delete_user,
     find_user,
@@ -24,7 +25,6 @@ from tenantry.data.users import (
     log_out,
     record_login,
     record_login_failure,
-    seconds_locked_out,
     update_user,
 )
 from tenantry.endpoint import TenantResource, audit, json_object, no_content, query_number
@@ -73,7 +73,9 @@ class Login(TenantResource):
             # No such user can exist: answer like any wrong login, and store nothing.
             password_matches(None, password)
             raise Unauthorized(WRONG_CREDENTIALS)
-        retry_after = seconds_locked_out(self.database, username)
+        config = current_app.config
+        limits = (config["LOGIN_MAX_FAILURES"], config["LOGIN_LOCKOUT"].total_seconds())
+        retry_after = begin_login(self.database, username, *limits)
         if retry_after:
             raise TooManyRequests(
                 "Too many failed logins for this user; try again later.",
@@ -81,13 +83,7 @@ class Login(TenantResource):
             )
         user = find_user(self.database, username)
         if not password_matches(user, password):
-            config = current_app.config
-            record_login_failure(
-                self.database,
-                username,
-                config["LOGIN_MAX_FAILURES"],
-                config["LOGIN_LOCKOUT"].total_seconds(),
-            )
+            record_login_failure(self.database, username, *limits)
             raise Unauthorized(WRONG_CREDENTIALS)
         token = issue_token(user)
         record_login(self.database, username)
