@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import httpx
@@ -258,3 +259,73 @@ def test_the_server_sweeps_what_a_killed_restore_left(home, acme, tmp_path):
     with GunicornServer(home, workers=2, env={"TENANTRY_SWEEP_INTERVAL": "0.5"}) as server:
         assert every_worker(f"{server.url}/acme-two/", 200)  # the workers' sweepers start
         poll_until(lambda: not left.exists(), timeout=5)
+
+
+def test_restore_force_under_sustained_writes_loses_no_write_it_acknowledged_after(
+    home, server, auth, tmp_path
+):
+    """Two clients PUT distinct files as fast as they can while `restore --force` runs.
+    Every write answered 201 after the restore ended is stored (none went through a
+    worker's stale connection to the database the restore replaced), writes meanwhile are
+    201 or 503, never anything else, and no file is stored that was not answered 201."""
+    archive = run(home, "tenants", "backup", "acme", "--out", str(tmp_path)).strip()
+    stop = threading.Event()
+    outcomes: list[tuple[str, float, int]] = []
+
+    def write(prefix: str) -> None:
+        with httpx.Client(headers=auth, timeout=30) as client:
+            n = 0
+            while not stop.is_set():
+                name = f"{prefix}-{n}.txt"
+                response = client.put(f"{server.url}/acme/files/{name}", content=name.encode())
+                outcomes.append((name, time.monotonic(), response.status_code))
+                n += 1
+
+    writers = [threading.Thread(target=write, args=(p,)) for p in ("a", "b")]
+    for writer in writers:
+        writer.start()
+    try:
+        time.sleep(0.5)
+        run(home, "tenants", "restore", archive, "--force")
+        ended = time.monotonic()
+        time.sleep(2)
+    finally:
+        stop.set()
+        for writer in writers:
+            writer.join()
+    listed = httpx.get(f"{server.url}/acme/files", headers=auth).json()
+    stored = {item["name"] for item in listed["files"]}
+    assert {status for _, _, status in outcomes} <= {201, 503}, outcomes
+    after = [name for name, answered, status in outcomes if status == 201 and answered > ended]
+    assert after and set(after) <= stored, sorted(set(after) - stored)
+    acknowledged = {name for name, _, status in outcomes if status == 201}
+    assert stored - {"a.txt"} <= acknowledged
+
+
+def test_a_restore_waits_for_the_writes_in_flight_before_it_works(home, server, auth, tmp_path):
+    """A slow upload is on its way when `restore --force` starts: the restore waits for
+    it to be answered before it replaces anything (its hold takes the write gate every
+    write holds), so no write is answered 201 into the database being replaced."""
+    archive = run(home, "tenants", "backup", "acme", "--out", str(tmp_path)).strip()
+    answered: dict = {}
+
+    def slow_body():
+        for _ in range(8):
+            yield b"x" * 1024
+            time.sleep(0.5)
+
+    def upload_slowly() -> None:
+        response = httpx.put(
+            f"{server.url}/acme/files/slow.bin", content=slow_body(), headers=auth, timeout=60
+        )
+        answered["status"], answered["at"] = response.status_code, time.monotonic()
+
+    uploader = threading.Thread(target=upload_slowly)
+    uploader.start()
+    time.sleep(1)  # the upload is in flight
+    run(home, "tenants", "restore", archive, "--force")
+    restored = time.monotonic()
+    uploader.join()
+    assert answered["status"] == 201 and answered["at"] < restored
+    # Answered before the restore worked, so the restore replaced it: never half of each.
+    assert httpx.get(f"{server.url}/acme/files/slow.bin", headers=auth).status_code == 404

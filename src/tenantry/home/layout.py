@@ -42,6 +42,8 @@ WRITES_HELD_HEARTBEAT = 2.0
 MARKER_RECHECK_SECONDS = 1.0
 WRITES_HELD_STALE = 10.0
 WRITES_HELD_RETRY_AFTER = 10
+# Where the per-tenant lock files are: the operation locks, and the write gates.
+LOCKS_FOLDER = ".locks"
 HOME_HINT = f"point --home (or {HOME_ENV_VAR}) at the folder that holds config/ and tenants/"
 
 
@@ -178,6 +180,12 @@ class TenantHome:
         except OSError:
             return False
         return time.time() - touched < WRITES_HELD_STALE
+
+    def write_gate(self, slug: str) -> Path:
+        """The lock file every write request of the tenant holds shared while it runs, and
+        a backup, restore or delete holds exclusive while it works (beside the tenant's
+        folder, which a restore swaps)."""
+        return self.tenants_dir / LOCKS_FOLDER / f"{slug}.writes"
 
     def database_file(self, slug: str) -> Path:
         return self.instance_dir(slug) / "tenant.db"

@@ -10,16 +10,15 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from tenantry.home.layout import MARKER_RECHECK_SECONDS, WRITES_HELD_HEARTBEAT, TenantHome
-from tenantry.ops.errors import OperationRefused, UnknownTenant
+from tenantry.home.layout import LOCKS_FOLDER, WRITES_HELD_HEARTBEAT, TenantHome
+from tenantry.ops.errors import OperationFailed, OperationRefused, UnknownTenant
 from tenantry.support.atomic import PRIVATE_DIR
-from tenantry.support.locking import file_lock_if_free
+from tenantry.support.locking import exclusive_lock_within, file_lock_if_free
 
-LOCKS = ".locks"
 # How long an operation waits for another one on the same tenant (a sweep, say) to end.
 LOCK_WAIT = 2.0
-# Beyond a re-check interval, before an operation that holds writes begins its work.
-HOLD_MARGIN = 0.1
+# How long a hold waits for the writes in flight to finish before it gives up.
+WRITES_DRAIN_SECONDS = 120.0
 
 
 @contextlib.contextmanager
@@ -29,7 +28,7 @@ def operation_lock(home: TenantHome, slug: str, wait: float = LOCK_WAIT) -> Iter
 
     :raises OperationRefused: another one runs.
     """
-    folder = home.tenants_dir / LOCKS
+    folder = home.tenants_dir / LOCKS_FOLDER
     folder.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
     deadline = time.monotonic() + wait
     while True:
@@ -44,14 +43,20 @@ def operation_lock(home: TenantHome, slug: str, wait: float = LOCK_WAIT) -> Iter
 
 @contextlib.contextmanager
 def writes_held(home: TenantHome, *slugs_or_folders: str | Path) -> Iterator[None]:
-    """Hold the writes of tenants (by slug) or of tenant folders being built: their
-    markers say so to every worker until the block ends, kept fresh by a heartbeat so that
-    a killed operation stops holding them on its own.
+    """Hold the writes of tenants (by slug) or of tenant folders being built, for the
+    block: a write that arrives meanwhile answers 503, on every worker of every host.
 
-    The block begins one re-check interval after the markers are written, so that every
-    worker's next request has seen them: a write that arrives once the operation works
-    answers 503. (A write already in flight then may still finish: see docs/tenant-life.md,
-    *Writes held*.)"""
+    Two things hold them. A marker in the tenant's folder says so to every worker (kept
+    fresh by a heartbeat, so that a killed operation stops holding on its own). And the
+    tenant's write gate: every write request holds it shared from before its tenant's app
+    is chosen until its answer is sent, and the block begins once this holds it
+    exclusive, so no write is in flight when it begins and none starts until it ends.
+    A write that arrives after the block re-checks its tenant's files first, and so never
+    writes through a database the block replaced.
+
+    :raises OperationFailed: the writes in flight did not finish within
+        :data:`WRITES_DRAIN_SECONDS`.
+    """
     markers = [
         home.writes_held_marker(item) if isinstance(item, str) else item / "writes-held"
         for item in slugs_or_folders
@@ -70,8 +75,18 @@ def writes_held(home: TenantHome, *slugs_or_folders: str | Path) -> Iterator[Non
     heartbeat = threading.Thread(target=beat, name="tenantry-writes-held", daemon=True)
     heartbeat.start()
     try:
-        time.sleep(MARKER_RECHECK_SECONDS + HOLD_MARGIN)
-        yield
+        with contextlib.ExitStack() as gates:
+            (home.tenants_dir / LOCKS_FOLDER).mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+            for slug in (item for item in slugs_or_folders if isinstance(item, str)):
+                drained = gates.enter_context(
+                    exclusive_lock_within(home.write_gate(slug), WRITES_DRAIN_SECONDS)
+                )
+                if not drained:
+                    raise OperationFailed(
+                        f"writes to {slug} still in flight after {WRITES_DRAIN_SECONDS:g} s: "
+                        "nothing was done; try again"
+                    )
+            yield
     finally:
         stop.set()
         heartbeat.join()

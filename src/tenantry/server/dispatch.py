@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Protocol
 
 from flask import Response
 from werkzeug.exceptions import NotFound
+from werkzeug.wsgi import ClosingIterator
 
 from tenantry.home.hosts import normal_host
 from tenantry.home.layout import WRITES_HELD_RETRY_AFTER
 from tenantry.server.log import set_request_tenant
+from tenantry.support.locking import shared_lock_if_free
 from tenantry.web.errors import error_response
 
 HEALTH_PATH = "/healthz"
@@ -38,7 +42,9 @@ class Registry(Protocol):
 
     platform_error: str | None
 
-    def lookup(self, slug: str) -> ServedTenant | None: ...
+    def lookup(self, slug: str, fresh: bool = False) -> ServedTenant | None: ...
+
+    def write_gate(self, slug: str) -> Path: ...
 
     def slug_for_host(self, host: str) -> str | None: ...
 
@@ -63,10 +69,35 @@ def serve_tenant(registry: Registry, slug: str, environ, start_response):
         return error_response(503, TENANT_UNAVAILABLE)(environ, start_response)
     if "\x00" in environ.get("PATH_INFO", "") or _query_holds_nul(environ):
         return error_response(400, NUL_IN_URL)(environ, start_response)
-    if tenant.writes_held and environ.get("REQUEST_METHOD") not in READ_METHODS:
-        retry = [("Retry-After", str(WRITES_HELD_RETRY_AFTER))]
-        return error_response(503, WRITES_HELD, retry)(environ, start_response)
-    return tenant.app(environ, start_response)
+    if environ.get("REQUEST_METHOD") in READ_METHODS:
+        return tenant.app(environ, start_response)
+    return _serve_write(registry, slug, tenant, environ, start_response)
+
+
+def _serve_write(registry: Registry, slug: str, tenant: ServedTenant, environ, start_response):
+    """A write: under the tenant's write gate, held shared until its answer is sent (a
+    backup, restore or delete takes it exclusive, and so waits for it, and refuses it),
+    and through the tenant's app as its files are now: a restore that ended a moment ago
+    has replaced its database."""
+    held = WRITES_HELD, [("Retry-After", str(WRITES_HELD_RETRY_AFTER))]
+    if tenant.writes_held:
+        return error_response(503, *held)(environ, start_response)
+    gate = shared_lock_if_free(registry.write_gate(slug))
+    if gate is None:
+        return error_response(503, *held)(environ, start_response)
+    try:
+        tenant = registry.lookup(slug, fresh=True)
+        if tenant is None or tenant.app is None or tenant.maintenance is not None:
+            os.close(gate)
+            return serve_tenant(registry, slug, environ, start_response)  # as it is now
+        if tenant.writes_held:
+            os.close(gate)
+            return error_response(503, *held)(environ, start_response)
+        answer = tenant.app(environ, start_response)
+    except BaseException:
+        os.close(gate)
+        raise
+    return ClosingIterator(answer, lambda: os.close(gate))
 
 
 NUL_IN_URL = "The request's path and query may not hold the NUL character (%00)."

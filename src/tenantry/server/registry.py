@@ -17,6 +17,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 
 from flask import Flask
 
@@ -92,6 +93,7 @@ class TenantRegistry:
         self.check_interval = check_interval
         # Seconds between clean-ups of expired snapshots and dead uploads (0: none).
         self.sweep_interval = sweep_interval
+        self._gates_ready = False
         self.builds = 0
         self._loaded: OrderedDict[str, LoadedTenant] = OrderedDict()
         self._lock = threading.Lock()
@@ -103,13 +105,16 @@ class TenantRegistry:
         self.platform_error: str | None = None
         self._stopped = threading.Event()
 
-    def lookup(self, slug: str) -> LoadedTenant | None:
-        """The tenant of that slug, built if needed; None if unknown or disabled.
+    def lookup(self, slug: str, fresh: bool = False) -> LoadedTenant | None:
+        """The tenant of that slug, built if needed; None if unknown or disabled. Its
+        files are looked at again when last looked at over ``check_interval`` ago, or
+        now with ``fresh`` (a write: a restore may have replaced its database).
 
         A tenant that cannot start comes back with ``app`` None and ``error`` set.
         """
         entry = self._loaded.get(slug)
-        if entry is not None and time.monotonic() - entry.checked_at < self.check_interval:
+        recent = entry is not None and time.monotonic() - entry.checked_at < self.check_interval
+        if recent and not fresh:
             self._touch(slug)
             return entry if entry.enabled else None
         if not is_valid_slug(slug) or (entry is None and not self.home.config_file(slug).is_file()):
@@ -117,6 +122,13 @@ class TenantRegistry:
         with self._slug_lock(slug):
             entry = self._refresh(slug)
         return entry if entry is not None and entry.enabled else None
+
+    def write_gate(self, slug: str) -> Path:
+        """The tenant's write gate (:meth:`tenantry.home.layout.TenantHome.write_gate`)."""
+        if self._gates_ready is False:
+            self.home.write_gate(slug).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self._gates_ready = True
+        return self.home.write_gate(slug)
 
     def slug_for_host(self, host: str) -> str | None:
         """The tenant whose HOSTS include ``host`` (lower case, no port), if any.

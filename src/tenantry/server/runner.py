@@ -140,7 +140,8 @@ class JobRunner:
             log.info("dropping the jobs of %s: it was deleted", slug)
             self.store.drop_tenant(slug)
             return
-        if not self.home.is_enabled(slug) or self.home.maintenance(slug) is not None:
+        waits = not self.home.is_enabled(slug) or self.home.maintenance(slug) is not None
+        if waits or self.home.writes_held(slug):  # a backup or restore holds its writes
             self.store.release(claimed.id, claimed.lease, pause=PAUSE_SECONDS)
             return
         self._prepare_routes(slug)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -54,6 +55,43 @@ def file_lock_if_free(path: Path) -> Iterator[bool]:
         except BlockingIOError:
             yield False
             return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def shared_lock_if_free(path: Path) -> int | None:
+    """A shared lock of ``path`` (created if missing), taken without waiting: the open
+    file's descriptor, to close when done (which releases it), or None when another
+    process holds the lock exclusively. Every caller opens its own descriptor, so each
+    request's lock is its own (``flock`` locks belong to an open file)."""
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        return None
+    return descriptor
+
+
+@contextlib.contextmanager
+def exclusive_lock_within(path: Path, seconds: float) -> Iterator[bool]:
+    """Hold the exclusive lock of ``path`` for the block, waiting at most ``seconds`` for
+    its shared holders to let go: yields whether it holds it."""
+    with open(path, "a") as handle:
+        deadline = time.monotonic() + seconds
+        pause = POLL_SECONDS
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    yield False
+                    return
+                time.sleep(pause)
+                pause = min(pause * 2, MAX_POLL_SECONDS)
         try:
             yield True
         finally:
