@@ -12,6 +12,7 @@ import time
 import httpx
 import pytest
 
+from tenantry.server.bodies import BODY_IDLE_SECONDS
 from tenantry.server.serving import HEAD_TIMEOUT
 from tests.server import GunicornServer
 
@@ -126,3 +127,39 @@ def test_downloads_that_stall_do_not_hold_the_worker(home, acme, globex):
         finally:
             for sock in stalled:
                 sock.close()
+
+
+def _stalled_body(port: int, path: str, length: int, sent: bytes) -> socket.socket:
+    """A connection that sent a request's head and ``sent`` of its ``length``-byte body,
+    then nothing."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    sock.sendall(
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {length}\r\n\r\n".encode()
+        + sent
+    )
+    return sock
+
+
+def test_stalled_bodies_hold_none_of_the_tenants_slots_and_end_in_408(server):
+    """Ten connections send a login's head and one byte of its 100-byte body, then nothing
+    (more than the tenant's 4 slots per worker, over both workers). The tenant answers its
+    other clients all along; each stalled request ends in a JSON 408 after the idle limit;
+    a stalled upload too."""
+    stalled = [_stalled_body(server.port, "/acme/auth/login", 100, b"{") for _ in range(10)]
+    try:
+        started = time.monotonic()
+        while time.monotonic() - started < 3:
+            response = httpx.get(f"{server.url}/acme/", headers={"Connection": "close"})
+            assert response.status_code == 200, response.text
+        answers = []
+        for sock in stalled:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += sock.recv(4096)
+            answers.append(data.split(b" ", 2)[1])
+        assert answers == [b"408"] * 10, answers
+        assert time.monotonic() - started >= BODY_IDLE_SECONDS - 2
+    finally:
+        for sock in stalled:
+            sock.close()

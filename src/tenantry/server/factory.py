@@ -94,7 +94,11 @@ def register_limits(app: Flask) -> None:
     """Keep the tenant to its share of the worker: concurrency and rate limits."""
     config = app.config
     app.wsgi_app = RequestLimits(
-        app.wsgi_app, config["SLUG"], config["MAX_CONCURRENT_REQUESTS"], config["RATE_LIMIT"]
+        app.wsgi_app,
+        config["SLUG"],
+        config["MAX_CONCURRENT_REQUESTS"],
+        config["RATE_LIMIT"],
+        small_body=config["MAX_JSON_BODY"],
     )
 
 

@@ -9,8 +9,12 @@ Each tenant app's WSGI callable is wrapped in :class:`RequestLimits`, which, bef
   ``TENANTRY_REDIS_URL`` is set), and adds the IETF draft ``RateLimit-*`` headers to every
   response while a limit is set.
 
+A body is first made to arrive (:mod:`tenantry.server.bodies`): a small one is read
+before the request takes a slot, and one that stops arriving is a 408.
+
 Every refusal is counted by tenant and reason in :data:`rejections` (concurrency, rate,
-and, seen in the responses, body for 413 and quota for 507), for the metrics to export.
+slow, and, seen in the responses, body for 413 and quota for 507), for the metrics to
+export.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import time
 from collections import Counter
 
 from tenantry.home.settings import parse_rate_limit
+from tenantry.server.bodies import SLOW_BODY, IdleInput, SlowBody, read_small_body
 from tenantry.server.metrics import current as current_metrics
 from tenantry.support.closing import call_on_close
 from tenantry.web.errors import error_response
@@ -73,10 +78,18 @@ class RateLimits:
 class RequestLimits:
     """WSGI middleware around one tenant app: concurrency and rate limits, before any work."""
 
-    def __init__(self, app, slug: str, max_concurrent: int, rate_limit: str | None):
+    def __init__(
+        self,
+        app,
+        slug: str,
+        max_concurrent: int,
+        rate_limit: str | None,
+        small_body: int = 1024 * 1024,
+    ):
         if max_concurrent < 1:
             raise ValueError("max_concurrent must be at least 1")
         self.app = app
+        self.small_body = small_body  # bodies up to this are read before taking a slot
         self.slug = slug
         self.max_concurrent = max_concurrent
         self.rate = parse_rate_limit(rate_limit) if rate_limit else None
@@ -84,6 +97,14 @@ class RequestLimits:
         self._lock = threading.Lock()
 
     def __call__(self, environ, start_response):
+        if environ.get("CONTENT_LENGTH") or environ.get("HTTP_TRANSFER_ENCODING"):
+            # A body that does not arrive must not hold one of the tenant's slots.
+            try:
+                if not read_small_body(environ, self.small_body):
+                    environ["wsgi.input"] = IdleInput(environ["wsgi.input"])
+            except SlowBody:
+                count_rejection(self.slug, "slow")
+                return error_response(408, SLOW_BODY)(environ, start_response)
         with self._lock:
             if self.in_flight >= self.max_concurrent:
                 refused = True

@@ -35,7 +35,7 @@ OTHER = "_other"
 LABELS_FILE = "tenant-labels.txt"
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 JOB_DURATION_BUCKETS = (0.01, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 600, 1800, 3600)
-REJECTION_REASONS = ("concurrency", "rate", "quota", "body")
+REJECTION_REASONS = ("concurrency", "rate", "slow", "quota", "body")
 
 
 def labelled_tenants_limit() -> int:
