@@ -120,20 +120,48 @@ class Server:
         return response.json()["access_token"]
 
 
-def probe(server: Server, stop: threading.Event, latencies: list, errors: list) -> None:
-    """The victim: another tenant's landing page, every 50 ms, on a fresh connection."""
+def probe(
+    server: Server, stop: threading.Event, latencies: list, errors: list, path: str = "/victim/"
+) -> None:
+    """The victim: another tenant's landing page (or ``path``), every 50 ms, on a fresh
+    connection."""
     while not stop.is_set():
         started = time.perf_counter()
         try:
-            response = httpx.get(
-                f"{server.url}/victim/", headers={"Connection": "close"}, timeout=5
-            )
+            response = httpx.get(f"{server.url}{path}", headers={"Connection": "close"}, timeout=5)
             if response.status_code != 200:
                 errors.append(response.status_code)
         except httpx.HTTPError as exc:
             errors.append(type(exc).__name__)
         latencies.append(time.perf_counter() - started)
         stop.wait(0.05)
+
+
+def stalled_body(server: Server, stop: threading.Event, statuses: Counter) -> None:
+    """A login whose head and one byte of its 100-byte body are sent, then nothing; what
+    the server answers is counted, and the next one starts."""
+    head = (
+        b"POST /target/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 100\r\n\r\n{"
+    )
+    while not stop.is_set():
+        try:
+            with socket.create_connection(("127.0.0.1", server.port), timeout=1) as sock:
+                sock.sendall(head)
+                answer = b""
+                while not stop.is_set() and b"\r\n" not in answer:
+                    try:
+                        chunk = sock.recv(64)
+                    except TimeoutError:
+                        continue
+                    if not chunk:
+                        break
+                    answer += chunk
+                if answer:
+                    statuses[answer.split(b" ", 2)[1].decode()] += 1
+        except OSError as exc:
+            statuses[type(exc).__name__] += 1
+            stop.wait(0.2)
 
 
 def trickle(server: Server, stop: threading.Event, statuses: Counter, idle: bool) -> None:
@@ -230,7 +258,9 @@ def disk_bytes(root: Path) -> int:
     return sum(path.stat().st_size for path in storage.rglob("*") if path.is_file())
 
 
-def run_scenario(server: Server, name: str, attackers: list, seconds: float) -> dict:
+def run_scenario(
+    server: Server, name: str, attackers: list, seconds: float, path: str = "/victim/"
+) -> dict:
     stop = threading.Event()
     latencies, errors, statuses = [], [], Counter()
     threads = [threading.Thread(target=attack, args=(server, stop, statuses, *extra), daemon=True)
@@ -238,7 +268,9 @@ def run_scenario(server: Server, name: str, attackers: list, seconds: float) -> 
     for thread in threads:
         thread.start()
     time.sleep(0.5)
-    prober = threading.Thread(target=probe, args=(server, stop, latencies, errors), daemon=True)
+    prober = threading.Thread(
+        target=probe, args=(server, stop, latencies, errors, path), daemon=True
+    )
     prober.start()
     peak_rss, deadline = 0.0, time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -288,6 +320,17 @@ def run_all(src: Path, seconds: float, label: str) -> list[dict]:
             for name, attackers in scenarios:
                 results.append(run_scenario(server, name, attackers, seconds))
                 print(f"[{label}] {results[-1]}", flush=True)
+            # Its victim is the target itself: the tenant's other clients.
+            results.append(
+                run_scenario(
+                    server,
+                    "32 logins whose bodies stall (victim: the target's own landing)",
+                    [(stalled_body, ())] * 32,
+                    max(seconds, 15),
+                    path="/target/",
+                )
+            )
+            print(f"[{label}] {results[-1]}", flush=True)
             httpx.delete(f"{server.url}/target/api/datasets/big", headers=auth, timeout=30)
             result = run_scenario(
                 server, "PUT + link loop, 8 MiB quota", [(put_and_link, (token,))] * 8, seconds
