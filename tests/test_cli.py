@@ -306,3 +306,20 @@ def test_long_slugs_get_schemas_of_their_own(home, make_tenant, add_user, regist
     app = registry.lookup(second).app
     assert find_user(app.extensions["tenantry.db"], "alice") is None
     assert sorted(postgres.tenant_schemas()) == sorted([schema_name(first), schema_name(second)])
+
+
+def test_commands_import_modules_from_where_they_run_as_the_server_does(
+    home, tmp_path, monkeypatch, tenantry
+):
+    """A module in the directory the command runs in: `tenants create` and `check` find
+    it there, as `tenantry serve` (gunicorn) does, with no PYTHONPATH."""
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "herehere_mod.py").write_text(
+        "from flask import Blueprint\nblueprint = Blueprint('herehere_mod', __name__)\n"
+    )
+    monkeypatch.chdir(folder)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(folder))])
+    created = tenantry("tenants", "create", "here", "--blueprints", "landing,herehere_mod")
+    assert created.exit_code == 0, created.output
+    assert tenantry("tenants", "check", "here").exit_code == 0

@@ -123,6 +123,10 @@ def _refusing(operation, *args, **kwargs):
 @click.pass_context
 def main(ctx: click.Context, home: str | None) -> None:
     """Run and administer tenantry tenants."""
+    # Endpoint modules import as the server imports them (gunicorn puts the directory it
+    # runs in on the path): from the installed packages and the current directory.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         configure_logging(level_from_environ(COMMAND_LOG_LEVEL))
     except ValueError as exc:
