@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -66,3 +70,51 @@ def test_a_put_and_link_loop_stops_at_the_quota_and_the_server_sweeps(home, tigh
             assert [z.status_code for z in zips][-1] == 507
             assert zips[-1].json()["error"] == "insufficient_storage"
             assert on_disk(tight) <= QUOTA
+
+
+def test_concurrent_chunked_uploads_never_hold_more_than_the_quota(home, tight, storage_backend):
+    """Four chunked uploads (no Content-Length) of 40 KiB each at once against a 64 KiB
+    quota: each byte is reserved on the quota before it is taken in, so at any moment
+    the tenant's bytes on disk stay within the quota, and those that would pass it are
+    cut off with 507."""
+    size, piece = 40 * 1024, 4 * 1024
+    with GunicornServer(home) as server:
+        base = f"{server.url}/tight"
+        token = httpx.post(f"{base}/auth/login", json={"username": "u", "password": PASSWORD})
+        auth = {"Authorization": f"Bearer {token.json()['access_token']}"}
+        stop, peak = threading.Event(), [0]
+
+        def watch() -> None:  # the disk's bytes (a bucket's parts are not listed as they come)
+            folder = home.instance_dir("tight") / "storage"
+            while not stop.is_set():
+                peak[0] = max(peak[0], _bytes_under(folder))
+                time.sleep(0.005)
+
+        def body():
+            for _ in range(size // piece):
+                yield b"x" * piece
+                time.sleep(0.02)
+
+        def upload(n: int) -> int:
+            return httpx.put(
+                f"{base}/files/f{n}.bin", content=body(), headers=auth, timeout=60
+            ).status_code
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        try:
+            with ThreadPoolExecutor(max_workers=4) as pool:
+                codes = list(pool.map(upload, range(4)))
+        finally:
+            stop.set()
+            watcher.join()
+    assert sorted(codes).count(201) == 1 and codes.count(507) == 3, codes
+    assert peak[0] <= QUOTA + piece, peak[0]
+
+
+def _bytes_under(folder) -> int:
+    total = 0
+    for path in folder.rglob("*"):
+        with contextlib.suppress(FileNotFoundError):  # an upload's temp file, gone meanwhile
+            total += path.stat().st_size if path.is_file() else 0
+    return total

@@ -11,7 +11,18 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import IO, TypeVar
 
-from sqlalchemy import BigInteger, DateTime, Float, Integer, Select, String, delete, func, select
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Float,
+    Integer,
+    Select,
+    String,
+    delete,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tenantry.builtin.links.models import OneTimeLink, drop_orphans, link_file, quietly
@@ -197,6 +208,8 @@ def store_file(
     reservation = reserve(database, storage, declared or 0, quota, give_back)
     try:
         room = room_left(database, quota, excluding=reservation) + give_back
+        if declared is None:  # a chunked upload: its reservation grows as its bytes arrive
+            chunks = _reserving(chunks, database, storage, reservation, quota, give_back)
         received = storage.receive(chunks, max_size=max_size, room=room)
         try:
             with storage.lock():
@@ -210,6 +223,44 @@ def store_file(
     finally:
         release(database, reservation)
     return FileRecord(name=name, **values), existing is None
+
+
+# A chunked upload's reservation grows by this much at a time (a look at the quota, under
+# the storage lock, per step).
+RESERVE_STEP = 1024 * 1024
+
+
+def _reserving(chunks, database, storage, reservation: int, quota: int, give_back: int):
+    """``chunks`` as they arrive, each byte reserved on the quota before it is passed on,
+    so concurrent uploads without a declared size cannot pass the quota together.
+
+    :raises OverQuota: the next bytes would pass it.
+    """
+    size = reserved = 0
+    for chunk in chunks:
+        size += len(chunk)
+        if size > reserved:
+            reserved = grow(database, storage, reservation, size, quota, give_back)
+        yield chunk
+
+
+def grow(
+    database: TenantDatabase, storage: Storage, reservation: int, size: int, quota, give_back
+) -> int:
+    """Grow a reservation to hold at least ``size`` bytes (a step more where the quota has
+    room); returns what it holds now. :raises OverQuota:"""
+    with storage.lock():
+        room = room_left(database, quota, excluding=reservation) + give_back
+        if size > room:
+            raise OverQuota("The upload would exceed this tenant's storage quota.")
+        held = min(size + RESERVE_STEP, room)
+        with database.transaction() as session:
+            session.execute(
+                update(UploadReservation)
+                .where(UploadReservation.id == reservation)
+                .values(size=held)
+            )
+        return held
 
 
 def _commit(database, storage, name: str, received, existing: FileRecord | None) -> dict:
