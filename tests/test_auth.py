@@ -461,3 +461,21 @@ def test_a_kept_answer_lasts_a_second_from_when_it_was_asked_and_room_goes_to_th
     holders.remember((1, "a", 0, ""), holder, holders.asking())
     holders.remember((1, "b", 0, ""), holder, holders.asking())  # full: the expired one goes
     assert holders.get((1, "a", 0, "")) == holders.get((1, "b", 0, "")) == holder
+
+
+def test_a_refreshed_token_cannot_be_refreshed_again_and_its_reuse_revokes_the_user(
+    client, alice, login
+):
+    """Refresh rotates: the token a refresh was made from stops refreshing. Presenting it
+    again (a thief, or its owner after the thief) revokes every token of the user."""
+    first = login("acme", "alice")
+    second = client.post("/acme/auth/refresh", headers=bearer(first)).json["access_token"]
+    third = client.post("/acme/auth/refresh", headers=bearer(second)).json["access_token"]
+    other_login = login("acme", "alice")
+    assert client.get("/acme/auth/me", headers=bearer(third)).status_code == 200
+    reused = client.post("/acme/auth/refresh", headers=bearer(first))
+    assert reused.status_code == 401 and "refreshed already" in reused.json["message"]
+    for token in (first, second, third, other_login):
+        assert client.get("/acme/auth/me", headers=bearer(token)).status_code == 401
+    assert client.post("/acme/auth/refresh", headers=bearer(third)).status_code == 401
+    assert client.get("/acme/auth/me", headers=bearer(login("acme", "alice"))).status_code == 200

@@ -45,7 +45,7 @@ class MigratingModule(Protocol):
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # The newest migration's revision; tests check it matches the migrations folder.
-SCHEMA_REVISION = "0008"
+SCHEMA_REVISION = "0009"
 
 SQLITE_CACHE_KIB = 256
 PG_MAX_NAME = 63

@@ -121,6 +121,17 @@ class RevokedToken(Base):
     expires_at: Mapped[int] = mapped_column(Integer)
 
 
+class TokenRefresh(Base):
+    """How many times a token family (a login's jti) was refreshed: its tokens carry their
+    place in it (claim ``seq``), and only the latest may be refreshed."""
+
+    __tablename__ = "token_refreshes"
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[int] = mapped_column(Integer)
+
+
 class LoginFailure(Base):
     __tablename__ = "login_failures"
 
@@ -393,6 +404,48 @@ _TOKEN_HOLDER = select(User.id, User.username, User.roles).where(
     User.token_key == bindparam("key"),
     ~exists().where(RevokedToken.jti == bindparam("jti")),
 )
+
+
+def rotate_refresh(
+    database: TenantDatabase, user_id: int, jti: str, seq: int, expires_at: int
+) -> bool:
+    """Take a refresh of the token numbered ``seq`` in family ``jti``: True when it is the
+    family's latest (it is retired now: the next refresh must present the new one). False
+    when a later one exists: the old token is being reused, by whoever stole it or by its
+    owner after the thief; either way every token of the user is revoked (its generation
+    moves on) and the family too."""
+    now = int(time.time())
+    with database.transaction() as session:
+        session.execute(delete(TokenRefresh).where(TokenRefresh.expires_at < now))
+        taken = session.execute(
+            update(TokenRefresh)
+            .where(TokenRefresh.jti == jti, TokenRefresh.seq == seq)
+            .values(seq=seq + 1)
+        ).rowcount
+        if not taken and session.get(TokenRefresh, jti) is None:
+            # The family's first refresh (or its row is gone: a restore does not carry
+            # them): its row is made now, and the next must present this one's successor.
+            taken = session.execute(
+                database.insert(TokenRefresh)
+                .values(jti=jti, seq=seq + 1, expires_at=expires_at)
+                .on_conflict_do_nothing(index_elements=[TokenRefresh.jti])
+                .returning(TokenRefresh.jti)
+            ).first()
+        if taken:
+            return True
+        session.execute(
+            update(User)
+            .where(User.id == user_id)
+            .values(token_generation=User.token_generation + 1)
+        )
+        session.execute(
+            database.insert(RevokedToken)
+            .values(jti=jti, expires_at=expires_at)
+            .on_conflict_do_nothing(index_elements=[RevokedToken.jti])
+        )
+        user = session.get(User, user_id)
+        audit.record(session, "auth.refresh_reused", user.username if user else "-", audit.FAILURE)
+        return False
 
 
 def log_out(database: TenantDatabase, username: str, jti: str, expires_at: int) -> None:

@@ -19,8 +19,11 @@ from tenantry.data.db import TenantDatabase
 from tenantry.ops.errors import OperationFailed
 
 # Rows a copy of the tenant need not carry: lock-outs, quota reservations of uploads in
-# progress, one-time links (their snapshots are not carried either).
-SKIPPED_TABLES = frozenset(("login_failures", "upload_reservations", "one_time_links"))
+# progress, one-time links (their snapshots are not carried either), where each token
+# family's refreshes stand (a family without its row starts again from its token).
+SKIPPED_TABLES = frozenset(
+    ("login_failures", "upload_reservations", "one_time_links", "token_refreshes")
+)
 VERSION_TABLES = re.compile(r"alembic_version(_[a-z0-9_]+)?")
 BATCH = 1000
 SPOOL_BYTES = 8 * 1024 * 1024

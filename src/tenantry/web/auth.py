@@ -40,6 +40,9 @@ GENERATION_CLAIM = "gen"
 # The user's random key (users.User.token_key): a user id reused after a restore of an
 # older archive is another user, with another key, and the old tokens do not name it.
 USER_KEY_CLAIM = "ukey"
+# A token's place in its family (the tokens refreshed from one login, one jti): 0 for the
+# login's, then 1, 2, ... Only the latest may be refreshed (users.rotate_refresh).
+REFRESH_SEQ_CLAIM = "seq"
 
 INVALID_TOKEN = "The token is missing, malformed, expired or not valid here."  # noqa: S105
 
@@ -94,7 +97,8 @@ def issue_token(user: User) -> str:
 
 
 def refreshed_token(claims: dict, user: TokenHolder) -> str:
-    """A new access token of the same family (jti) and the same refresh deadline.
+    """A new access token of the same family (jti) and the same refresh deadline, the
+    next in the family (claim ``seq``): only it may be refreshed from now on.
 
     flask-praetorian refuses to refresh a token whose access has not expired yet; the
     design rules allow it, so the token is built here from the same parts.
@@ -104,6 +108,7 @@ def refreshed_token(claims: dict, user: TokenHolder) -> str:
     lifespan = int(guard.access_lifespan.total_seconds())
     payload = {
         **claims,
+        REFRESH_SEQ_CLAIM: claims.get(REFRESH_SEQ_CLAIM, 0) + 1,
         "iat": now,
         "exp": min(now + lifespan, claims[REFRESH_EXPIRATION_CLAIM]),
         "rls": ",".join(user.rolenames),
@@ -152,6 +157,7 @@ def decode(token: str, for_refresh: bool = False) -> dict:
         or len(claims["jti"]) > MAX_JTI_LENGTH
         or not _is_int_in(claims.get(REFRESH_EXPIRATION_CLAIM), 0, MAX_DB_INT)
         or not _is_int_in(claims.get(GENERATION_CLAIM, 0), 0, MAX_DB_INT)
+        or not _is_int_in(claims.get(REFRESH_SEQ_CLAIM, 0), 0, MAX_DB_INT)
         or not isinstance(claims.get(USER_KEY_CLAIM, ""), str)
         or len(claims.get(USER_KEY_CLAIM, "")) > MAX_JTI_LENGTH
     ):

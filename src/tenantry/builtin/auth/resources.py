@@ -6,6 +6,7 @@ import contextlib
 from datetime import UTC, datetime
 
 from flask import current_app, request
+from flask_praetorian.constants import REFRESH_EXPIRATION_CLAIM
 from pydantic import BaseModel
 from werkzeug.exceptions import BadRequest, Conflict, NotFound, TooManyRequests, Unauthorized
 
@@ -25,10 +26,12 @@ from tenantry.data.users import (
     log_out,
     record_login,
     record_login_failure,
+    rotate_refresh,
     update_user,
 )
 from tenantry.endpoint import TenantResource, audit, json_object, no_content, query_number
 from tenantry.web.auth import (
+    REFRESH_SEQ_CLAIM,
     auth_required,
     authenticate,
     current_identity,
@@ -48,6 +51,10 @@ USER = schema_object(
 )
 
 WRONG_CREDENTIALS = "The username or password is incorrect."
+REFRESH_REUSED = (
+    "This token was refreshed already: refresh the newest one. Every token of this user is "
+    "now revoked; log in again."
+)
 
 
 class Credentials(BaseModel):
@@ -100,7 +107,20 @@ class Refresh(TenantResource):
 
     def post(self):
         identity = authenticate(for_refresh=True)
-        return {"access_token": refreshed_token(identity.claims, identity.user)}
+        claims = identity.claims
+        latest = rotate_refresh(
+            self.database,
+            claims["id"],
+            claims["jti"],
+            claims.get(REFRESH_SEQ_CLAIM, 0),
+            claims[REFRESH_EXPIRATION_CLAIM],
+        )
+        if not latest:
+            forget_holders(
+                user_id=claims["id"]
+            )  # this worker sees it at once, the others within a second
+            raise Unauthorized(REFRESH_REUSED)
+        return {"access_token": refreshed_token(claims, identity.user)}
 
 
 class Me(TenantResource):
