@@ -15,6 +15,7 @@ import stat
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import jwt
@@ -25,6 +26,8 @@ from tenantry.home.layout import TenantHome
 from tenantry.home.loader import load_config_class
 from tenantry.ops import archive as archive_format
 from tenantry.ops.backup import backup_tenant, verify_archive
+from tenantry.ops.backup_schedule import take_backup
+from tenantry.ops.backups import list_backups
 from tenantry.ops.delete import delete_tenant
 from tenantry.ops.errors import OperationFailed
 from tenantry.ops.lifecycle import create_tenant
@@ -1073,3 +1076,28 @@ def test_restore_checks_every_row_as_the_api_would_before_writing(
             result.output,
         )
         assert not home.exists("hostile")
+
+
+@pytest.mark.usefixtures("storage_backend")  # first: before the tenants are made
+def test_scheduled_backups_are_kept_where_every_host_sees_them(
+    home, acme, client, add_user, login, storage_backend
+):
+    """A scheduled backup (the job's work, run here directly) is kept in the tenant's
+    folder, or with object storage in the bucket, not on this host's disk; the newest
+    BACKUP_KEEP stay; restore takes a listed name from either place."""
+    before = fill(client, add_user, login)
+    for _ in range(3):
+        take_backup(home, acme, keep=2)
+        time.sleep(1.1)  # names hold the second
+    kept = list_backups(home, acme)
+    assert len(kept) == 2
+    local = home.instance_dir(acme) / "backups"
+    on_disk = sorted(p.name for p in local.iterdir()) if local.exists() else []
+    if storage_backend.name == "local":
+        assert on_disk == [stored.name for stored in kept]
+    else:
+        assert on_disk == [] and all("/backups/" in stored.where for stored in kept)
+    client.delete("/acme/files/c.csv", headers=bearer(before["token"]))
+    restored = restore_tenant(home, kept[-1].name, force=True)
+    assert restored.slug == acme and restored.files == 3
+    assert [stored.name for stored in list_backups(home, acme)] == [s.name for s in kept]
