@@ -9,7 +9,7 @@ WORKERS ?= 2
 # TEST_JOBS=0 runs the suite in make's own pytest process
 TEST_JOBS ?= 2
 
-.PHONY: setup bytecode run test lint format bench bench-ops soak stress docs clean
+.PHONY: setup bytecode run test lint format bench bench-ops soak stress chaos docs clean
 
 $(STAMP): requirements.txt pyproject.toml examples/notes/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -60,6 +60,10 @@ soak: $(STAMP)
 # runs them first against older code, for comparison.
 stress: $(STAMP)
 	$(BIN)/python -m bench.stress $(if $(BASELINE),--baseline $(BASELINE))
+
+# Faults under steady traffic: restarts this machine's PostgreSQL and Redis.
+chaos: $(STAMP)
+	$(BIN)/python -m bench.chaos
 
 # The documentation site from docs/ into site/ (mkdocs.yml); a broken link fails it.
 # NO_MKDOCS_2_WARNING quiets mkdocs-material's banner about its successor (not a warning).

@@ -101,12 +101,17 @@ def test_a_used_link_stays_gone_after_clean_ups(client, auth, report):
 
 
 @pytest.mark.parametrize(
-    "query", ["uid=nope", "uid=" + "A" * 43, "uid=../../.env", "uid=%00", "uid=" + "a" * 500]
+    "query", ["uid=nope", "uid=" + "A" * 43, "uid=../../.env", "uid=" + "a" * 500]
 )
 def test_unknown_uid_is_404(client, acme, query):
     response = client.get(f"/acme/cached-file?{query}")
     assert response.status_code == 404
     assert response.json["error"] == "not_found"
+
+
+def test_a_uid_with_nul_is_400_like_any_url_with_nul(client, acme):
+    response = client.get("/acme/cached-file?uid=%00")
+    assert (response.status_code, response.json["error"]) == (400, "bad_request")
 
 
 def test_missing_uid_is_400(client, acme):
