@@ -28,7 +28,9 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
+import psycopg
 
+from tenantry.data.db import schema_name
 from tenantry.data.users import create_user
 from tenantry.home.layout import TenantHome
 from tenantry.home.loader import load_config_class
@@ -149,7 +151,22 @@ def start_redis() -> None:
     )  # fmt: skip
 
 
+def drop_schemas() -> None:
+    """The tenants' schemas of this (or an earlier, interrupted) run."""
+    with psycopg.connect(PG_URL.replace("postgresql+psycopg", "postgresql")) as connection:
+        for slug in TENANTS:
+            connection.execute(f'DROP SCHEMA IF EXISTS "{schema_name(slug)}" CASCADE')
+
+
 def run(scenarios: list[str]) -> list[dict]:
+    drop_schemas()
+    try:
+        return _run(scenarios)
+    finally:
+        drop_schemas()
+
+
+def _run(scenarios: list[str]) -> list[dict]:
     results = []
     with tempfile.TemporaryDirectory(prefix="tenantry-chaos-") as temp:
         home = TenantHome(Path(temp) / "home", PG_URL)

@@ -137,3 +137,34 @@ def test_status_asks_the_database_about_once_a_second_and_sees_storage_every_tim
         poll_until(lambda: client.get("/acme/status") and probes.count >= 1, timeout=3)
     shutil.rmtree(home.instance_dir(acme) / "storage")
     assert client.get("/acme/status").json["checks"]["storage"] == "failed"
+
+
+DATABASE_AWAY = """
+from flask import Blueprint
+from sqlalchemy.exc import OperationalError
+
+blueprint = Blueprint("{name}", __name__)
+
+
+@blueprint.route("/away")
+def away():
+    raise OperationalError("SELECT 1", {{}}, Exception("connection to server was lost"))
+
+
+@blueprint.route("/broken")
+def broken():
+    raise OperationalError("SELECT 1", {{}}, Exception("no such column: nope"))
+"""
+
+
+def test_a_database_that_does_not_answer_is_a_503_with_retry_after(
+    client, make_tenant, write_module
+):
+    """A database restarting (make chaos restarts PostgreSQL) is a 503 the client may
+    retry; a query that is wrong is still the 500 it is."""
+    module = write_module(DATABASE_AWAY)
+    make_tenant("acme", blueprints=("landing", module))
+    away = client.get("/acme/away")
+    assert (away.status_code, away.headers["Retry-After"]) == (503, "5")
+    assert away.json["error"] == "service_unavailable" and "database" in away.json["message"]
+    assert client.get("/acme/broken").status_code == 500

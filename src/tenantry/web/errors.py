@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from collections.abc import Iterable
 
 from flask import Flask, Response
@@ -95,8 +96,33 @@ def http_error_response(exc: HTTPException) -> Response:
 def _unexpected_error(exc: Exception) -> Response:
     if isinstance(exc, HTTPException):
         return http_error_response(exc)
+    if _is_database_away(exc):
+        log.warning("the tenant's database does not answer: %s", type(exc).__name__)
+        return error_response(
+            503,
+            "The tenant's database does not answer; try again shortly.",
+            [("Retry-After", str(DATABASE_RETRY_AFTER))],
+        )
     log.exception("unhandled exception")
     return error_response(500, "The server failed to handle this request.")
+
+
+# A database restarting (or a connection it dropped) is a 503 the client may retry, not
+# a 500: the next connection of the pool is a new one.
+DATABASE_RETRY_AFTER = 5
+
+
+def _is_database_away(exc: Exception) -> bool:
+    # SQLAlchemy is looked up, not imported: this module answers before it is loaded, and
+    # an error of it cannot happen before it is.
+    errors = sys.modules.get("sqlalchemy.exc")
+    if errors is None:
+        return False
+    if isinstance(exc, errors.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, errors.OperationalError | errors.InterfaceError) and (
+        "connect" in str(exc.orig).lower() or "terminat" in str(exc.orig).lower()
+    )
 
 
 def _storage_unavailable(exc: Exception) -> Response:
