@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import runpy
+import time
 
 import httpx
 import pytest
@@ -161,3 +162,29 @@ def test_gunicorns_own_log_lines_keep_their_process_id(home, acme):
     for pid in pids:
         assert f"[{pid}] [INFO] Worker exiting (pid: {pid})" in log, log
     assert "tenant=acme" in log  # tenantry's own lines, in their own format
+
+
+def test_nul_and_host_forms_over_real_http(home, server, tenantry):
+    """Issue 29's NUL and host-form fixes through a real gunicorn: NUL in a JSON body, a
+    path or a query is a JSON 400 on either backend; a host written in another case, with
+    a port or a final dot, is one host, and a clone does not take it."""
+    nul = httpx.post(f"{server.url}/acme/auth/login", json={"username": "a\x00", "password": "x"})
+    assert (nul.status_code, nul.json()["error"]) == (400, "bad_request")
+    for target in ("/acme/files/a%00b", "/acme/cached-file?uid=%00"):
+        status, body = raw_request(server.port, "GET", target)
+        assert status == 400 and b"bad_request" in body, target
+    config = home.config_file("globex")
+    config.write_text(config.read_text() + '    HOSTS = ("Globex.Example.",)\n')
+    for host in ("globex.example", "GLOBEX.example:8080", "globex.example."):
+        poll_until(
+            lambda host=host: (
+                httpx.get(server.url + "/", headers={"Host": host}).json().get("tenant") == "globex"
+            ),
+            timeout=5,
+        )
+    cloned = tenantry("tenants", "clone", "globex", "copy")
+    assert cloned.exit_code == 0 and "hosts not carried" in cloned.output
+    time.sleep(1.5)  # every worker has seen the copy
+    assert httpx.get(server.url + "/", headers={"Host": "globex.example"}).json()["tenant"] == (
+        "globex"
+    )
