@@ -24,6 +24,22 @@ _process_locks: dict[str, threading.Lock] = {}
 _process_locks_lock = threading.Lock()
 
 
+def _lock_exclusive(handle, deadline: float | None) -> bool:
+    """Take ``handle``'s exclusive flock, polling without blocking (the sleep yields to
+    other greenlets under gevent), until ``deadline`` (monotonic; None: no limit);
+    returns whether it was taken."""
+    pause = POLL_SECONDS
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(pause)
+            pause = min(pause * 2, MAX_POLL_SECONDS)
+
+
 @contextlib.contextmanager
 def file_lock(path: Path) -> Iterator[None]:
     """Hold the exclusive lock of ``path`` (created if missing) for the block."""
@@ -31,14 +47,7 @@ def file_lock(path: Path) -> Iterator[None]:
     with _process_locks_lock:
         local = _process_locks.setdefault(key, threading.Lock())
     with local, open(path, "a") as handle:
-        pause = POLL_SECONDS
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                time.sleep(pause)  # yields to other greenlets under gevent
-                pause = min(pause * 2, MAX_POLL_SECONDS)
+        _lock_exclusive(handle, deadline=None)
         try:
             yield
         finally:
@@ -80,18 +89,9 @@ def exclusive_lock_within(path: Path, seconds: float) -> Iterator[bool]:
     """Hold the exclusive lock of ``path`` for the block, waiting at most ``seconds`` for
     its shared holders to let go: yields whether it holds it."""
     with open(path, "a") as handle:
-        deadline = time.monotonic() + seconds
-        pause = POLL_SECONDS
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    yield False
-                    return
-                time.sleep(pause)
-                pause = min(pause * 2, MAX_POLL_SECONDS)
+        if not _lock_exclusive(handle, deadline=time.monotonic() + seconds):
+            yield False
+            return
         try:
             yield True
         finally:
