@@ -20,6 +20,7 @@ from tenantry.ops.backups import backups_folder, drop_backup, list_backups
 from tenantry.ops.hold import require_tenant
 from tenantry.ops.record import record_action
 from tenantry.ops.staging import objects_of
+from tenantry.support.atomic import PRIVATE_DIR
 
 BACKUP_SCHEDULE = "backup"  # a schedule name no module's can be (those hold a dot)
 # A scheduled backup takes as long as the tenant's data needs; six hours is a stuck one.
@@ -50,7 +51,7 @@ def take_backup(home: TenantHome, slug: str, keep: int) -> dict:
     """
     require_tenant(home, slug)
     folder = backups_folder(home, slug)
-    folder.mkdir(mode=0o700, exist_ok=True)
+    folder.mkdir(mode=PRIVATE_DIR, exist_ok=True)
     objects = objects_of(home, slug)
     name = default_archive_name(slug)
     path = backup(home, slug, folder / name)

@@ -26,6 +26,7 @@ from tenantry.home.hosts import HostIndex, normalised_hosts
 from tenantry.home.layout import MARKER_RECHECK_SECONDS, HomeError, TenantHome
 from tenantry.home.loader import load_config_class
 from tenantry.server.metrics import current as current_metrics
+from tenantry.support.atomic import PRIVATE_DIR
 from tenantry.support.errors import PlatformError
 from tenantry.support.locking import file_lock_if_free
 
@@ -126,7 +127,7 @@ class TenantRegistry:
     def write_gate(self, slug: str) -> Path:
         """The tenant's write gate (:meth:`tenantry.home.layout.TenantHome.write_gate`)."""
         if self._gates_ready is False:
-            self.home.write_gate(slug).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.home.write_gate(slug).parent.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
             self._gates_ready = True
         return self.home.write_gate(slug)
 

@@ -84,6 +84,7 @@ class JobRunner:
         self.running: dict[int, Running] = {}
         self._stopping = threading.Event()
         self.scheduler = Scheduler(home, self.store, platform=backup_schedules)
+        self._prepared: dict[str, object] = {}  # slug -> the fingerprint its kit was built for
         self._next_requeue = 0.0
         self._next_purge = 0.0
         self._next_schedule = 0.0
@@ -163,10 +164,14 @@ class JobRunner:
         job's process inherits them instead of compiling them again (they hold nothing
         of a tenant). A tenant whose modules cannot be had is left to its job's process,
         which says why and hands the job back."""
+        fingerprint = self.home.fingerprint(slug)
+        if self._prepared.get(slug) == fingerprint:
+            return  # its config has not changed: its kit is built (its config not run again)
         try:
             prepare_route_kit(tenant_modules(load_config_class(self.home, slug)))
         except Exception:  # the job's own process meets the same problem and reports it
             return
+        self._prepared[slug] = fingerprint
 
     def _reap(self) -> None:
         for pid, job in list(self.running.items()):
