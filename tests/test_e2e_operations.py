@@ -329,3 +329,46 @@ def test_a_restore_waits_for_the_writes_in_flight_before_it_works(home, server, 
     assert answered["status"] == 201 and answered["at"] < restored
     # Answered before the restore worked, so the restore replaced it: never half of each.
     assert httpx.get(f"{server.url}/acme/files/slow.bin", headers=auth).status_code == 404
+
+
+def test_delete_under_sustained_writes_keeps_every_acknowledged_write_in_its_archive(
+    home, server, auth
+):
+    """Two clients PUT distinct files while `tenants delete` runs. Its hold takes the write
+    gate, so every write answered 201 went in before the backup began and is in the trash
+    archive: restoring that archive brings each one back. Writes meanwhile are answered
+    201, 503 (held) or 404 (gone), never a 500."""
+    stop = threading.Event()
+    outcomes: list[tuple[str, int]] = []
+
+    def write(prefix: str) -> None:
+        with httpx.Client(headers=auth, timeout=30) as client:
+            n = 0
+            while not stop.is_set():
+                name = f"{prefix}-{n}.txt"
+                response = client.put(f"{server.url}/acme/files/{name}", content=name.encode())
+                outcomes.append((name, response.status_code))
+                n += 1
+
+    writers = [threading.Thread(target=write, args=(p,)) for p in ("a", "b")]
+    for writer in writers:
+        writer.start()
+    try:
+        time.sleep(0.5)
+        out = run(home, "tenants", "delete", "acme", "--yes")
+        time.sleep(1)
+    finally:
+        stop.set()
+        for writer in writers:
+            writer.join()
+    assert {status for _, status in outcomes} <= {201, 503, 404}, outcomes
+    acknowledged = {name for name, status in outcomes if status == 201}
+    assert len(acknowledged) > 5
+    archive = out.strip().rsplit("its archive: ", 1)[1]
+    run(home, "tenants", "restore", archive)
+    assert poll_until(
+        lambda: httpx.get(f"{server.url}/acme/files", headers=auth).status_code == 200, timeout=5
+    )
+    listed = httpx.get(f"{server.url}/acme/files", headers=auth).json()
+    stored = {item["name"] for item in listed["files"]}
+    assert acknowledged <= stored, sorted(acknowledged - stored)

@@ -12,11 +12,23 @@ import time
 import httpx
 import pytest
 
+from tenantry.data.users import create_user
+from tenantry.home.loader import load_config_class
 from tenantry.server.bodies import BODY_IDLE_SECONDS
+from tenantry.server.factory import create_app
 from tenantry.server.serving import HEAD_TIMEOUT
+from tenantry.web.auth import guard_of
 from tests.server import GunicornServer
 
 pytestmark = pytest.mark.e2e
+
+
+def add_user(home, slug: str) -> None:
+    """User alice (password correct-horse-1) at ``slug``."""
+    app = create_app(load_config_class(home, slug), home)
+    database = app.extensions["tenantry.db"]
+    create_user(database, guard_of(app).hash_password, "alice", "correct-horse-1", ["user"])
+    database.dispose()
 
 
 @pytest.fixture
@@ -87,15 +99,7 @@ def test_plain_gunicorn_with_its_own_defaults_still_serves(home, acme):
 def test_downloads_that_stall_do_not_hold_the_worker(home, acme, globex):
     """Files go out by os.sendfile (tenantry.server.worker); readers that stop reading
     leave the one worker free for everybody else, and a fast one gets every byte."""
-    from tenantry.data.users import create_user
-    from tenantry.home.loader import load_config_class
-    from tenantry.server.factory import create_app
-    from tenantry.web.auth import guard_of
-
-    app = create_app(load_config_class(home, "acme"), home)
-    database = app.extensions["tenantry.db"]
-    create_user(database, guard_of(app).hash_password, "alice", "correct-horse-1", ["user"])
-    database.dispose()
+    add_user(home, "acme")
     data = os.urandom(48 * 1024 * 1024)
     with GunicornServer(home, workers=1) as server:
         login = {"username": "alice", "password": "correct-horse-1"}
@@ -145,7 +149,7 @@ def test_stalled_bodies_hold_none_of_the_tenants_slots_and_end_in_408(server):
     """Ten connections send a login's head and one byte of its 100-byte body, then nothing
     (more than the tenant's 4 slots per worker, over both workers). The tenant answers its
     other clients all along; each stalled request ends in a JSON 408 after the idle limit;
-    a stalled upload too."""
+    """
     stalled = [_stalled_body(server.port, "/acme/auth/login", 100, b"{") for _ in range(10)]
     try:
         started = time.monotonic()
@@ -163,3 +167,40 @@ def test_stalled_bodies_hold_none_of_the_tenants_slots_and_end_in_408(server):
     finally:
         for sock in stalled:
             sock.close()
+
+
+def test_a_stalled_chunked_upload_ends_in_408_and_leaves_nothing_behind(home, server):
+    """An upload without Content-Length (chunked) sends 64 KiB and stops: after the idle
+    limit it is answered 408, nothing of it is stored or left in the tenant's incoming
+    folder, and its quota reservation is given back (a full-quota upload then fits)."""
+    add_user(home, "acme")
+    config = home.config_file("acme")
+    config.write_text(config.read_text() + f"    STORAGE_QUOTA = {256 * 1024}\n")
+    login = {"username": "alice", "password": "correct-horse-1"}
+    token = httpx.post(f"{server.url}/acme/auth/login", json=login).json()["access_token"]
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+    try:
+        chunk = b"x" * 65536
+        sock.sendall(
+            f"PUT /acme/files/stalled.bin HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}"
+            "\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+            + f"{len(chunk):x}\r\n".encode()
+            + chunk
+            + b"\r\n"
+        )
+        started = time.monotonic()
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += sock.recv(4096)
+        assert data.split(b" ", 2)[1] == b"408", data
+        assert time.monotonic() - started >= BODY_IDLE_SECONDS - 2
+    finally:
+        sock.close()
+    auth = {"Authorization": f"Bearer {token}"}
+    listed = httpx.get(f"{server.url}/acme/files", headers=auth).json()
+    assert "stalled.bin" not in {item["name"] for item in listed["files"]}
+    assert not [p for p in home.instance_dir("acme").rglob(".incoming/*") if p.is_file()]
+    full = httpx.put(
+        f"{server.url}/acme/files/full.bin", content=b"y" * (250 * 1024), headers=auth, timeout=30
+    )
+    assert full.status_code == 201, full.text

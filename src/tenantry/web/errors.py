@@ -6,6 +6,7 @@ Every error any layer produces goes through :func:`error_response`:
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import sys
@@ -103,8 +104,34 @@ def _unexpected_error(exc: Exception) -> Response:
             "The tenant's database does not answer; try again shortly.",
             [("Retry-After", str(DATABASE_RETRY_AFTER))],
         )
+    if _is_disk_full(exc):
+        log.error("no room left on the disk: %s", exc)
+        return error_response(
+            507,
+            "The server has no room left to store this; try again later.",
+            [("Retry-After", str(DISK_FULL_RETRY_AFTER))],
+        )
     log.exception("unhandled exception")
     return error_response(500, "The server failed to handle this request.")
+
+
+# A full disk (or a filesystem quota) is the server's storage running out, the 507 the
+# tenant's quota answers too, but with a Retry-After: space may be freed.
+DISK_FULL_RETRY_AFTER = 60
+_NO_ROOM = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    """ENOSPC or EDQUOT anywhere in the chain of ``exc``: a file write of our own, SQLite's
+    "database or disk is full", or PostgreSQL's disk_full (SQLSTATE 53100)."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, OSError) and exc.errno in _NO_ROOM:
+            return True
+        if getattr(exc, "sqlstate", None) == "53100" or "database or disk is full" in str(exc):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__ or getattr(exc, "orig", None), seen + 1
+    return False
 
 
 # A database restarting (or a connection it dropped) is a 503 the client may retry, not
