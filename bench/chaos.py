@@ -137,7 +137,9 @@ def summary(name: str, traffic: Traffic, fault: tuple[float, float], missing: in
         recovered.append(ok[0] - end if ok else float("inf"))
     print(name, "per tenant", [round(r, 2) for r in recovered], flush=True)
     for began, ended, slug, kind, status in traffic.slow:
-        print(f"  slow {kind} {slug} {status}: {began - end:+.2f} .. {ended - end:+.2f} s", flush=True)
+        print(
+            f"  slow {kind} {slug} {status}: {began - end:+.2f} .. {ended - end:+.2f} s", flush=True
+        )
     return {
         "scenario": name,
         "during": f"{len(during)} answered, errors {dict(errors(during))}",

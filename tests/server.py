@@ -13,6 +13,7 @@ import httpx
 
 from tenantry.home.layout import DATABASE_URL_ENV_VAR, HOME_ENV_VAR, TenantHome
 from tenantry.server.serving import gunicorn_options, metrics_setup
+from tenantry.server.settings import ADMIN_BIND_ENV_VAR
 
 
 def stop(process: subprocess.Popen, timeout: float = 10) -> None:
@@ -53,6 +54,7 @@ class GunicornServer:
         ready_path: str = "/healthz",
         serving: str = "serve",
         metrics_bind: str | None = None,
+        admin: bool = False,
     ):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -75,8 +77,24 @@ class GunicornServer:
         if metrics_bind is not None:  # as `tenantry serve --metrics-bind` sets it up
             options, metrics_env = metrics_setup(metrics_bind)
             self.argv += options
+        admin_env = {}
+        if admin:  # as `tenantry serve --admin-bind` sets it up: a second listener
+            self.admin_port = free_port()
+            self.admin_url = f"http://127.0.0.1:{self.admin_port}"
+            self.argv += ["--bind", f"127.0.0.1:{self.admin_port}"]
+            admin_env = {ADMIN_BIND_ENV_VAR: f"127.0.0.1:{self.admin_port}"}
+            if app == "tenantry.wsgi:application":
+                app = "tenantry.platform.app:application"
         self.argv.append(app)
-        self.env = {**os.environ, HOME_ENV_VAR: str(home.root), **metrics_env, **(env or {})}
+        self.env = {
+            **os.environ,
+            HOME_ENV_VAR: str(home.root),
+            **metrics_env,
+            **admin_env,
+            **(env or {}),
+        }
+        if not admin:
+            self.env.pop(ADMIN_BIND_ENV_VAR, None)
         self.env.pop(DATABASE_URL_ENV_VAR, None)
         if home.database_url:
             self.env[DATABASE_URL_ENV_VAR] = home.database_url

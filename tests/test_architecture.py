@@ -37,7 +37,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "src" / "tenantry"
-MAX_CHAIN = 9
+# Ten: the admin address's app (tenantry.platform.app) stands on the tenants' whole WSGI
+# stack, which is nine, since it serves both addresses from one gunicorn.
+MAX_CHAIN = 10
 MAX_MODULE_CHAIN = 6
 BUILTIN = "tenantry.builtin"
 MAX_LINES = 600
@@ -286,7 +288,7 @@ def test_the_packages_are_layers(tenantry_package):
     assert package_circles(tenantry_package) == []
 
 
-def test_no_import_chain_of_the_platform_is_longer_than_nine_files(tenantry_package):
+def test_no_import_chain_of_the_platform_is_longer_than_ten_files(tenantry_package):
     chain = longest_chain(tenantry_package, within=lambda module: not is_builtin(module))
     assert len(chain) <= MAX_CHAIN, " -> ".join(chain)
 

@@ -16,7 +16,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from tenantry.home.layout import DATABASE_URL_ENV_VAR
 from tenantry.server.settings import TRUSTED_PROXIES_ENV_VAR, trusted_proxies
-from tenantry.wsgi import _behind_proxies
+from tenantry.wsgi import behind_proxies
 from tests.server import GunicornServer, poll_until
 
 pytestmark = pytest.mark.e2e
@@ -96,8 +96,8 @@ def test_no_trusted_proxy_wraps_nothing_and_n_trusts_every_header_but_the_prefix
     def app(environ, start_response):
         raise AssertionError("not called")
 
-    assert _behind_proxies(app, 0) is app
-    fixed = _behind_proxies(app, 2)
+    assert behind_proxies(app, 0) is app
+    fixed = behind_proxies(app, 2)
     assert isinstance(fixed, ProxyFix) and fixed.app is app
     assert (fixed.x_for, fixed.x_proto, fixed.x_host, fixed.x_port, fixed.x_prefix) == (
         2,

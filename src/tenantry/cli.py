@@ -11,37 +11,25 @@ it. A package of groups would add a registering module and a level to every impo
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
 import shlex
 import signal
 import sys
-from collections.abc import Iterator
 
 import click
-from flask import Flask
 from sqlalchemy.exc import SQLAlchemyError
 
 import tenantry
 from tenantry.client.cli import client as client_cli
-from tenantry.config import ALL_BLUEPRINTS, TenantConfigError
+from tenantry.config import ALL_BLUEPRINTS
 from tenantry.data import audit as audit_log
 from tenantry.data.db import tenant_database
 from tenantry.data.users import (
     ROLES,
-    UnknownUser,
-    UserError,
-    create_user,
-    delete_user,
-    find_user,
-    has_active_admin,
-    update_user,
-    user_rows,
 )
 from tenantry.home.layout import DEFAULT_RETRY_AFTER, HOME_ENV_VAR, HomeError, TenantHome
-from tenantry.home.loader import load_config_class
 from tenantry.jobs.place import check_place
 from tenantry.jobs.tables import STATES as JOB_STATES
 from tenantry.modules.scaffold import ScaffoldError, new_module
@@ -63,14 +51,16 @@ from tenantry.ops.lifecycle import (
 from tenantry.ops.migrate import migrate_tenants
 from tenantry.ops.restore import restore_tenant
 from tenantry.ops.stats import tenant_stats
-from tenantry.server.factory import create_app
+from tenantry.platform.actions import add_user, change_user, users_of
+from tenantry.platform.address import admin_address
+from tenantry.platform.operators import Operators
+from tenantry.platform.operators import check_name as check_operator_name
 from tenantry.server.hooks import SERVE_JOBS_ENV_VAR
 from tenantry.server.log import configure_logging, level_from_environ
 from tenantry.server.runner import JobRunner
 from tenantry.server.serving import gunicorn_options, jobs_setup, metrics_setup
-from tenantry.server.settings import check_bucket, server_settings
+from tenantry.server.settings import ADMIN_BIND_ENV_VAR, check_bucket, server_settings
 from tenantry.support.errors import PlatformError
-from tenantry.web.auth import guard_of
 
 # Commands say only what goes wrong (the server logs every request: INFO)
 COMMAND_LOG_LEVEL = "WARNING"
@@ -399,27 +389,6 @@ def users() -> None:
     """Add, list, change and delete a tenant's users."""
 
 
-@contextlib.contextmanager
-def _tenant_app(ctx: click.Context, slug: str) -> Iterator[Flask]:
-    """The tenant's app, as the server builds it; exit 2 if unknown, 1 if it cannot start."""
-    home = _home(ctx)
-    _refusing(require_tenant, home, slug)
-    try:
-        app = create_app(load_config_class(home, slug), home)
-    except TenantConfigError as exc:
-        raise click.ClickException(
-            f"tenant {slug} cannot start: {'; '.join(exc.problems)}"
-        ) from exc
-    except Exception as exc:
-        raise click.ClickException(
-            f"tenant {slug} cannot start: {type(exc).__name__}: {exc}"
-        ) from exc
-    try:
-        yield app
-    finally:
-        app.extensions["tenantry.db"].dispose()
-
-
 @users.command("add")
 @click.argument("slug")
 @click.argument("username")
@@ -430,19 +399,10 @@ def users_add(ctx, slug, username, role, password_stdin):
     """Create USERNAME in tenant SLUG.
 
     The password is prompted twice without echo, or read from stdin's first line."""
-    with _tenant_app(ctx, slug) as app:
-        password = _read_password(password_stdin)
-        try:
-            create_user(
-                app.extensions["tenantry.db"],
-                guard_of(app).hash_password,
-                username,
-                password,
-                [role],
-                audit_action="user.add",
-            )
-        except UserError as exc:
-            raise _ended_by(exc) from exc
+    home = _home(ctx)
+    _refusing(require_tenant, home, slug)
+    password = _read_password(password_stdin)
+    _refusing(add_user, home, slug, username, password, role)
     click.echo(f"added {role} {username} to tenant {slug}")
 
 
@@ -452,21 +412,7 @@ def users_add(ctx, slug, username, role, password_stdin):
 @click.pass_context
 def users_list(ctx, slug, as_json):
     """List the users of tenant SLUG: username, roles, active. Writes nothing."""
-    home = _home(ctx)
-    _refusing(require_tenant, home, slug)
-    database = tenant_database(home, slug, read_only=True)
-    try:
-        if not database.exists():
-            click.echo(f"tenant {slug} has no database yet: no users", err=True)
-            found = []
-        else:
-            found = user_rows(database)
-    finally:
-        database.dispose()
-    rows = [
-        {"username": username, "roles": roles, "active": active}
-        for username, roles, active in found
-    ]
+    rows = _refusing(users_of, _home(ctx), slug)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -487,31 +433,12 @@ def _user_command(name: str):
 
 
 def _change_user(ctx, slug: str, username: str, done: str, read_password=None, **changes) -> None:
-    """Apply ``changes`` (update_user's keywords; ``delete=True`` deletes) to a user, then
-    say ``done`` (formatted with ``user``). ``read_password`` is asked for the new password
-    once the user is known to exist."""
-    with _tenant_app(ctx, slug) as app:
-        database = app.extensions["tenantry.db"]
-        try:
-            if read_password is not None:
-                if find_user(database, username) is None:
-                    raise UnknownUser(username)
-                changes["password"] = read_password()
-            # The operator may stop even the last admin (a stolen account must be
-            # stoppable); this command can always enable it again.
-            if changes.pop("delete", False):
-                delete_user(database, username, keep_an_admin=False)
-            else:
-                update_user(
-                    database,
-                    guard_of(app).hash_password,
-                    username,
-                    keep_an_admin=False,
-                    **changes,
-                )
-        except UserError as exc:
-            raise _ended_by(exc) from exc
-        lone = not has_active_admin(database)
+    """Apply ``changes`` (change_user's keywords) to a user, then say ``done`` (formatted
+    with ``user``). The operator may stop even the last admin (a stolen account must be
+    stoppable); this command can always enable it again."""
+    lone = _refusing(
+        change_user, _home(ctx), slug, username, False, read_password=read_password, **changes
+    )
     click.echo(done.format(user=f"user {username} of tenant {slug}"))
     if lone:
         click.echo(f"note: tenant {slug} has no active admin now", err=True)
@@ -733,6 +660,81 @@ def _report_per_tenant(results: dict, done) -> None:
         sys.exit(1)
 
 
+@main.group()
+def operators() -> None:
+    """Add, list, change and delete the home's operators (the platform API and console)."""
+
+
+@operators.command("add")
+@click.argument("name")
+@click.option("--password-stdin", is_flag=True, help="Read the password from stdin's first line.")
+@click.option("--read-only", is_flag=True, help="It may look, never change.")
+@click.pass_context
+def operators_add(ctx, name, password_stdin, read_only):
+    """Add operator NAME (its password prompted twice, or read from stdin)."""
+    store = Operators(_home(ctx))
+    _refusing(check_operator_name, name)  # refused before the password is asked for
+    if store.get(name) is not None:
+        raise InputError(f"operator {name!r} exists")
+    _refusing(store.add, name, _read_password(password_stdin), read_only)
+    click.echo(f"added {'read-only ' if read_only else ''}operator {name}")
+
+
+@operators.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.pass_context
+def operators_list(ctx, as_json):
+    """List operators: name, read-only or not, active or disabled."""
+    rows = [operator.as_dict() for operator in _refusing(Operators(_home(ctx)).list)]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        access = "read-only" if row["read_only"] else "read-write"
+        state = "active" if row["active"] else "disabled"
+        click.echo(f"{row['name']}\t{access}\t{state}\tsince {row['created']}")
+
+
+@operators.command("passwd")
+@click.argument("name")
+@click.option("--password-stdin", is_flag=True, help="Read the password from stdin's first line.")
+@click.pass_context
+def operators_passwd(ctx, name, password_stdin):
+    """Set a new password for NAME: its tokens end, a lock-out is lifted."""
+    store = Operators(_home(ctx))
+    if store.get(name) is None:
+        raise InputError(f"no operator named {name!r}")
+    _refusing(store.set_password, name, _read_password(password_stdin))
+    click.echo(f"set the password of operator {name}")
+
+
+@operators.command("disable")
+@click.argument("name")
+@click.pass_context
+def operators_disable(ctx, name):
+    """Disable NAME: its tokens end at once; it cannot sign in."""
+    _refusing(Operators(_home(ctx)).set_active, name, False)
+    click.echo(f"disabled operator {name}")
+
+
+@operators.command("enable")
+@click.argument("name")
+@click.pass_context
+def operators_enable(ctx, name):
+    """Enable NAME again."""
+    _refusing(Operators(_home(ctx)).set_active, name, True)
+    click.echo(f"enabled operator {name}")
+
+
+@operators.command("delete")
+@click.argument("name")
+@click.pass_context
+def operators_delete(ctx, name):
+    """Delete NAME: its tokens end at once."""
+    _refusing(Operators(_home(ctx)).delete, name)
+    click.echo(f"deleted operator {name}")
+
+
 @main.command()
 @click.option("--bind", default="127.0.0.1:8000", show_default=True)
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(min=1))
@@ -750,15 +752,34 @@ def _report_per_tenant(results: dict, done) -> None:
     help="Background jobs run at once by the server's own job runner.",
 )
 @click.option("--no-jobs", is_flag=True, help="Run no jobs here (run `tenantry worker`s).")
+@click.option(
+    "--admin-bind",
+    metavar="HOST:PORT",
+    help="Serve the platform API (/api/) and the operator console (/) on this address only.",
+)
 @click.pass_context
-def serve(ctx, bind, workers, metrics_bind, jobs_concurrency, no_jobs):
+def serve(ctx, bind, workers, metrics_bind, jobs_concurrency, no_jobs, admin_bind):
     """Serve every tenant with gunicorn, and run their background jobs."""
     home = _home(ctx)
     hooks: list[str] = []  # gunicorn's --config of tenantry's hooks, when any is needed
+    binds, application = ["--bind", bind], "tenantry.wsgi:application"
+    os.environ.pop(ADMIN_BIND_ENV_VAR, None)
     try:
         server_settings()
         check_bucket()
         _refusing(check_place, home.tenants_dir)
+        if admin_bind:
+            admin_address(admin_bind)  # :raises ValueError: not an address here
+            if admin_bind == bind:
+                raise ValueError("--admin-bind must be another address than --bind")
+            if not Operators(home).any():
+                click.echo(
+                    "note: the home has no operator yet: add one with `tenantry operators add`",
+                    err=True,
+                )
+            binds += ["--bind", admin_bind]
+            os.environ[ADMIN_BIND_ENV_VAR] = admin_bind
+            application = "tenantry.platform.app:application"  # both addresses
         if metrics_bind:
             hooks, environment = metrics_setup(metrics_bind)
             os.environ.update(environment)
@@ -772,10 +793,10 @@ def serve(ctx, bind, workers, metrics_bind, jobs_concurrency, no_jobs):
     os.environ[HOME_ENV_VAR] = str(home.root)
     argv = [
         sys.executable, "-m", "gunicorn",
-        "--bind", bind,
+        *binds,
         *gunicorn_options(workers),
         *hooks,
-        "tenantry.wsgi:application",
+        application,
     ]  # fmt: skip
     os.execv(sys.executable, argv)
 

@@ -23,8 +23,11 @@ from tenantry.server.registry import TenantRegistry
 from tenantry.server.settings import server_settings
 
 
-def _behind_proxies(app, proxies: int):
-    """``app`` seeing what the last ``proxies`` hops forwarded; ``app`` itself if none."""
+def behind_proxies(app, proxies: int | None = None):
+    """``app`` seeing what the last ``proxies`` hops forwarded (default: as
+    TENANTRY_TRUSTED_PROXIES says); ``app`` itself if none."""
+    if proxies is None:
+        proxies = server_settings()["proxies"]
     if proxies == 0:
         return app
     return ProxyFix(app, x_for=proxies, x_proto=proxies, x_host=proxies, x_port=proxies, x_prefix=0)
@@ -54,7 +57,7 @@ def _serving(home: TenantHome, app_of) -> object:
     registry = TenantRegistry(
         home, max_loaded=settings["max_loaded"], sweep_interval=settings["sweep_interval"]
     )
-    return _behind_proxies(RequestLog(app_of(registry)), settings["proxies"])
+    return behind_proxies(RequestLog(app_of(registry)), settings["proxies"])
 
 
 def dispatcher_application(home: TenantHome | None = None):

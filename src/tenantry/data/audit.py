@@ -14,6 +14,7 @@ dataset names.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -22,6 +23,7 @@ import pwd
 import re
 import zlib
 from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -116,9 +118,28 @@ class Actor:
     remote_addr: str | None = None
 
 
+# Set by the platform API around an operator's change: the entries it makes are theirs.
+_acting: ContextVar[Actor | None] = ContextVar("tenantry_audit_actor", default=None)
+
+
+@contextlib.contextmanager
+def acting_as(actor: Actor) -> Iterator[None]:
+    """Entries recorded in the block are ``actor``'s (an operator of the platform API,
+    ``operator:<name>``), whatever request or command they are made in."""
+    token = _acting.set(actor)
+    try:
+        yield
+    finally:
+        _acting.reset(token)
+
+
 def current_actor() -> Actor:
-    """The request's user (by its token; ``anonymous`` without one), request id and
-    client address; outside a request, the operator running the command."""
+    """Who :func:`acting_as` names; else the request's user (by its token; ``anonymous``
+    without one), request id and client address; outside a request, the operator running
+    the command."""
+    acting = _acting.get()
+    if acting is not None:
+        return acting
     if not has_request_context():
         return Actor(operator())
     identity = g.get("tenantry_identity")

@@ -9,15 +9,19 @@ disabled or down, and are never run twice for one period by two hosts. Each is t
 
 from __future__ import annotations
 
+import dataclasses
+
 from flask import current_app
 
 from tenantry.config import TenantConfig
+from tenantry.data import audit
 from tenantry.home.layout import TenantHome
 from tenantry.jobs.api import platform_job
 from tenantry.jobs.schedules import Schedule
 from tenantry.ops.backup import backup, default_archive_name
 from tenantry.ops.backups import backups_folder, drop_backup, list_backups
 from tenantry.ops.hold import require_tenant
+from tenantry.ops.jobs import tenant_jobs
 from tenantry.ops.record import record_action
 from tenantry.ops.staging import objects_of
 from tenantry.support.atomic import PRIVATE_DIR
@@ -28,11 +32,15 @@ BACKUP_TIMEOUT = 6 * 3600.0
 
 
 @platform_job(timeout=BACKUP_TIMEOUT)
-def scheduled_backup(home: TenantHome) -> dict:
-    """The job of a tenant's backup schedule (run by the runner, in the tenant's app):
-    one archive, then the oldest past ``BACKUP_KEEP`` removed."""
+def scheduled_backup(home: TenantHome, operator: str | None = None) -> dict:
+    """The job of a tenant's backup schedule (run by the runner, in the tenant's app), or
+    of an ``operator``'s request (the platform API; the audit entry is theirs): one
+    archive, then the oldest past ``BACKUP_KEEP`` removed."""
     slug = current_app.config["SLUG"]
-    return take_backup(home, slug, current_app.config["BACKUP_KEEP"])
+    if operator is None:
+        return take_backup(home, slug, current_app.config["BACKUP_KEEP"])
+    with audit.acting_as(audit.Actor(operator)):
+        return take_backup(home, slug, current_app.config["BACKUP_KEEP"])
 
 
 def backup_schedules(config_class: type[TenantConfig]) -> tuple[Schedule, ...]:
@@ -66,3 +74,17 @@ def take_backup(home: TenantHome, slug: str, keep: int) -> dict:
     for old in removed:
         drop_backup(home, slug, old)
     return {"archive": name, "removed": removed}
+
+
+def queue_backup(home: TenantHome, slug: str, operator_name: str) -> str:
+    """Queue a backup of ``slug`` now, as a job (the one a backup schedule runs), asked
+    for by operator ``operator_name`` (the platform API and console); returns its id, or
+    the id of the one already queued.
+
+    :raises UnknownTenant: :raises JobQueueFull:
+    """
+    operator = f"operator:{operator_name}"
+    jobs = dataclasses.replace(
+        tenant_jobs(home, slug), modules=(scheduled_backup.__module__,), actor=lambda: operator
+    )
+    return jobs.enqueue(scheduled_backup, operator, key="backup:operator")

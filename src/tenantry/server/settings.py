@@ -11,6 +11,8 @@ from tenantry.server.registry import DEFAULT_MAX_LOADED_APPS, DEFAULT_SWEEP_INTE
 from tenantry.storage.location import STORAGE_URL_ENV_VAR, storage_location_from_environ
 
 TRUSTED_PROXIES_ENV_VAR = "TENANTRY_TRUSTED_PROXIES"
+# The admin address (`tenantry serve --admin-bind`): the platform API and the console.
+ADMIN_BIND_ENV_VAR = "TENANTRY_ADMIN_BIND"
 
 
 def _environ_number(name: str, default, kind, minimum, meaning: str):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import TypeVar, overload
 
 from flask import Flask, Response, current_app, request
@@ -215,6 +216,28 @@ def query_number(name: str, default: int, low: int, high: int) -> int:
     if not re.fullmatch(r"[0-9]{1,12}", raw) or not low <= int(raw) <= high:
         raise BadRequest(f"{name} must be a whole number from {low} to {high}.")
     return int(raw)
+
+
+def query_text(name: str) -> str | None:
+    """The query parameter ``name``: text of at most 255 characters without NUL, or None.
+    :raises BadRequest:"""
+    value = request.args.get(name)
+    if value is not None and ("\x00" in value or len(value) > 255):
+        raise BadRequest(f"{name} must be text of at most 255 characters, without NUL.")
+    return value
+
+
+def query_time(name: str) -> str | None:
+    """The query parameter ``name``, an ISO 8601 time (without an offset: UTC), as the
+    audit log stores times; None if not given. :raises BadRequest:"""
+    value = request.args.get(name)
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+        return audit_log.format_time(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+    except (ValueError, OverflowError):
+        raise BadRequest(f"{name} must be an ISO 8601 time, e.g. 2026-12-01T09:30:00Z.") from None
 
 
 def audit(session: Session, action: str, target: str, outcome: str = "success") -> None:

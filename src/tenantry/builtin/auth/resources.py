@@ -3,14 +3,13 @@
 other built-in uses :mod:`tenantry.endpoint` alone."""
 
 import contextlib
-from datetime import UTC, datetime
 
 from flask import current_app, request
 from flask_praetorian.constants import REFRESH_EXPIRATION_CLAIM
 from pydantic import BaseModel
 from werkzeug.exceptions import BadRequest, Conflict, NotFound, TooManyRequests, Unauthorized
 
-from tenantry.data.audit import ENTRY_FIELDS, entries, format_time
+from tenantry.data.audit import ENTRY_FIELDS, entries
 from tenantry.data.users import (
     USERNAME_PATTERN,
     LastAdmin,
@@ -30,6 +29,7 @@ from tenantry.data.users import (
     update_user,
 )
 from tenantry.endpoint import TenantResource, audit, json_object, no_content, query_number
+from tenantry.web.api import query_text, query_time
 from tenantry.web.auth import (
     REFRESH_SEQ_CLAIM,
     auth_required,
@@ -312,32 +312,13 @@ class AuditLog(TenantResource):
     def get(self):
         page, total = entries(
             self.database,
-            action=_text_argument("action"),
-            actor=_text_argument("actor"),
-            since=_since(),
+            action=query_text("action"),
+            actor=query_text("actor"),
+            since=query_time("since"),
             limit=query_number("limit", 100, 1, MAX_AUDIT_PAGE),
             offset=query_number("offset", 0, 0, 2**31),
         )
         return {"data": page, "total": total}
-
-
-def _text_argument(name: str) -> str | None:
-    value = request.args.get(name)
-    if value is not None and ("\x00" in value or len(value) > 255):
-        raise BadRequest(f"{name} must be text of at most 255 characters, without NUL.")
-    return value
-
-
-def _since() -> str | None:
-    """The ``since`` argument (ISO 8601; a time without an offset is UTC) as stored."""
-    value = request.args.get("since")
-    if value is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-        return format_time(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
-    except (ValueError, OverflowError):
-        raise BadRequest("since must be an ISO 8601 time, e.g. 2026-12-01T09:30:00Z.") from None
 
 
 JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
