@@ -50,7 +50,7 @@ PUBLIC = {
     "tenantry.testing": None,
     "tenantry.config": ("TenantConfig", "TenantConfigError"),
     "tenantry.wsgi": ("dispatcher_application", "tenant_application"),
-    "tenantry.client": ("TenantClient", "TenantryError"),
+    "tenantry.client": ("TenantClient", "TenantryError", "PlatformClient"),
 }
 
 

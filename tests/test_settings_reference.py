@@ -359,7 +359,18 @@ def _jobs_url(documented, mp):
     return (jobs_url(), place), (parse_env_default(documented), "tenants/.jobs.db")
 
 
+def _admin_bind(documented, mp):
+    from tenantry.platform.app import admin_application
+
+    try:  # unset: no admin address, and the application that serves one will not start
+        admin_application()
+    except RuntimeError:
+        return "none", documented
+    return "started", documented
+
+
 BEHAVIOUR_CHECKS = {
+    "TENANTRY_ADMIN_BIND": _admin_bind,
     "TENANTRY_METRICS_TENANTS": _metrics_tenants,
     "TENANTRY_METRICS_BIND": _metrics_bind,
     "TENANTRY_LOG_LEVEL": _log_level,

@@ -24,6 +24,8 @@ from urllib.parse import quote
 import httpx
 import jwt
 
+from tenantry.client.errors import TenantryError
+
 CHUNK_SIZE = 1024 * 1024
 REFRESH_MARGIN = 30.0  # seconds before expiry at which a token is refreshed
 RETRIES = 3
@@ -31,24 +33,6 @@ RETRY_BACKOFF = 0.2
 
 Progress = Callable[[int], None]  # called with the number of bytes just moved
 Source = str | os.PathLike[str] | bytes | IO[bytes]
-
-
-class TenantryError(Exception):
-    """An error answer of the API (``status`` 0 for a connection failure)."""
-
-    def __init__(self, status: int, error: str, message: str):
-        super().__init__(f"{status} {error}: {message}")
-        self.status = status
-        self.error = error
-        self.message = message
-
-    @classmethod
-    def from_response(cls, response: httpx.Response) -> TenantryError:
-        try:
-            body = response.json()
-            return cls(response.status_code, str(body["error"]), str(body["message"]))
-        except (ValueError, KeyError, TypeError):
-            return cls(response.status_code, "http_error", response.reason_phrase)
 
 
 class TenantClient:
@@ -352,3 +336,9 @@ def _sha256_of(path: Path) -> str:
         for chunk in _chunks_of(handle):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+# The operators' client, after TenantClient and TenantryError (it builds on both).
+from tenantry.client.platform import PlatformClient  # noqa: E402
+
+__all__ = ["PlatformClient", "TenantClient", "TenantryError"]

@@ -75,6 +75,10 @@ def _setting_literal_problems(settings: dict, attributes: dict) -> list[str]:
     return problems
 
 
+# A display name: in lists, pages and the audit log, never a paragraph.
+MAX_NAME_LENGTH = 200
+
+
 def create_tenant(
     home: TenantHome,
     slug: str,
@@ -100,6 +104,8 @@ def create_tenant(
         raise TenantError(f"tenant {slug!r} already exists")
     if name is not None and not is_text(name):
         raise TenantError("the name must be valid text")
+    if name is not None and len(name) > MAX_NAME_LENGTH:
+        raise TenantError(f"the name must be at most {MAX_NAME_LENGTH} characters")
     hosts = normalised_hosts(hosts)
     for host in hosts:
         if not HOST_PATTERN.fullmatch(host):

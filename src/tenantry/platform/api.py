@@ -21,7 +21,7 @@ from tenantry.jobs.tables import STATES as JOB_STATES
 from tenantry.ops.backup_schedule import queue_backup
 from tenantry.ops.backups import list_backups
 from tenantry.ops.delete import delete_tenant
-from tenantry.ops.errors import TenantError, UnknownTenant
+from tenantry.ops.errors import OperationRefused, TenantError, UnknownTenant
 from tenantry.ops.jobs import tenant_jobs
 from tenantry.ops.lifecycle import create_tenant, rotate_secret, set_enabled, set_maintenance
 from tenantry.ops.record import record_action
@@ -43,6 +43,7 @@ api = Blueprint("platform_api", __name__, url_prefix="/api")
 
 MAX_PAGE = 1000
 AUDIT_PAGE = 500
+# A tenant's name is shown in every listing: a title, not a document.
 
 
 # --- signing in --------------------------------------------------------------------------
@@ -51,6 +52,7 @@ AUDIT_PAGE = 500
 @api.post("/login")
 def login():
     body = json_object()
+    _known_fields(body, "name", "password")
     try:
         token = operators().sign_in(body.get("name"), body.get("password"))
     except SignInRefused as exc:
@@ -84,9 +86,7 @@ def tenants():
 @operator_required(change=True)
 def create():
     body = json_object()
-    unknown = set(body) - {"slug", "name", "hosts", "blueprints"}
-    if unknown:
-        raise BadRequest(f"Unknown fields: {', '.join(sorted(unknown))}.")
+    _known_fields(body, "slug", "name", "hosts", "blueprints")
     slug, name = body.get("slug"), body.get("name")
     hosts, blueprints = body.get("hosts", []), body.get("blueprints")
     if not isinstance(slug, str):
@@ -108,6 +108,13 @@ def create():
     return overview().row(slug, fresh=True), 201
 
 
+def _known_fields(body: dict, *fields: str) -> None:
+    """:raises BadRequest: ``body`` holds a field not of ``fields``."""
+    unknown = set(body) - set(fields)
+    if unknown:
+        raise BadRequest(f"Unknown fields: {', '.join(sorted(unknown))}.")
+
+
 def _strings(value) -> bool:
     return isinstance(value, list) and all(isinstance(item, str) for item in value)
 
@@ -127,19 +134,27 @@ def tenant(slug: str):
 def change_tenant(slug: str):
     known(slug)
     body = json_object()
-    if not body or set(body) - {"enabled", "maintenance", "retry_after"}:
+    fields = set(body)
+    if not fields & {"enabled", "maintenance"} or fields - {
+        "enabled",
+        "maintenance",
+        "retry_after",
+    }:
         raise BadRequest('Send {"enabled": true|false} or {"maintenance": true|false}.')
     for field in ("enabled", "maintenance"):
         if field in body and not isinstance(body[field], bool):
             raise BadRequest(f"{field} must be true or false.")
-    if "enabled" in body:
-        set_enabled(home(), slug, body["enabled"])
+    if "retry_after" in body and body.get("maintenance") is not True:
+        raise BadRequest('retry_after goes with {"maintenance": true}.')
+    # maintenance first: its retry_after can be refused, and then nothing has changed
     if "maintenance" in body:
         retry_after = body.get("retry_after", DEFAULT_RETRY_AFTER)
         try:
             set_maintenance(home(), slug, retry_after if body["maintenance"] else None)
         except TenantError as exc:
             raise BadRequest(str(exc)) from None
+    if "enabled" in body:
+        set_enabled(home(), slug, body["enabled"])
     overview().forget(slug)
     return tenant_detail(slug)
 
@@ -154,7 +169,10 @@ def rotate(slug: str):
 @api.delete("/tenants/<slug>")
 @operator_required(change=True)
 def delete(slug: str):
-    archive = delete_tenant(home(), known(slug))
+    try:
+        archive = delete_tenant(home(), known(slug))
+    except OperationRefused as exc:  # a backup, restore or clone of it runs
+        raise Conflict(str(exc)) from None
     overview().forget(slug)
     return {"deleted": slug, "archive": Path(archive).name if archive else None}
 
@@ -165,7 +183,8 @@ def delete(slug: str):
 @api.get("/tenants/<slug>/users")
 @operator_required()
 def users(slug: str):
-    return {"data": users_of(home(), known(slug))}
+    found = users_of(home(), known(slug))
+    return {"data": found, "total": len(found)}
 
 
 @api.post("/tenants/<slug>/users")
@@ -173,6 +192,7 @@ def users(slug: str):
 def new_user(slug: str):
     known(slug)
     body = json_object()
+    _known_fields(body, "username", "password", "role")
     username, password, role = body.get("username"), body.get("password"), body.get("role")
     if not all(isinstance(value, str) for value in (username, password, role)):
         raise BadRequest("username, password and role must be strings.")
@@ -240,7 +260,8 @@ def _change_user(slug: str, username: str, **changes) -> None:
 @operator_required()
 def backups(slug: str):
     listed = list_backups(home(), known(slug))
-    return {"data": [{"name": found.name, "bytes": found.size} for found in listed]}
+    rows = [{"name": found.name, "bytes": found.size} for found in listed]
+    return {"data": rows, "total": len(rows)}
 
 
 @api.post("/tenants/<slug>/backups")

@@ -42,7 +42,8 @@ def create_admin_app(home: TenantHome) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = MAX_JSON_BODY
     app.extensions["tenantry.home"] = home
     app.extensions["tenantry.operators"] = Operators(home)
-    app.extensions["tenantry.overview"] = Overview(home)
+    app.extensions["tenantry.overview"] = overview = Overview(home)
+    overview.start()
     app.url_map.strict_slashes = False
     register_error_handlers(app)
     app.register_blueprint(api)

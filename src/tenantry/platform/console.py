@@ -18,7 +18,6 @@ from flask import (
     Blueprint,
     Response,
     g,
-    make_response,
     redirect,
     render_template,
     request,
@@ -26,7 +25,7 @@ from flask import (
 )
 from werkzeug.exceptions import Forbidden
 
-from tenantry.config import TenantConfigError
+from tenantry.config import ALL_BLUEPRINTS, TenantConfigError
 from tenantry.data import audit as audit_log
 from tenantry.data.db import tenant_database
 from tenantry.data.users import ROLES, UserError
@@ -149,20 +148,19 @@ def _back_to(default: str) -> str:
 
 @console.route("/login", methods=["GET", "POST"])
 def login():
-    error, status = None, 200
+    error = None
     if request.method == "POST":
         try:
             token = platform_api.operators().sign_in(
                 request.form.get("name", ""), request.form.get("password", "")
             )
         except SignInRefused as exc:
-            error, status = str(exc), 429 if exc.retry_after else 401
+            error = str(exc)  # the page again, with why (a browser's form is answered 200)
         else:
             response = redirect(_back_to(url_for("console.tenants")))
             _cookie(response, SESSION_COOKIE, token, TOKEN_MINUTES * 60)
             return response
-    page = render_template("login.html", error=error, next=_back_to(""))
-    return make_response(page, status)
+    return render_template("login.html", error=error, next=_back_to(""))
 
 
 @console.post("/logout")
@@ -170,6 +168,11 @@ def logout():
     response = redirect(url_for("console.login"))
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
+
+
+@console.get("/favicon.ico")
+def favicon():
+    return redirect(url_for("console.static", filename="favicon.svg"))
 
 
 @console.get("/")
@@ -208,7 +211,7 @@ def tenants():
 @signed_in
 @changing
 def new_tenant():
-    blueprints = ("status", "auth", "files", "links", "datasets", "openapi", "landing")
+    blueprints = ALL_BLUEPRINTS
     form = {"slug": "", "name": "", "hosts": "", "blueprints": list(blueprints)}
     error = None
     if request.method == "POST":
@@ -235,8 +238,7 @@ def new_tenant():
         else:
             record_action(home, form["slug"], "tenant.create")
             return redirect(url_for("console.tenant", slug=form["slug"]))
-    page = render_template("new.html", form=form, blueprints=blueprints, error=error)
-    return make_response(page, 400 if error else 200)
+    return render_template("new.html", form=form, blueprints=blueprints, error=error)
 
 
 @console.get("/tenants/<slug>")

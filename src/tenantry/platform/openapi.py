@@ -40,6 +40,16 @@ USER = {
     "properties": {"username": STRING, "roles": STRINGS, "active": BOOLEAN},
     "required": ["username", "roles", "active"],
 }
+OPERATOR = {
+    "type": "object",
+    "properties": {
+        "name": STRING,
+        "read_only": BOOLEAN,
+        "active": BOOLEAN,
+        "created": {"type": "string", "format": "date-time"},
+    },
+    "required": ["name", "read_only", "active", "created"],
+}
 PAGE = {"limit": INTEGER, "offset": INTEGER}
 
 
@@ -102,6 +112,9 @@ def document() -> dict:
                     "429": {"description": "locked out (Retry-After)", **_json(ERROR)},
                 },
             }
+        },
+        "/api/me": {
+            "get": _operation("The operator the token speaks for", {200: ("you", OPERATOR)}),
         },
         "/api/tenants": {
             "get": _operation(

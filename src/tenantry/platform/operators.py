@@ -148,7 +148,8 @@ class Operators:
                 "hash": hashed,
                 "read_only": bool(read_only),
                 "active": True,
-                "generation": 0,
+                # past a deleted namesake's: the tokens it was given stay ended
+                "generation": data.get("retired", {}).pop(name, 0),
                 "created": time.time(),
                 "failures": 0,
                 "locked_until": 0,
@@ -179,9 +180,13 @@ class Operators:
         self._update(name, active=bool(active), new_generation=not active)
 
     def delete(self, name: str) -> None:
+        """Delete an operator: its tokens end, and stay ended for another of its name."""
+
         def delete(data: dict) -> None:
-            if data["operators"].pop(name, None) is None:
+            row = data["operators"].pop(name, None)
+            if row is None:
                 raise UnknownOperator(name)
+            data.setdefault("retired", {})[name] = row["generation"] + 1
 
         self._change(delete)
 
