@@ -47,9 +47,10 @@ def free_port() -> int:
 class Server:
     """``tenantry serve`` with its defaults, of the code at ``src``, on a fresh home."""
 
-    def __init__(self, src: Path, root: Path):
-        self.src, self.root = src, root
+    def __init__(self, src: Path, root: Path, admin: bool = False):
+        self.src, self.root, self.admin = src, root, admin
         self.port = free_port()
+        self.admin_port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
             **os.environ,
@@ -72,9 +73,13 @@ class Server:
         config.write_text(config.read_text() + f"    STORAGE_QUOTA = {QUOTA}\n")
         role = ("users", "add", "target", "mallory", "--role", "admin", "--password-stdin")
         self.cli(*role, stdin=PASSWORD + "\n")
+        if self.admin:
+            self.cli("operators", "add", "ops", "--password-stdin", stdin=PASSWORD + "\n")
 
     def __enter__(self) -> Server:
         argv = [sys.executable, "-m", "tenantry.cli", "serve", "--bind", f"127.0.0.1:{self.port}"]
+        if self.admin:
+            argv += ["--admin-bind", f"127.0.0.1:{self.admin_port}"]
         self.log = open(self.root / "server.log", "w")
         self.process = subprocess.Popen(argv, env=self.env, stdout=self.log, stderr=self.log)
         deadline = time.monotonic() + 30
@@ -294,12 +299,28 @@ def run_scenario(
     }
 
 
-def run_all(src: Path, seconds: float, label: str) -> list[dict]:
+def console_in_use(server: Server, stop: threading.Event) -> None:
+    """An operator looking at the console all along (its figures kept fresh meanwhile)."""
+    with httpx.Client(base_url=f"http://127.0.0.1:{server.admin_port}", timeout=30) as client:
+        client.get("/login")
+        form = {"csrf": client.cookies["tenantry_csrf"], "name": "ops", "password": PASSWORD}
+        client.post("/login", data=form)
+        while not stop.wait(0.5):
+            for path in ("/tenants", "/tenants/target", "/tenants?q=vic"):
+                client.get(path)
+
+
+def run_all(src: Path, seconds: float, label: str, admin: bool = False) -> list[dict]:
     with tempfile.TemporaryDirectory(prefix="tenantry-stress-") as temp:
-        server = Server(src, Path(temp))
+        server = Server(src, Path(temp), admin=admin)
         server.set_up()
         results = []
-        with server:
+        stop = threading.Event()
+        with server, contextlib.ExitStack() as cleanup:
+            if admin:
+                watcher = threading.Thread(target=console_in_use, args=(server, stop), daemon=True)
+                watcher.start()
+                cleanup.callback(stop.set)
             token = server.token()
             auth = {"Authorization": f"Bearer {token}"}
             httpx.put(
@@ -362,6 +383,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--baseline", help="a git revision to run first, for comparison")
+    parser.add_argument(
+        "--admin", action="store_true", help="also serve the console, an operator using it"
+    )
     args = parser.parse_args()
     tables = []
     if args.baseline:
@@ -379,7 +403,8 @@ def main() -> None:
                     ["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)],
                     check=False,
                 )
-    tables.append(table("now", run_all(REPO / "src", args.seconds, "now")))
+    label = "now, with the console in use" if args.admin else "now"
+    tables.append(table(label, run_all(REPO / "src", args.seconds, label, admin=args.admin)))
     print("\n\n".join(tables))
     # Jobs: tenant B's new job behind tenant A's 10 000, a worker killed halfway.
     for jobs_url in (None, "redis://127.0.0.1:6379/0"):

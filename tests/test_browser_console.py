@@ -199,3 +199,53 @@ def test_the_admin_address_and_the_tenants_address_stay_apart(server):
     assert httpx.get(f"{server.url}/login").status_code == 404
     assert httpx.get(f"{server.url}/tenants").status_code == 404
     assert httpx.get(f"{server.admin_url}/acme/status").status_code == 404
+
+
+def test_hostile_console_input_is_refused_with_a_page_or_an_error_never_a_500(server):
+    with httpx.Client(base_url=server.admin_url, timeout=30) as client:
+        client.get("/login")
+        csrf = client.cookies["tenantry_csrf"]
+        assert (
+            client.post(
+                "/login", data={"csrf": csrf, "name": "ops\0", "password": "x" * 5000}
+            ).status_code
+            == 200
+        )  # the form again, saying why
+        signed = client.post("/login", data={"csrf": csrf, "name": "ops", "password": PASSWORD})
+        assert signed.status_code == 302
+        answers = [
+            client.post("/tenants/new", data={"csrf": csrf, "slug": "../etc", "name": "x"}),
+            client.post("/tenants/new", data={"csrf": csrf, "slug": "nul-name", "name": "a\0b"}),
+            client.post("/tenants/new", data={"csrf": csrf, "slug": "long", "name": "n" * 300}),
+            client.post("/tenants/new", data={"csrf": csrf, "slug": "x" * 100}),
+            client.post("/tenants/new", data={"csrf": csrf, "slug": "big", "name": "b" * 70000}),
+            client.post(
+                "/tenants/new",
+                content=b"\xff\xfe" * 100,
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+            ),
+            client.post("/tenants/nope/state", data={"csrf": csrf, "action": "disable"}),
+            client.post("/tenants/acme/state", data={"csrf": csrf, "action": "explode"}),
+            client.post("/tenants/acme/users/nobody", data={"csrf": csrf, "action": "disable"}),
+            client.post("/tenants/acme/users/alice", data={"csrf": csrf, "action": "delete"}),
+            client.get("/tenants?page=-1&q=%00"),
+            client.get("/tenants?page=99999999999"),
+            client.get("/tenants/..%2f..%2fetc"),
+            client.get("/login?next=//evil.example/x"),
+        ]
+        statuses = [answer.status_code for answer in answers]
+        assert all(status < 500 for status in statuses), statuses
+        assert statuses[4] == 413
+        assert "Traceback" not in "".join(answer.text for answer in answers)
+        for slug in ("etc", "nul-name", "long", "big"):
+            assert client.get(f"/tenants/{slug}").status_code == 404
+        # After sign-in, `next` sends only to a path of this address.
+        client.cookies.delete("tenantry_console")
+        client.get("/login")
+        csrf = client.cookies["tenantry_csrf"]
+        sent = client.post(
+            "/login",
+            data={"csrf": csrf, "name": "ops", "password": PASSWORD, "next": "//evil.example/"},
+        )
+        assert sent.headers["location"] == "/tenants"
+    assert "Traceback" not in server.log_path.read_text()

@@ -102,8 +102,8 @@ def create_tenant(
         )
     if home.config_file(slug).exists() or home.instance_dir(slug).exists():
         raise TenantError(f"tenant {slug!r} already exists")
-    if name is not None and not is_text(name):
-        raise TenantError("the name must be valid text")
+    if name is not None and (not is_text(name) or not name.isprintable()):
+        raise TenantError("the name must be valid text without control characters")
     if name is not None and len(name) > MAX_NAME_LENGTH:
         raise TenantError(f"the name must be at most {MAX_NAME_LENGTH} characters")
     hosts = normalised_hosts(hosts)
