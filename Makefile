@@ -9,7 +9,7 @@ WORKERS ?= 2
 # TEST_JOBS=0 runs the suite in make's own pytest process
 TEST_JOBS ?= 2
 
-.PHONY: setup bytecode run test lint format bench bench-ops soak stress chaos docs clean
+.PHONY: setup bytecode run test lint format bench bench-ops bench-console soak stress chaos docs clean
 
 $(STAMP): requirements.txt pyproject.toml examples/notes/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,15 +53,21 @@ bench: $(STAMP) bytecode
 bench-ops: $(STAMP)
 	$(BIN)/python -m bench.operations $(if $(PG),--postgres)
 
+# The operator console and platform API with 1 000 tenants: each page's time.
+bench-console: $(STAMP)
+	$(BIN)/python -m bench.console
+
 soak: $(STAMP)
 	$(BIN)/python -m bench.soak
 
 # The attacks of resource isolation against a real `tenantry serve`; BASELINE=<git rev>
-# runs them first against older code, for comparison.
+# runs them first against older code, for comparison; ADMIN=1 serves the console too,
+# an operator using it all along.
 stress: $(STAMP)
-	$(BIN)/python -m bench.stress $(if $(BASELINE),--baseline $(BASELINE))
+	$(BIN)/python -m bench.stress $(if $(BASELINE),--baseline $(BASELINE)) $(if $(ADMIN),--admin)
 
-# Faults under steady traffic: restarts this machine's PostgreSQL and Redis.
+# Faults under steady traffic: restarts this machine's PostgreSQL and Redis, fills a
+# small tmpfs (root), stops a proxy in front of moto's S3 server.
 chaos: $(STAMP)
 	$(BIN)/python -m bench.chaos
 

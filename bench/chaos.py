@@ -61,8 +61,8 @@ BEFORE, AFTER = 2.0, 5.0
 class Traffic:
     """Writers and readers on every tenant until stopped; every answer recorded."""
 
-    def __init__(self, url: str, tokens: dict[str, str]):
-        self.url, self.tokens = url, tokens
+    def __init__(self, url: str, tokens: dict[str, str], scenario: str = ""):
+        self.url, self.tokens, self.scenario = url, tokens, scenario
         self.stop = threading.Event()
         self.answers: list[tuple[float, str, str, int | str]] = []  # (time, tenant, kind, status)
         self.acknowledged: dict[str, set[str]] = {slug: set() for slug in tokens}
@@ -93,7 +93,7 @@ class Traffic:
         auth = {"Authorization": f"Bearer {self.tokens[slug]}"}
         n = 0
         while not self.stop.is_set():
-            name = f"w{writer}-{n}.txt"
+            name = f"{self.scenario}-w{writer}-{n}.txt"  # new files only: each a 201
             n += 1
             began = time.monotonic()
             try:
@@ -254,7 +254,7 @@ class Deployment:
             self.temp.cleanup()
 
     def scenario(self, name: str) -> dict:
-        traffic = Traffic(self.server.url, self.tokens).start()
+        traffic = Traffic(self.server.url, self.tokens, name).start()
         time.sleep(BEFORE)
         start = time.monotonic()
         if name == "kill-9":

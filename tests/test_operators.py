@@ -208,3 +208,41 @@ def test_an_unknown_operator_exits_2(home, tenantry, add, command):
     assert result.exit_code == 2, result.output
     assert "nobody" in result.output
     assert Operators(home).path.read_bytes() == before
+
+
+def test_sign_in_attempts_are_counted_before_the_password_is_checked(home):
+    """Thirty wrong passwords at once: at most MAX_FAILURES of them are checked (401), the
+    rest are refused locked out (429), however the threads interleave."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    operators = Operators(home)
+    operators.add("alice", PASSWORD)
+
+    def attempt(_):
+        try:
+            operators.sign_in("alice", "wrong-password-1")
+        except SignInRefused as exc:
+            return 429 if exc.retry_after else 401
+        return 200
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(attempt, range(30)))
+    assert answers.count(401) <= MAX_FAILURES
+    assert answers.count(429) >= 30 - MAX_FAILURES
+    assert 200 not in answers
+
+
+def test_a_name_that_does_not_exist_locks_out_as_one_that_does(home):
+    operators = Operators(home)
+    operators.add("alice", PASSWORD)
+    for name in ("alice", "nobody"):
+        answers = []
+        for _ in range(MAX_FAILURES + 1):
+            try:
+                operators.sign_in(name, "wrong-password-1")
+            except SignInRefused as exc:
+                answers.append((str(exc).replace(name, "NAME"), exc.retry_after is not None))
+        assert answers[:MAX_FAILURES] == [("wrong operator name or password", False)] * 10
+        assert answers[-1] == ("too many failed sign-ins for NAME; try again later", True)
+    stored = json.loads((home.tenants_dir / ".operators").read_text())
+    assert "nobody" not in stored["operators"]

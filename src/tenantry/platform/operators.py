@@ -151,8 +151,6 @@ class Operators:
                 # past a deleted namesake's: the tokens it was given stay ended
                 "generation": data.get("retired", {}).pop(name, 0),
                 "created": time.time(),
-                "failures": 0,
-                "locked_until": 0,
             }
             data["operators"][name] = row
             return _operator(name, row)
@@ -173,7 +171,12 @@ class Operators:
     def set_password(self, name: str, password: str) -> None:
         """A new password: its old tokens end, a lock-out is lifted."""
         hashed = _hashing.hash(check_password(password))
-        self._update(name, hash=hashed, new_generation=True, failures=0, locked_until=0)
+        self._update(name, hash=hashed, new_generation=True)
+
+        def unlock(data: dict) -> None:
+            data.get("attempts", {}).pop(name, None)
+
+        self._change(unlock)
 
     def set_active(self, name: str, active: bool) -> None:
         """Disable (its tokens end) or enable an operator."""
@@ -194,45 +197,32 @@ class Operators:
 
     def sign_in(self, name: object, password: object) -> str:
         """A token for ``name`` if ``password`` is its own and it is active and not locked
-        out. Failures are counted atomically (under the file's lock).
+        out. Each attempt is counted before its password is checked, atomically (under the
+        file's lock), for any name an operator could have, known or not: at most
+        :data:`MAX_FAILURES` passwords are checked between two lock-outs however many
+        requests arrive at once, and a name that does not exist locks out as one that does
+        (the answers do not tell them apart).
 
         :raises SignInRefused:
         """
         wrong = SignInRefused("wrong operator name or password")
         if not isinstance(name, str) or not isinstance(password, str):
             raise wrong
-        if len(password) > MAX_PASSWORD_LENGTH:
+        if not NAME_PATTERN.fullmatch(name) or len(password) > MAX_PASSWORD_LENGTH:
+            _hashing.verify("", _DUMMY_HASH)
             raise wrong
-        row = self._read()["operators"].get(name)
-        if row is None:
-            _hashing.verify(password, _DUMMY_HASH)
-            raise wrong
-        now = time.time()
-        if row.get("locked_until", 0) > now:
+        locked = self._change(lambda data: _begin_attempt(data, name))
+        if locked:
             raise SignInRefused(
-                f"too many failed sign-ins for {name}; try again later",
-                retry_after=int(row["locked_until"] - now) + 1,
+                f"too many failed sign-ins for {name}; try again later", retry_after=locked
             )
-        if not _hashing.verify(password, row["hash"]):
-            self._count_failure(name)
-            raise wrong
+        row = self._read()["operators"].get(name)
+        if not _hashing.verify(password, row["hash"] if row else _DUMMY_HASH) or row is None:
+            raise wrong  # the attempt stays counted
+        self._change(lambda data: data.get("attempts", {}).pop(name, None))
         if not row["active"]:
             raise SignInRefused(f"operator {name} is disabled")
-        if row.get("failures"):
-            self._update(name, failures=0)
         return self._token(name, row["generation"])
-
-    def _count_failure(self, name: str) -> None:
-        def count(data: dict) -> None:
-            row = data["operators"].get(name)
-            if row is None:
-                return
-            row["failures"] = row.get("failures", 0) + 1
-            if row["failures"] >= MAX_FAILURES:
-                row["locked_until"] = time.time() + LOCKOUT_SECONDS
-                row["failures"] = 0
-
-        self._change(count)
 
     def _token(self, name: str, generation: int) -> str:
         now = int(time.time())
@@ -274,6 +264,33 @@ class Operators:
         if row is None or not row["active"] or claims.get("gen") != row["generation"]:
             return None
         return _operator(name, row)
+
+
+MAX_TRACKED_NAMES = 10_000
+
+
+def _begin_attempt(data: dict, name: str) -> int:
+    """Count an attempt to sign in as ``name`` in ``data``; returns the seconds of lock-out
+    left (0: the attempt may go on). The attempt that makes :data:`MAX_FAILURES` in a row
+    starts a lock-out of :data:`LOCKOUT_SECONDS`."""
+    now = time.time()
+    attempts = data.setdefault("attempts", {})
+    entry = attempts.setdefault(name, {"count": 0, "locked_until": 0.0, "last": now})
+    if entry["locked_until"] > now:
+        return int(entry["locked_until"] - now) + 1
+    entry["count"] += 1
+    entry["last"] = now
+    if entry["count"] > MAX_FAILURES:
+        entry["count"], entry["locked_until"] = 0, now + LOCKOUT_SECONDS
+        return LOCKOUT_SECONDS
+    if len(attempts) > MAX_TRACKED_NAMES:  # the oldest quiet names go first
+        quiet = sorted(
+            (n for n, e in attempts.items() if e["locked_until"] <= now and n != name),
+            key=lambda n: attempts[n]["last"],
+        )
+        for old in quiet[: len(attempts) - MAX_TRACKED_NAMES]:
+            del attempts[old]
+    return 0
 
 
 def _operator(name: str, row: dict) -> Operator:
