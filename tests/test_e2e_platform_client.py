@@ -12,10 +12,20 @@ import pytest
 
 from tenantry.client import TenantClient, TenantryError
 from tenantry.client.platform import PlatformClient
+from tenantry.home.layout import DATABASE_URL_ENV_VAR
 from tenantry.platform.operators import MAX_FAILURES, Operators
 from tests.server import GunicornServer, poll_until
 
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def database_url(monkeypatch):
+    """SQLite only: the client speaks HTTP; the database behind the API is the API's business
+    (tests/test_e2e_platform_api.py runs the API on both databases)."""
+    monkeypatch.delenv(DATABASE_URL_ENV_VAR, raising=False)
+    return None
+
 
 OPERATOR_PASSWORD = "correct-horse-1"
 TENANT_PASSWORD = "battery-staple-2"

@@ -11,7 +11,17 @@ import stat
 import pytest
 
 from tenantry.data.users import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
+from tenantry.home.layout import DATABASE_URL_ENV_VAR
 from tenantry.platform.operators import MAX_FAILURES, Operators, SignInRefused
+
+
+@pytest.fixture
+def database_url(monkeypatch):
+    """SQLite only: operators live in a file of the home, whatever the tenants' database
+    (tests/test_e2e_platform_api.py runs the API on both databases)."""
+    monkeypatch.delenv(DATABASE_URL_ENV_VAR, raising=False)
+    return None
+
 
 PASSWORD = "operator-pass-1"
 NEW_PASSWORD = "operator-pass-2"

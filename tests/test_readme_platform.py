@@ -10,10 +10,20 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tenantry.home.layout import DATABASE_URL_ENV_VAR
 from tenantry.platform.operators import Operators
 from tests.server import GunicornServer
 
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def database_url(monkeypatch):
+    """SQLite only: the README's example, not the database, is under test
+    (tests/test_e2e_platform_api.py runs the API on both databases)."""
+    monkeypatch.delenv(DATABASE_URL_ENV_VAR, raising=False)
+    return None
+
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

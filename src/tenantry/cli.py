@@ -412,7 +412,10 @@ def users_add(ctx, slug, username, role, password_stdin):
 @click.pass_context
 def users_list(ctx, slug, as_json):
     """List the users of tenant SLUG: username, roles, active. Writes nothing."""
-    rows = _refusing(users_of, _home(ctx), slug)
+    home = _home(ctx)
+    rows = _refusing(users_of, home, slug)
+    if not rows and not tenant_database(home, slug, read_only=True).exists():
+        click.echo(f"tenant {slug} has no database yet: no users", err=True)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
