@@ -174,6 +174,8 @@ def test_a_form_without_its_csrf_token_is_refused(page, server):
     for data in ({"action": "disable"}, {"action": "disable", "csrf": "x" * 43}):
         answer = httpx.post(f"{server.admin_url}/tenants/globex/state", data=data, cookies=cookies)
         assert answer.status_code == 403
+        assert "CSRF token is missing or wrong" in answer.text  # a page of the console
+        assert answer.headers["content-type"].startswith("text/html")
     assert httpx.get(f"{server.url}/globex/status").status_code == 200
     session = cookies["tenantry_console"]
     attributes = next(c for c in page.page.context.cookies() if c["name"] == "tenantry_console")

@@ -23,7 +23,7 @@ from flask import (
     request,
     url_for,
 )
-from werkzeug.exceptions import Forbidden
+from werkzeug.exceptions import Forbidden, HTTPException
 
 from tenantry.config import ALL_BLUEPRINTS, TenantConfigError
 from tenantry.data import audit as audit_log
@@ -40,6 +40,7 @@ from tenantry.platform import shared as platform_api
 from tenantry.platform.actions import change_user, users_of
 from tenantry.platform.operators import TOKEN_MINUTES, SignInRefused
 from tenantry.support.errors import PlatformError
+from tenantry.web.errors import error_name
 
 console = Blueprint("console", __name__, template_folder="templates", static_folder="static")
 
@@ -94,6 +95,16 @@ def _check_csrf():
 @console.app_context_processor
 def _template_globals() -> dict:
     return {"csrf_token": csrf_token, "operator": g.get("operator"), "human_bytes": human_bytes}
+
+
+@console.errorhandler(HTTPException)
+def _error_page(exc: HTTPException):
+    """The console's own refusals as a page (the API answers JSON)."""
+    code = exc.code or 500
+    page = render_template(
+        "error.html", code=code, name=error_name(code).replace("_", " "), message=exc.description
+    )
+    return page, code
 
 
 def signed_in(view):
