@@ -194,3 +194,28 @@ def test_env_files_read_as_python_dotenv_reads_them(text):
     """The direct reading of plain KEY=value lines must never differ from python-dotenv,
     which reads everything else."""
     assert parse_env(text) == dotenv_values(stream=io.StringIO(text))
+
+
+def test_the_session_interface_still_sets_reads_and_clears_a_session_cookie():
+    """Skipping the cookie work for an untouched session keeps Flask's behaviour for a
+    module that uses ``flask.session``: set, read (Vary: Cookie), cleared."""
+    from flask import Flask, session
+
+    from tenantry.server.factory import TenantSessionInterface
+
+    app = Flask(__name__)
+    app.secret_key = "k" * 32
+    app.session_interface = TenantSessionInterface()
+    app.add_url_rule("/set", "set", lambda: (session.__setitem__("n", 1), "ok")[1])
+    app.add_url_rule("/read", "read", lambda: str(session.get("n")))
+    app.add_url_rule("/clear", "clear", lambda: (session.clear(), "ok")[1])
+    app.add_url_rule("/none", "none", lambda: "ok")
+    client = app.test_client()
+    untouched = client.get("/none")
+    assert "Set-Cookie" not in untouched.headers and "Vary" not in untouched.headers
+    assert "Set-Cookie" in client.get("/set").headers
+    read = client.get("/read")
+    assert read.text == "1" and "Cookie" in read.headers["Vary"]
+    cleared = client.get("/clear")
+    assert "session=;" in cleared.headers["Set-Cookie"]
+    assert client.get("/read").text == "None"

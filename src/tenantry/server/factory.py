@@ -185,6 +185,13 @@ class TenantSessionInterface(SecureCookieSessionInterface):
             return self.session_class()
         return super().open_session(app, request)
 
+    def save_session(self, app: Flask, session, response) -> None:
+        # Nothing to send for a session nobody touched (every API request): Flask's own
+        # would first work out the cookie's name, domain, path and flags, ~7 calls.
+        if not session and not session.modified and not session.accessed:
+            return
+        super().save_session(app, session, response)
+
 
 def configure_routing(app: Flask) -> None:
     """Answer paths as given: no redirects to merge slashes or add a trailing one."""

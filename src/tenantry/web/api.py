@@ -50,11 +50,12 @@ class TenantApi(Api):
     def make_response(self, data, code=200, headers=None, **_options) -> Response:
         """Every resource answers JSON: no content negotiation, one serialisation. A
         pydantic model answers as its JSON (``model_dump_json``)."""
+        app = current_app._get_current_object()  # one context lookup, not two
         if type(data) is not dict and isinstance(data, BaseModel):
             text = data.model_dump_json(by_alias=True)  # as its schema documents it
         else:
-            text = current_app.json.dumps(data)
-        response = current_app.response_class(text + "\n", status=code, mimetype="application/json")
+            text = app.json.dumps(data)
+        response = app.response_class(text + "\n", status=code, mimetype="application/json")
         if headers:
             response.headers.extend(headers)
         return response
