@@ -15,6 +15,11 @@ class UnknownTenant(TenantError):
         super().__init__(f"no tenant named {slug!r}")
 
 
+class TenantExists(TenantError):
+    def __init__(self, slug: str):
+        super().__init__(f"tenant {slug!r} already exists")
+
+
 class OperationFailed(PlatformError):
     """A backup, verify, restore, clone or delete failed (a bad archive, a failing write);
     no tenant was changed."""

@@ -32,7 +32,7 @@ from tenantry.modules.loader import (
     resolve_modules,
 )
 from tenantry.ops.checks import hosts_in_use
-from tenantry.ops.errors import TenantError
+from tenantry.ops.errors import TenantError, TenantExists
 from tenantry.ops.hold import require_tenant
 from tenantry.ops.migrate import upgrade_database
 from tenantry.ops.record import record_action
@@ -92,7 +92,7 @@ def create_tenant(
     tenant exists once it is there. ``settings`` are more attributes of its config class
     (``{"NOTES_MAX_PER_USER": 10}``; literals only), which its modules' seeds see too.
 
-    :raises TenantError: invalid or existing slug, invalid host, blueprint or setting;
+    :raises TenantExists: :raises TenantError: invalid slug, invalid host, blueprint or setting;
         nothing written.
     """
     if not is_valid_slug(slug):
@@ -101,7 +101,7 @@ def create_tenant(
             "(not 'healthz')"
         )
     if home.config_file(slug).exists() or home.instance_dir(slug).exists():
-        raise TenantError(f"tenant {slug!r} already exists")
+        raise TenantExists(slug)
     if name is not None and (not is_text(name) or not name.isprintable()):
         raise TenantError("the name must be valid text without control characters")
     if name is not None and len(name) > MAX_NAME_LENGTH:
@@ -148,7 +148,7 @@ def create_tenant(
     try:
         instance.mkdir(mode=PRIVATE_DIR)
     except FileExistsError:
-        raise TenantError(f"tenant {slug!r} already exists") from None
+        raise TenantExists(slug) from None
     try:
         write_atomically(home.env_file(slug), f"SECRET_KEY={new_secret_key()}\n", 0o600)
         write_atomically(instance / "wsgi.py", WSGI_MODULE.format(slug=slug))

@@ -1,6 +1,7 @@
 """What an operator does to a tenant's users, one implementation for the CLI (``tenantry
-users ...``) and the platform API alike. The tenants' own lifecycle (create, enable,
-maintenance, rotate, delete, backup) is :mod:`tenantry.ops`; both callers use it as is."""
+users ...``), the platform API and the console alike; and a tenant created by an operator
+of the platform. The rest of the tenants' lifecycle (enable, maintenance, rotate, delete,
+backup) is :mod:`tenantry.ops`; every caller uses it as is."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import Callable, Iterator
 
 from flask import Flask
 
-from tenantry.config import TenantConfigError
+from tenantry.config import ALL_BLUEPRINTS, TenantConfigError
 from tenantry.data.db import tenant_database
 from tenantry.data.users import (
     UnknownUser,
@@ -23,6 +24,8 @@ from tenantry.data.users import (
 from tenantry.home.layout import TenantHome
 from tenantry.home.loader import load_config_class
 from tenantry.ops.hold import require_tenant
+from tenantry.ops.lifecycle import create_tenant
+from tenantry.ops.record import record_action
 from tenantry.server.factory import create_app
 from tenantry.support.errors import PlatformError
 from tenantry.web.auth import guard_of
@@ -49,6 +52,23 @@ def tenant_app(home: TenantHome, slug: str) -> Iterator[Flask]:
         yield app
     finally:
         app.extensions["tenantry.db"].dispose()
+
+
+def create_as_operator(
+    home: TenantHome,
+    slug: str,
+    name: str | None = None,
+    hosts: tuple[str, ...] = (),
+    blueprints: tuple[str, ...] = ALL_BLUEPRINTS,
+) -> None:
+    """Create a tenant as ``tenants create`` does, then say so in its audit log
+    (``tenant.create``, as the acting operator: the API and the console run it inside
+    :func:`~tenantry.data.audit.acting_as`).
+
+    :raises TenantExists: :raises TenantError: refused; nothing written.
+    """
+    create_tenant(home, slug, name=name, hosts=hosts, blueprints=blueprints)
+    record_action(home, slug, "tenant.create")
 
 
 def users_of(home: TenantHome, slug: str) -> list[dict]:

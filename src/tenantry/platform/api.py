@@ -11,21 +11,26 @@ from __future__ import annotations
 from pathlib import Path
 
 from flask import Blueprint, g
-from werkzeug.exceptions import BadRequest, Conflict, NotFound
+from werkzeug.exceptions import BadRequest, Conflict
 
 from tenantry.data import audit as audit_log
 from tenantry.data.db import tenant_database
-from tenantry.data.users import ROLES, LastAdmin, UnknownUser, UserError, UserExists
+from tenantry.data.users import ROLES
 from tenantry.home.layout import DEFAULT_RETRY_AFTER
 from tenantry.jobs.tables import STATES as JOB_STATES
 from tenantry.ops.backup_schedule import queue_backup
 from tenantry.ops.backups import list_backups
 from tenantry.ops.delete import delete_tenant
-from tenantry.ops.errors import OperationRefused, TenantError, UnknownTenant
+from tenantry.ops.errors import OperationRefused, TenantError, TenantExists, UnknownTenant
 from tenantry.ops.jobs import tenant_jobs
-from tenantry.ops.lifecycle import create_tenant, rotate_secret, set_enabled, set_maintenance
-from tenantry.ops.record import record_action
-from tenantry.platform.actions import TenantUnavailable, add_user, change_user, users_of
+from tenantry.ops.lifecycle import rotate_secret, set_enabled, set_maintenance
+from tenantry.platform.actions import (
+    TenantUnavailable,
+    add_user,
+    change_user,
+    create_as_operator,
+    users_of,
+)
 from tenantry.platform.operators import SignInRefused
 from tenantry.platform.shared import (
     home,
@@ -37,13 +42,13 @@ from tenantry.platform.shared import (
     verdict_of,
 )
 from tenantry.web.api import json_object, no_content, query_number, query_text, query_time
+from tenantry.web.auth import user_errors
 from tenantry.web.errors import error_response
 
 api = Blueprint("platform_api", __name__, url_prefix="/api")
 
 MAX_PAGE = 1000
 AUDIT_PAGE = 500
-# A tenant's name is shown in every listing: a title, not a document.
 
 
 # --- signing in --------------------------------------------------------------------------
@@ -95,16 +100,13 @@ def create():
         raise BadRequest("name must be a string.")
     if not _strings(hosts) or (blueprints is not None and not _strings(blueprints)):
         raise BadRequest("hosts and blueprints must be arrays of strings.")
-    if home().exists(slug):
-        raise Conflict(f"Tenant {slug!r} exists.")
     options = {} if blueprints is None else {"blueprints": tuple(blueprints)}
     try:
-        create_tenant(home(), slug, name=name, hosts=tuple(hosts), **options)
+        create_as_operator(home(), slug, name=name, hosts=tuple(hosts), **options)
+    except TenantExists as exc:
+        raise Conflict(str(exc)) from None
     except TenantError as exc:
-        if home().exists(slug) and "exists" in str(exc):
-            raise Conflict(str(exc)) from None
         raise BadRequest(str(exc)) from None
-    audit_log_change(slug, "tenant.create")
     return overview().row(slug, fresh=True), 201
 
 
@@ -117,10 +119,6 @@ def _known_fields(body: dict, *fields: str) -> None:
 
 def _strings(value) -> bool:
     return isinstance(value, list) and all(isinstance(item, str) for item in value)
-
-
-def audit_log_change(slug: str, action: str, target: str | None = None) -> None:
-    record_action(home(), slug, action, target)
 
 
 @api.get("/tenants/<slug>")
@@ -198,12 +196,8 @@ def new_user(slug: str):
         raise BadRequest("username, password and role must be strings.")
     if role not in ROLES:
         raise BadRequest(f"role must be one of {', '.join(ROLES)}.")
-    try:
+    with user_errors():
         add_user(home(), slug, username, password, role)
-    except UserExists as exc:
-        raise Conflict(str(exc)) from None
-    except UserError as exc:
-        raise BadRequest(str(exc)) from None
     overview().forget(slug)
     return {"username": username, "roles": [role], "active": True}, 201
 
@@ -242,14 +236,8 @@ def delete_a_user(slug: str, username: str):
 
 
 def _change_user(slug: str, username: str, **changes) -> None:
-    try:
+    with user_errors():
         change_user(home(), slug, username, keep_an_admin=True, **changes)
-    except UnknownUser as exc:
-        raise NotFound(str(exc)) from None
-    except LastAdmin as exc:
-        raise Conflict(str(exc)) from None
-    except UserError as exc:
-        raise BadRequest(str(exc)) from None
     overview().forget(slug)
 
 

@@ -34,10 +34,9 @@ from tenantry.ops.backup_schedule import queue_backup
 from tenantry.ops.backups import list_backups
 from tenantry.ops.errors import TenantError
 from tenantry.ops.jobs import tenant_jobs
-from tenantry.ops.lifecycle import create_tenant, set_enabled, set_maintenance
-from tenantry.ops.record import record_action
+from tenantry.ops.lifecycle import set_enabled, set_maintenance
 from tenantry.platform import shared as platform_api
-from tenantry.platform.actions import change_user, users_of
+from tenantry.platform.actions import change_user, create_as_operator, users_of
 from tenantry.platform.operators import TOKEN_MINUTES, SignInRefused
 from tenantry.support.errors import PlatformError
 from tenantry.web.errors import error_name
@@ -118,8 +117,7 @@ def signed_in(view):
         g.operator = operator
         if operators.seconds_left(token) < TOKEN_MINUTES * 60 / 2:
             g.renewed_session = operators.renew(token)
-        actor = audit_log.Actor(f"operator:{operator.name}", None, request.remote_addr)
-        with audit_log.acting_as(actor):
+        with platform_api.acting_operator(operator):
             return view(*args, **kwargs)
 
     return wrapped
@@ -235,9 +233,7 @@ def new_tenant():
         home = platform_api.home()
         hosts = tuple(host.strip() for host in form["hosts"].replace(",", " ").split() if host)
         try:
-            if home.exists(form["slug"]):
-                raise TenantError(f"tenant {form['slug']!r} exists")
-            create_tenant(
+            create_as_operator(
                 home,
                 form["slug"],
                 name=form["name"] or None,
@@ -247,7 +243,6 @@ def new_tenant():
         except (TenantError, ValueError) as exc:
             error = str(exc)
         else:
-            record_action(home, form["slug"], "tenant.create")
             return redirect(url_for("console.tenant", slug=form["slug"]))
     return render_template("new.html", form=form, blueprints=blueprints, error=error)
 

@@ -24,9 +24,18 @@ from flask_praetorian import Praetorian
 from flask_praetorian.constants import REFRESH_EXPIRATION_CLAIM, AccessType
 from flask_praetorian.exceptions import ExpiredAccessError
 from passlib.hash import pbkdf2_sha512
-from werkzeug.exceptions import Forbidden, Unauthorized
+from werkzeug.exceptions import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 
-from tenantry.data.users import TokenHolder, User, is_usable_password, token_holder
+from tenantry.data.users import (
+    LastAdmin,
+    TokenHolder,
+    UnknownUser,
+    User,
+    UserError,
+    UserExists,
+    is_usable_password,
+    token_holder,
+)
 from tenantry.support.blocking import in_thread
 
 ALGORITHM = "HS512"
@@ -334,3 +343,18 @@ def password_matches(user: User | None, password: str) -> bool:
         in_thread(context.verify, "decoy password", _decoy_hash())
         return False
     return in_thread(context.verify, password, user.password_hash) and user.active
+
+
+@contextlib.contextmanager
+def user_errors():
+    """A user that could not be made or changed, as the HTTP answer a tenant's admin routes
+    and the platform API both give: 404 no such user, 409 the name is taken or the change
+    would leave no active admin, 400 anything else refused."""
+    try:
+        yield
+    except UnknownUser as exc:
+        raise NotFound(str(exc)) from None
+    except (UserExists, LastAdmin) as exc:
+        raise Conflict(str(exc)) from None
+    except UserError as exc:
+        raise BadRequest(str(exc)) from None

@@ -2,8 +2,6 @@
 (with ``openapi``) may use :mod:`tenantry.data` and :mod:`tenantry.web` directly; every
 other built-in uses :mod:`tenantry.endpoint` alone."""
 
-import contextlib
-
 from flask import current_app, request
 from flask_praetorian.constants import REFRESH_EXPIRATION_CLAIM
 from pydantic import BaseModel
@@ -12,10 +10,6 @@ from werkzeug.exceptions import BadRequest, Conflict, NotFound, TooManyRequests,
 from tenantry.data.audit import ENTRY_FIELDS, entries
 from tenantry.data.users import (
     USERNAME_PATTERN,
-    LastAdmin,
-    UnknownUser,
-    UserError,
-    UserExists,
     begin_login,
     create_user,
     delete_user,
@@ -41,6 +35,7 @@ from tenantry.web.auth import (
     issue_token,
     password_matches,
     refreshed_token,
+    user_errors,
 )
 from tenantry.web.openapi import INTEGER, STRING, STRINGS, operation, schema_object
 
@@ -183,7 +178,7 @@ class Users(TenantResource):
 
     def post(self):
         body = json_object()
-        try:
+        with user_errors():
             user = create_user(
                 self.database,
                 hash_password,
@@ -191,10 +186,6 @@ class Users(TenantResource):
                 body.get("password"),
                 body.get("roles", ["user"]),
             )
-        except UserExists as exc:
-            raise Conflict(str(exc)) from None
-        except UserError as exc:
-            raise BadRequest(str(exc)) from None
         return user.as_dict(), 201
 
 
@@ -231,7 +222,7 @@ class UserByName(TenantResource):
         body = json_object()
         if not body or set(body) - set(USER_CHANGES) or None in body.values():
             raise BadRequest(f"Give one or more of {', '.join(USER_CHANGES)}, and nothing else.")
-        with _user_errors():
+        with user_errors():
             user = update_user(
                 self.database,
                 hash_password,
@@ -244,22 +235,10 @@ class UserByName(TenantResource):
         return user.as_dict()
 
     def delete(self, username):
-        with _user_errors():
+        with user_errors():
             user_id = delete_user(self.database, username)
         forget_holders(user_id=user_id)
         return no_content()
-
-
-@contextlib.contextmanager
-def _user_errors():
-    try:
-        yield
-    except UnknownUser as exc:
-        raise NotFound(str(exc)) from None
-    except LastAdmin as exc:
-        raise Conflict(str(exc)) from None
-    except UserError as exc:
-        raise BadRequest(str(exc)) from None
 
 
 MAX_AUDIT_PAGE = 1000
