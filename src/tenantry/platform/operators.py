@@ -211,29 +211,20 @@ class Operators:
         if not NAME_PATTERN.fullmatch(name) or len(password) > MAX_PASSWORD_LENGTH:
             _hashing.verify("", _DUMMY_HASH)
             raise wrong
-        locked = self._change(lambda data: _begin_attempt(data, name))
+        # One read under the lock: the attempt counted, and the operator as it is now.
+        locked, row, key = self._change(
+            lambda data: (_begin_attempt(data, name), data["operators"].get(name), data.get("key"))
+        )
         if locked:
             raise SignInRefused(
                 f"too many failed sign-ins for {name}; try again later", retry_after=locked
             )
-        row = self._read()["operators"].get(name)
         if not _hashing.verify(password, row["hash"] if row else _DUMMY_HASH) or row is None:
             raise wrong  # the attempt stays counted
         self._change(lambda data: data.get("attempts", {}).pop(name, None))
         if not row["active"]:
             raise SignInRefused(f"operator {name} is disabled")
-        return self._token(name, row["generation"])
-
-    def _token(self, name: str, generation: int) -> str:
-        now = int(time.time())
-        claims = {
-            "sub": name,
-            "gen": generation,
-            "aud": AUDIENCE,
-            "iat": now,
-            "exp": now + TOKEN_MINUTES * 60,
-        }
-        return jwt.encode(claims, self._read()["key"], algorithm="HS256")
+        return _token(name, row["generation"], key)
 
     def seconds_left(self, token: str) -> float:
         """Seconds before a token :meth:`operator_of` accepted expires."""
@@ -246,8 +237,8 @@ class Operators:
         operator = self.operator_of(token)
         if operator is None:
             return None
-        row = self._read()["operators"][operator.name]
-        return self._token(operator.name, row["generation"])
+        data = self._read()
+        return _token(operator.name, data["operators"][operator.name]["generation"], data["key"])
 
     def operator_of(self, token: str) -> Operator | None:
         """The active operator ``token`` speaks for, or None (expired, forged, another
@@ -267,6 +258,18 @@ class Operators:
 
 
 MAX_TRACKED_NAMES = 10_000
+
+
+def _token(name: str, generation: int, key: str) -> str:
+    now = int(time.time())
+    claims = {
+        "sub": name,
+        "gen": generation,
+        "aud": AUDIENCE,
+        "iat": now,
+        "exp": now + TOKEN_MINUTES * 60,
+    }
+    return jwt.encode(claims, key, algorithm="HS256")
 
 
 def _begin_attempt(data: dict, name: str) -> int:

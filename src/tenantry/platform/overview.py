@@ -28,18 +28,9 @@ log = logging.getLogger(__name__)
 
 FIGURES_SECONDS = 30.0
 IDLE_SECONDS = 600.0
-ROW_FIELDS = (
-    "slug",
-    "name",
-    "enabled",
-    "maintenance",
-    "blueprints",
-    "hosts",
-    "users",
-    "bytes",
-    "quota",
-    "last_activity",
-)
+# A row: what describing the tenant gives, then what its figures give.
+DESCRIBED_FIELDS = ("slug", "name", "enabled", "maintenance", "blueprints", "hosts")
+FIGURE_FIELDS = ("users", "bytes", "quota", "last_activity")
 
 
 class Overview:
@@ -144,12 +135,10 @@ class Overview:
 
     def row(self, slug: str, fresh: bool = False) -> dict:
         described, figures = self.describe(slug), self.figures(slug, fresh)
-        row = {**described, **{key: figures.get(key) for key in ROW_FIELDS[6:]}}
-        if "error" in figures and "error" not in row:
-            row["error"] = figures["error"]
-        return {key: row.get(key) for key in ROW_FIELDS} | (
-            {"error": row["error"]} if "error" in row else {}
-        )
+        row = {key: described.get(key) for key in DESCRIBED_FIELDS}
+        row |= {key: figures.get(key) for key in FIGURE_FIELDS}
+        error = described.get("error") or figures.get("error")
+        return row | ({"error": error} if error else {})
 
 
 def _matches(described: dict, needle: str) -> bool:

@@ -11,6 +11,7 @@ from werkzeug.exceptions import Forbidden, NotFound, Unauthorized
 from tenantry.data import audit as audit_log
 from tenantry.data.db import tenant_database
 from tenantry.home.layout import TenantHome
+from tenantry.platform.operators import Operator
 
 
 def home() -> TenantHome:
@@ -47,17 +48,22 @@ def operator_required(change: bool = False):
             if change and operator.read_only:
                 raise Forbidden(f"Operator {operator.name} is read-only.")
             g.operator = operator
-            actor = audit_log.Actor(
-                f"operator:{operator.name}",
-                request.environ.get("tenantry.request_id"),
-                request.remote_addr,
-            )
-            with audit_log.acting_as(actor):
+            with acting_operator(operator):
                 return view(*args, **kwargs)
 
         return wrapped
 
     return decorate
+
+
+def acting_operator(operator: Operator):
+    """The block's audit entries are ``operator``'s, from the request's client."""
+    actor = audit_log.Actor(
+        f"operator:{operator.name}",
+        request.environ.get("tenantry.request_id"),
+        request.remote_addr,
+    )
+    return audit_log.acting_as(actor)
 
 
 def known(slug: str) -> str:
