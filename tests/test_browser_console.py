@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import time
 
 import httpx
@@ -251,3 +252,25 @@ def test_hostile_console_input_is_refused_with_a_page_or_an_error_never_a_500(se
         )
         assert sent.headers["location"] == "/tenants"
     assert "Traceback" not in server.log_path.read_text()
+
+
+def test_a_body_that_stops_arriving_at_the_admin_address_ends_in_408(server):
+    """As on the tenants' address: a sign-in whose body stalls is given up after the idle
+    limit, and the admin address answers others meanwhile."""
+    from tenantry.server.bodies import BODY_IDLE_SECONDS
+
+    sock = socket.create_connection(("127.0.0.1", server.admin_port), timeout=30)
+    try:
+        sock.sendall(
+            b"POST /api/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100\r\n\r\n{"
+        )
+        started = time.monotonic()
+        assert httpx.get(f"{server.admin_url}/api/openapi.json").status_code == 200
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += sock.recv(4096)
+        assert data.split(b" ", 2)[1] == b"408", data
+        assert time.monotonic() - started >= BODY_IDLE_SECONDS - 2
+    finally:
+        sock.close()

@@ -21,6 +21,7 @@ from tenantry.platform.console import console
 from tenantry.platform.openapi import openapi
 from tenantry.platform.operators import Operators
 from tenantry.platform.overview import Overview
+from tenantry.server.bodies import IdleInput
 from tenantry.server.settings import ADMIN_BIND_ENV_VAR
 from tenantry.web.errors import register_error_handlers
 from tenantry.wsgi import behind_proxies, dispatcher_application
@@ -49,6 +50,17 @@ def create_admin_app(home: TenantHome) -> Flask:
     app.register_blueprint(api)
     app.register_blueprint(openapi)
     app.register_blueprint(console)
+
+    served = app.wsgi_app
+
+    def idle_bodies_end(environ, start_response):
+        # As on the tenants' address: a body that stops arriving is given up (408), so
+        # idle connections here cannot hold the workers both addresses share.
+        if environ.get("CONTENT_LENGTH") or environ.get("HTTP_TRANSFER_ENCODING"):
+            environ["wsgi.input"] = IdleInput(environ["wsgi.input"])
+        return served(environ, start_response)
+
+    app.wsgi_app = idle_bodies_end
 
     @app.after_request
     def secure(response: Response) -> Response:

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from werkzeug.exceptions import (
     BadRequest,
     ClientDisconnected,
+    HTTPException,
     MethodNotAllowed,
     RequestEntityTooLarge,
 )
@@ -195,6 +196,8 @@ def _bounded_body(limit: int) -> bytes:
     while size <= limit:
         try:
             chunk = stream.read(min(_READ_SIZE, limit + 1 - size))
+        except HTTPException:  # the input's own answer (a body that stopped coming: 408)
+            raise
         except Exception as exc:  # the server's own error for a broken connection
             raise ClientDisconnected("The request body was cut off.") from exc
         if not chunk:
